@@ -1,0 +1,33 @@
+"""hpsearch: find the best Keras binary classifier for a table, with Ray Tune and ASHA."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from search.errors import DataError, HpsearchError, SearchError, SpaceError, SpecError
+from search.space import Space, load_space
+from search.spec import RunSpec
+
+if TYPE_CHECKING:
+    from search.pipeline import RunOutcome
+
+__version__ = "0.1.0"
+__all__ = [
+    "DataError",
+    "HpsearchError",
+    "RunSpec",
+    "SearchError",
+    "Space",
+    "SpaceError",
+    "SpecError",
+    "__version__",
+    "load_space",
+    "run_search",
+]
+
+
+def run_search(spec: RunSpec, on_progress: Any = None) -> RunOutcome:
+    """Run one search end to end; see :func:`search.pipeline.run_search`."""
+    from search.pipeline import run_search as _run_search
+
+    return _run_search(spec, on_progress)

@@ -1,0 +1,211 @@
+"""The ``hpsearch`` command: argument parsing, console output and exit codes, nothing else.
+
+Every :class:`HpsearchError` becomes ``error: <message>`` on one line and exit code 2.
+Heavy imports (TensorFlow, Ray) happen inside the commands, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from search.errors import HpsearchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find the best Keras binary classifier for a table, with Ray Tune and ASHA.",
+)
+out = Console(highlight=False)
+if not out.is_terminal:
+    out = Console(highlight=False, width=160)
+err = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Ray's logs.")) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    if debug:
+        os.environ["HPSEARCH_DEBUG"] = "1"
+
+
+@app.command()
+def run(
+    data: str = typer.Argument("builtin:breast_cancer", help="CSV or Parquet file, or builtin:breast_cancer."),
+    target: str | None = typer.Option(None, help="Target column name, or index (-1 = last). Default: the last column."),
+    no_header: bool = typer.Option(False, "--no-header", help="The CSV has no header row."),
+    positive: str | None = typer.Option(None, help="Label of the positive class (1). Default: 1/true/yes, else the rarer class."),
+    drop: list[str] = typer.Option([], "--drop", help="Column to leave out (an id, a leak); repeat for more."),
+    space: str = typer.Option("default", help="Space name in spaces/ or a path to a .yaml file."),
+    name: str | None = typer.Option(None, help="Run name: results go to RESULTS/NAME. Default: <data>-<UTC time>."),
+    results: str = typer.Option("results", help="Folder for run outputs."),
+    metric: str = typer.Option("roc_auc", help="roc_auc, accuracy, f1 or log_loss."),
+    samples: int = typer.Option(40, help="Number of trials (configurations sampled)."),
+    max_epochs: int | None = typer.Option(None, help="Epochs of a trial that ASHA never stops. Default: the space's fixed.epochs (60)."),
+    grace_period: int = typer.Option(4, help="ASHA: epochs before a trial can be stopped."),
+    reduction_factor: float = typer.Option(3.0, help="ASHA: keep 1/factor of the trials at each rung."),
+    searcher: str = typer.Option("random", help="random, or optuna (TPE)."),
+    seed: int = typer.Option(0, help="Seed of the splits, the sampled configurations and the weights."),
+    cpus: int | None = typer.Option(None, help="CPUs for the local Ray. Default: all."),
+    cpus_per_trial: float = typer.Option(1.0, help="CPUs each trial reserves; trials run concurrently up to the CPUs."),
+    gpus_per_trial: float = typer.Option(0.0, help="GPUs each trial reserves (fractions allowed)."),
+    time_budget: float | None = typer.Option(None, help="Seconds after which the search ends."),
+    test_size: float = typer.Option(0.2, help="Share of rows held out from the search for the final test."),
+    val_size: float = typer.Option(0.2, help="Share of the remaining rows the trials validate on."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Search for the best MLP configuration on a table and save the results."""
+    options = dict(locals())
+    _guard(lambda: _run(options, quiet))
+
+
+def _run(options: dict, quiet: bool) -> None:
+    from search.spec import RunSpec
+
+    options = dict(options)
+    options["header"] = not options.pop("no_header")
+    options.pop("quiet")
+    options["drop"] = tuple(options["drop"])
+    spec = RunSpec.from_options(**options)
+    from search.pipeline import prepare, run_search
+
+    space, table, splits = prepare(spec)  # fail fast, before the slow imports
+    if not quiet:
+        out.print(
+            f"[bold]hpsearch[/bold]: {table.source} ({table.n_rows} rows, {len(table.schema)} features, "
+            f"positive class '{table.labels[1]}'), space {space.name}, {spec.samples} trials, "
+            f"metric {spec.metric}, {len(splits.train)}/{len(splits.val)}/{len(splits.test)} rows "
+            f"train/val/test"
+        )
+    _quiet_libraries()
+    with _progress_display(quiet) as on_progress:
+        outcome = run_search(spec, on_progress)
+    if not quiet:
+        _print_summary(outcome, spec.metric)
+
+
+def _guard(action) -> None:  # noqa: ANN001
+    try:
+        action()
+    except HpsearchError as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing was saved.")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("HPSEARCH_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {first} (run with --debug for details)",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(1) from None
+
+
+def _quiet_libraries() -> None:
+    """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it)."""
+    if os.environ.get("HPSEARCH_DEBUG"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("ray", "ray.tune", "ray.train", "tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # TensorFlow's C++ start-up lines (CUDA probing, absl) bypass TF_CPP_MIN_LOG_LEVEL: import it
+    # once with the stderr file descriptor pointed at /dev/null.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _progress_display:
+    """A live one-line status on a terminal; a line per finished trial elsewhere."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.live = None
+        self.finished = 0
+
+    def __enter__(self):  # noqa: ANN204
+        if self.quiet:
+            return None
+        if out.is_terminal:
+            from rich.live import Live
+
+            self.live = Live("", console=out, transient=True, refresh_per_second=4)
+            self.live.__enter__()
+        return self.update
+
+    def update(self, p) -> None:  # noqa: ANN001
+        best = f"{p.best:.4f}" if p.best is not None else "-"
+        line = (
+            f"trials: {p.running} running, {p.finished}/{p.total} finished "
+            f"({p.stopped_early} stopped early, {p.failed} failed); best {p.metric} {best}"
+        )
+        if self.live is not None:
+            self.live.update(line)
+        elif p.finished != self.finished:
+            self.finished = p.finished
+            out.print(line)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
+def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
+    trials = outcome.trials
+    counts = trials["status"].value_counts()
+    column = f"best_{metric}"
+    top = trials.dropna(subset=[column]).sort_values(
+        column, ascending=metric == "log_loss", kind="stable"
+    ).head(5)
+    params = [c for c in outcome.searched if trials[c].nunique() > 1]
+    table = RichTable(title=f"Top trials by validation {metric}")
+    for col in ["trial", metric, "best epoch", "epochs", "status", *params]:
+        table.add_column(col)
+    for row in top.to_dict("records"):
+        table.add_row(
+            row["trial_id"], f"{row[column]:.4f}", str(int(row["best_epoch"])), str(row["epochs"]),
+            row["status"], *(_short(row[p]) for p in params),
+        )
+    out.print(table)
+    out.print(
+        "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in counts.index)
+        + f"\nbest: {metric} {outcome.best['value']:.4f} (trial {outcome.best['trial_id']}, "
+        f"epoch {outcome.best['best_epoch']})\nresults: {outcome.run_dir}"
+    )
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="hpsearch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

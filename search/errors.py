@@ -1,0 +1,33 @@
+"""The one exception tree of hpsearch.
+
+    HpsearchError            anything the user can fix; the CLI prints it on one line, exit 2
+    ├── SpecError            a run option that is out of range or inconsistent
+    ├── SpaceError           a search-space file that is missing or malformed
+    ├── DataError            a data file, target or column that cannot be used
+    └── SearchError          a search that ran but produced nothing usable
+
+Failures of single trials are not exceptions of this tree: they are recorded in
+``trials.csv`` (status ``errored`` or ``diverged``) and the search goes on.
+"""
+
+from __future__ import annotations
+
+
+class HpsearchError(Exception):
+    """Base of every error meant for the user: the message says what is wrong and the fix."""
+
+
+class SpecError(HpsearchError):
+    """A run option is out of range or inconsistent with another."""
+
+
+class SpaceError(HpsearchError):
+    """A search-space file is missing or malformed."""
+
+
+class DataError(HpsearchError):
+    """A data file, its target or one of its columns cannot be used."""
+
+
+class SearchError(HpsearchError):
+    """The search ran but yielded no usable trial."""

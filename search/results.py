@@ -1,0 +1,78 @@
+"""Every path under ``results/`` and the atomic commit of a run.
+
+A run writes into ``results/.<name>.partial/`` and is renamed to ``results/<name>/`` only when
+it succeeded, so a failed or interrupted run never leaves a half-written folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.errors import SpecError
+
+SPEC = "spec.json"
+TRIALS = "trials.csv"
+EPOCHS = "epochs.csv"
+BEST_CONFIG = "best_config.json"
+
+
+def start_run(results_root: Path, name: str) -> tuple[Path, Path]:
+    """Reserve ``results_root/<name>``; returns (partial folder to write into, final folder)."""
+    final = results_root / name
+    if final.exists():
+        raise SpecError(f"--name {name}: {final} exists already. Choose another --name or remove it.")
+    partial = results_root / f".{name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial, final
+
+
+def commit_run(partial: Path, final: Path) -> Path:
+    """Publish a finished run with one rename."""
+    os.replace(partial, final)
+    return final
+
+
+def abandon_run(partial: Path) -> None:
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temporary file, then rename); NaN becomes null."""
+    text = json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n"
+    _write_atomic(path, text)
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    _write_atomic(path, table.to_csv(index=False))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+    os.replace(tmp, path)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,93 @@
+"""The run request: every option of ``hpsearch run``, validated once at the edge.
+
+``RunSpec`` is a pydantic model (untrusted input from the command line); after validation it is
+frozen and passed inward unchanged, and written to ``spec.json`` as the record of the run.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from search.data import BUILTIN_PREFIX, DEFAULT_DATA
+from search.errors import SpecError
+from search.metrics import DEFAULT_METRIC, METRICS
+from search.space import DEFAULT_SPACE
+
+DEFAULT_MAX_EPOCHS = 60
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class RunSpec(BaseModel):
+    """A validated run request (see ``hpsearch run --help`` for each option)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = DEFAULT_DATA
+    target: str | None = None
+    header: bool = True
+    positive: str | None = None
+    drop: tuple[str, ...] = ()
+    space: str = DEFAULT_SPACE
+    name: str | None = None
+    results: str = "results"
+    metric: str = DEFAULT_METRIC
+    samples: int = Field(40, ge=1)
+    max_epochs: int | None = Field(None, ge=1)
+    grace_period: int = Field(4, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    searcher: Literal["random", "optuna"] = "random"
+    seed: int = Field(0, ge=0)
+    cpus: int | None = Field(None, ge=1)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    time_budget: float | None = Field(None, gt=0)
+    test_size: float = Field(0.2, ge=0, le=0.5)
+    val_size: float = Field(0.2, ge=0.05, le=0.5)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a plain folder name; use letters, digits, '.', '_' and '-'"
+            )
+        return value
+
+    @classmethod
+    def from_options(cls, **options: Any) -> RunSpec:
+        """Build from CLI options, turning pydantic's report into one line that names the flag."""
+        try:
+            return cls(**{k: v for k, v in options.items() if v is not None})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+            msg = err["msg"].removeprefix("Value error, ")
+            raise SpecError(f"{flag}: {msg[0].lower()}{msg[1:]}, got {err.get('input')!r}.") from None
+
+    def run_name(self, now: datetime | None = None) -> str:
+        """``--name``, or ``<data>-<UTC time>`` so that runs sort by date."""
+        if self.name:
+            return self.name
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S")
+        stem = self.data.removeprefix(BUILTIN_PREFIX)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(stem).stem) or "data"
+        return f"{stem}-{stamp}"
+
+    def epochs(self, space_fixed: dict[str, Any]) -> int:
+        """``--max-epochs``, else the space's ``fixed.epochs``, else the default."""
+        return int(self.max_epochs or space_fixed.get("epochs", DEFAULT_MAX_EPOCHS))
+
+    def results_root(self) -> Path:
+        return Path(self.results).expanduser().resolve()

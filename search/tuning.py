@@ -1,0 +1,263 @@
+"""The search: a local (or given) Ray session, ASHA, a searcher, and ``tune.Tuner``.
+
+This is the only module that builds a ``tune.Tuner``. It turns a :class:`Space` into Ray Tune
+domains, sends the encoded data to the trials once (``tune.with_parameters``), reuses worker
+processes across trials, and turns Ray's ``ResultGrid`` into a plain trial table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from search.metrics import METRICS, is_better
+from search.space import ChoiceParam, FloatParam, IntParam, Space
+from search.trainable import TrialData, train_trial
+
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
+
+    from search.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_DIR = "tune"
+# Quiet TensorFlow's C++ start-up chatter in every worker.
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
+STATUSES = ("completed", "stopped early", "diverged", "errored")
+
+
+@dataclass
+class Progress:
+    """A snapshot of the search for the console: counts and the best score so far."""
+
+    total: int
+    metric: str
+    running: int = 0
+    finished: int = 0
+    stopped_early: int = 0
+    failed: int = 0
+    best: float | None = None
+    best_trial: str | None = None
+
+
+def to_ray_space(space: Space) -> dict[str, Any]:
+    """Ray Tune domains for ``space``. Bounds are inclusive: Ray's ``randint`` excludes ``upper``."""
+    from ray import tune
+
+    domains: dict[str, Any] = {}
+    for name, p in space.params.items():
+        if isinstance(p, IntParam):
+            sampler = tune.lograndint if p.log else tune.randint
+            domains[name] = sampler(p.low, p.high + 1)
+        elif isinstance(p, FloatParam):
+            domains[name] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+        elif isinstance(p, ChoiceParam):
+            domains[name] = tune.choice(list(p.values))
+    return domains
+
+
+def run_trials(
+    spec: RunSpec,
+    space: Space,
+    data: TrialData,
+    run_dir: Path,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> pd.DataFrame:
+    """Run the search and return the trial table (one row per trial, see :func:`trial_table`)."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    started_here = _start_ray(spec)
+    try:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=data.max_epochs,
+            grace_period=min(spec.grace_period, data.max_epochs),
+            reduction_factor=spec.reduction_factor,
+        )
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, data=data),
+            {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+        )
+        callbacks = [_ProgressCallback(spec.samples, data, on_progress)] if on_progress else []
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_ray_space(space),
+            tune_config=tune.TuneConfig(
+                metric=data.metric,
+                mode=METRICS[data.metric],
+                scheduler=scheduler,
+                search_alg=_searcher(spec),
+                num_samples=spec.samples,
+                reuse_actors=True,
+                time_budget_s=spec.time_budget,
+            ),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT_DIR,
+                storage_path=str(run_dir),
+                verbose=0,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        grid = tuner.fit()
+        return trial_table(grid, data, space)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def trial_table(grid: ResultGrid, data: TrialData, space: Space) -> pd.DataFrame:
+    """One row per trial: id, hyperparameters, epochs, best/last metric, best epoch, status, node."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        history = result.metrics_dataframe
+        row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name}
+        row.update({name: _plain(result.config.get(name)) for name in space.params})
+        epochs = int(metrics.get("training_iteration") or 0)
+        best = best_epoch = last = np.nan
+        if history is not None and data.metric in history and len(history):
+            values = history[data.metric].to_numpy(dtype=float)
+            pick = np.nanargmax(values) if METRICS[data.metric] == "max" else np.nanargmin(values)
+            best, last = float(values[pick]), float(values[-1])
+            best_epoch = int(history["training_iteration"].iloc[pick])
+        if result.error is not None:
+            status = "errored"
+        elif metrics.get("diverged"):
+            status = "diverged"
+            best = best_epoch = last = np.nan
+        elif epochs >= data.max_epochs:
+            status = "completed"
+        else:
+            status = "stopped early"
+        row.update(
+            epochs=epochs,
+            best_epoch=best_epoch,
+            **{f"best_{data.metric}": best, f"last_{data.metric}": last},
+            status=status,
+            node_ip=metrics.get("node_ip", ""),
+            error=_first_line(result.error),
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
+
+
+def epoch_history(run_dir: Path, metric: str) -> pd.DataFrame:
+    """Every trial's per-epoch scores, read back from Ray's experiment folder."""
+    frames = []
+    for progress in sorted((run_dir / EXPERIMENT_DIR).glob("*/progress.csv")):
+        try:
+            df = pd.read_csv(progress)
+        except (pd.errors.EmptyDataError, OSError):
+            continue
+        keep = [c for c in ("trial_id", "training_iteration", *METRICS, "loss") if c in df]
+        frames.append(df[keep].rename(columns={"training_iteration": "epoch"}))
+    if not frames:
+        return pd.DataFrame(columns=["trial_id", "epoch", metric])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _start_ray(spec: RunSpec) -> bool:
+    """Start a private local Ray (no dashboard, token authentication on), unless one is connected.
+
+    Ray 2.60 resolves a loopback node address to the machine's routable one and its gRPC
+    servers listen on every interface; its token authentication (on by default) is what keeps
+    other hosts out. See README, "Security".
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(
+        address="local",
+        num_cpus=spec.cpus or os.cpu_count() or 1,
+        include_dashboard=False,
+        log_to_driver=log.isEnabledFor(logging.DEBUG),
+        # Ray's token authentication stays on (its default); its notice about it is not shown.
+        logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
+        runtime_env={"env_vars": WORKER_ENV},
+    )
+    return True
+
+
+def _searcher(spec: RunSpec) -> Any:
+    if spec.searcher == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=spec.seed)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=spec.seed)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _first_line(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    text = str(error).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # Ray wraps the trial's exception; its last line is the original "Type: message".
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+class _ProgressCallback:
+    """A Ray Tune callback (built lazily, so importing this module does not import Ray)."""
+
+    def __new__(cls, total: int, data: TrialData, sink: Callable[[Progress], None]) -> Any:
+        from ray.tune import Callback
+
+        class ProgressCallback(Callback):
+            def __init__(self) -> None:
+                self.state = Progress(total=total, metric=data.metric)
+
+            def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self._count_running(trials)
+                sink(self.state)
+
+            def on_trial_result(
+                self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+            ) -> None:
+                self._count_running(trials)
+                value = result.get(data.metric)
+                if value is None or result.get("diverged"):
+                    return
+                best = self.state.best
+                if best is None or is_better(float(value), best, data.metric):
+                    self.state.best, self.state.best_trial = float(value), trial.trial_id
+                    sink(self.state)
+
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self._finish(trials, trial, failed=bool((trial.last_result or {}).get("diverged")))
+
+            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self._finish(trials, trial, failed=True)
+
+            def _count_running(self, trials: list) -> None:
+                self.state.running = sum(t.status == "RUNNING" for t in trials)
+
+            def _finish(self, trials: list, trial: Any, failed: bool) -> None:
+                self._count_running(trials)
+                self.state.running = max(0, self.state.running - 1)
+                self.state.finished += 1
+                epochs = (trial.last_result or {}).get("training_iteration", 0)
+                if failed:
+                    self.state.failed += 1
+                elif epochs < data.max_epochs:
+                    self.state.stopped_early += 1
+                sink(self.state)
+
+        return ProgressCallback()
