@@ -40,14 +40,14 @@ def run(
     data: str = typer.Argument("builtin:breast_cancer", help="CSV or Parquet file, or builtin:breast_cancer."),
     target: str | None = typer.Option(None, help="Target column name, or index (-1 = last). Default: the last column."),
     no_header: bool = typer.Option(False, "--no-header", help="The CSV has no header row."),
-    positive: str | None = typer.Option(None, help="Label of the positive class (1). Default: 1/true/yes, else the rarer class."),
+    positive: str | None = typer.Option(None, help="Label of class 1. Default: 1/true/yes, else the rarer class."),
     drop: list[str] = typer.Option([], "--drop", help="Column to leave out (an id, a leak); repeat for more."),
     space: str = typer.Option("default", help="Space name in spaces/ or a path to a .yaml file."),
     name: str | None = typer.Option(None, help="Run name: results go to RESULTS/NAME. Default: <data>-<UTC time>."),
     results: str = typer.Option("results", help="Folder for run outputs."),
     metric: str = typer.Option("roc_auc", help="roc_auc, accuracy, f1 or log_loss."),
     samples: int = typer.Option(40, help="Number of trials (configurations sampled)."),
-    max_epochs: int | None = typer.Option(None, help="Epochs of a trial that ASHA never stops. Default: the space's fixed.epochs (60)."),
+    max_epochs: int | None = typer.Option(None, help="Epochs of a full trial. Default: the space's fixed.epochs."),
     grace_period: int = typer.Option(4, help="ASHA: epochs before a trial can be stopped."),
     reduction_factor: float = typer.Option(3.0, help="ASHA: keep 1/factor of the trials at each rung."),
     searcher: str = typer.Option("random", help="random, or optuna (TPE)."),
@@ -122,8 +122,9 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("ray", "ray.tune", "ray.train", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
+    for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     # TensorFlow's C++ start-up lines (CUDA probing, absl) bypass TF_CPP_MIN_LOG_LEVEL: import it
     # once with the stderr file descriptor pointed at /dev/null.
     sys.stderr.flush()

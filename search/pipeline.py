@@ -37,6 +37,8 @@ class RunOutcome:
 
 def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     """Everything that can fail on bad input, done before any folder is created or Ray started."""
+    if spec.name:
+        results.check_free(spec.results_root(), spec.name)
     space = load_space(spec.space)
     table = load_table(
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive

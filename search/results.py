@@ -24,11 +24,17 @@ EPOCHS = "epochs.csv"
 BEST_CONFIG = "best_config.json"
 
 
-def start_run(results_root: Path, name: str) -> tuple[Path, Path]:
-    """Reserve ``results_root/<name>``; returns (partial folder to write into, final folder)."""
+def check_free(results_root: Path, name: str) -> None:
+    """Refuse a run name whose folder exists, before any work is done."""
     final = results_root / name
     if final.exists():
         raise SpecError(f"--name {name}: {final} exists already. Choose another --name or remove it.")
+
+
+def start_run(results_root: Path, name: str) -> tuple[Path, Path]:
+    """Reserve ``results_root/<name>``; returns (partial folder to write into, final folder)."""
+    check_free(results_root, name)
+    final = results_root / name
     partial = results_root / f".{name}.partial"
     if partial.exists():
         shutil.rmtree(partial)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -56,7 +56,7 @@ class ChoiceParam:
     values: tuple[Any, ...]
 
 
-Param = Union[IntParam, FloatParam, ChoiceParam]
+Param = IntParam | FloatParam | ChoiceParam
 
 
 @dataclass(frozen=True)

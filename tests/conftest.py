@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny generated tables and a way to run the real ``hpsearch`` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def seed() -> int:
+    return 7
+
+
+def make_mixed_table(n: int = 160, seed: int = 7) -> pd.DataFrame:
+    """A small learnable table: two numeric columns (one with gaps), one categorical, a yes/no target."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=n, n_features=4, n_informative=3, n_redundant=0, random_state=seed, class_sep=1.5
+    )
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"alpha": x[:, 0].round(4), "beta": x[:, 1].round(4), "gamma": x[:, 2].round(4)})
+    df.loc[rng.random(n) < 0.15, "beta"] = np.nan
+    df["colour"] = np.where(x[:, 3] > 0.3, "red", np.where(x[:, 3] < -0.3, "blue", "green"))
+    df.loc[rng.random(n) < 0.05, "colour"] = np.nan
+    df["label"] = np.where(y == 1, "yes", "no")
+    return df
+
+
+@pytest.fixture
+def mixed_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "mixed.csv"
+    df = make_mixed_table()
+    df.to_csv(path, index=False, na_rep="NA")
+    return path
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 420):
+    """Run ``python -m search`` in a fresh process, as a user would run ``hpsearch``."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def require_shared(name: str) -> Path:
+    path = SHARED_DATASETS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the shared datasets live beside the checkout (../shared/datasets)")
+    return path

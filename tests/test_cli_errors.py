@@ -1,0 +1,81 @@
+"""Bad input: one line, naming the problem and the fix, exit 2, no traceback, nothing in results/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+def invoke(args: list[str], results: Path):
+    result = CliRunner().invoke(app, ["run", *args, "--results", str(results)])
+    return result
+
+
+CASES = {
+    "missing file": (["nowhere.csv"], r"data file nowhere.csv not found"),
+    "empty file": (["{empty}"], r"is empty"),
+    "a directory": (["{dir}"], r"is not a file"),
+    "unparsable parquet": (["{garbage}"], r"cannot be parsed as Parquet"),
+    "unknown target": (["{csv}", "--target", "nope"], r"target column 'nope' not found"),
+    "one class": (["{one_class}", "--target", "y"], r"exactly 2 classes, found 1"),
+    "three classes": (["{three}", "--target", "y"], r"found 3: a \(4\), b \(4\), c \(4\)"),
+    "too few of a class": (["{rare}", "--target", "y"], r"class 1 has only 2 rows"),
+    "no feature": (["{only_target}", "--target", "y"], r"no feature column"),
+    "malformed space": (["{csv}", "--target", "label", "--space", "{bad_space}"], r"params.depth: low must be below high"),
+    "unknown metric": (["{csv}", "--target", "label", "--metric", "auc"], r"--metric: unknown metric 'auc'; choose one of roc_auc"),
+    "zero samples": (["{csv}", "--target", "label", "--samples", "0"], r"--samples: input should be greater than or equal to 1, got 0"),
+    "unknown positive": (["{csv}", "--target", "label", "--positive", "maybe"], r"--positive maybe: not a label"),
+    "unknown drop": (["{csv}", "--target", "label", "--drop", "ghost"], r"--drop ghost: no such column"),
+    "bad name": (["{csv}", "--target", "label", "--name", "../up"], r"--name: '../up' is not a plain folder name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_clear_line_and_leaves_nothing(case, tmp_path, mixed_csv, results):
+    files = {
+        "csv": mixed_csv,
+        "empty": tmp_path / "empty.csv",
+        "dir": tmp_path,
+        "garbage": tmp_path / "garbage.parquet",
+        "one_class": tmp_path / "one.csv",
+        "three": tmp_path / "three.csv",
+        "rare": tmp_path / "rare.csv",
+        "only_target": tmp_path / "only.csv",
+        "bad_space": tmp_path / "bad.yaml",
+    }
+    files["empty"].write_text("")
+    files["garbage"].write_bytes(b"\x00\x01not parquet at all")
+    files["one_class"].write_text("a,y\n" + "".join(f"{i},k\n" for i in range(10)))
+    files["three"].write_text("a,y\n" + "".join(f"{i},{'abc'[i % 3]}\n" for i in range(12)))
+    files["rare"].write_text("a,y\n" + "".join(f"{i},{int(i < 2)}\n" for i in range(40)))
+    files["only_target"].write_text("y\n0\n1\n")
+    files["bad_space"].write_text("params:\n  depth: {type: int, low: 3, high: 1}\n")
+    args, pattern = CASES[case]
+    args = [a.format(**files) for a in args]
+    result = invoke(args, results)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_an_existing_run_name_is_refused(mixed_csv, results):
+    (results / "taken").mkdir(parents=True)
+    result = invoke([str(mixed_csv), "--target", "label", "--name", "taken"], results)
+    assert result.exit_code == 2
+    assert "exists already. Choose another --name" in result.output
+    assert sorted(p.name for p in results.iterdir()) == ["taken"]

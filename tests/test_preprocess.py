@@ -1,0 +1,60 @@
+"""Preprocessing statistics come from the trials' training part only, and survive a safe-mode reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from search.data import Feature, split_rows
+from search.pipeline import encode_for_trials, prepare
+from search.spec import RunSpec
+from tests.conftest import make_mixed_table
+
+
+def shifted_table(tmp_path):
+    """A table whose validation rows would move every statistic if they leaked into the fit."""
+    df = make_mixed_table(200)
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    spec = RunSpec(data=str(path), target="label", test_size=0.2, val_size=0.25, seed=3)
+    _, table, splits = prepare(spec)
+    features = table.features.copy()
+    features.loc[splits.val, "alpha"] += 100.0  # only the validation rows are shifted
+    features.loc[splits.val, "colour"] = "violet"  # a category that exists only outside training
+    return spec, table.__class__(**{**table.__dict__, "features": features}), splits
+
+
+def test_encoding_uses_training_statistics_only(tmp_path):
+    spec, table, splits = shifted_table(tmp_path)
+    from search.space import load_space
+
+    data = encode_for_trials(spec, load_space("default"), table, splits)
+    alpha_train, alpha_val = data.x_train[:, 0], data.x_val[:, 0]
+    assert abs(alpha_train.mean()) < 1e-5 and abs(alpha_train.std() - 1) < 1e-3
+    assert alpha_val.mean() > 50  # standardised with the training mean, so the shift stays visible
+    # beta has gaps in training: mean-imputed (0 after standardising) plus a missing indicator
+    beta_missing = table.features["beta"].iloc[splits.train].isna().to_numpy()
+    assert np.all(data.x_train[beta_missing, 1] == 0) and np.all(data.x_train[beta_missing, 2] == 1)
+    # colour: the vocabulary holds only training values, so "violet" falls into the out-of-vocabulary slot
+    colour = data.x_val[:, 4:]
+    assert colour.shape[1] == 1 + table.features["colour"].iloc[splits.train].fillna("").nunique()
+    assert np.all(colour[:, 0] == 1)
+
+
+def test_preprocessor_round_trips_through_a_safe_mode_reload(tmp_path):
+    import keras
+
+    from search.preprocess import build_preprocessor, fit_stats, raw_inputs
+
+    df = make_mixed_table(80)
+    schema = (Feature("alpha", "numeric"), Feature("beta", "numeric"), Feature("colour", "categorical"))
+    splits = split_rows((df["label"] == "yes").to_numpy().astype(int), 0.0, 0.25, seed=0)
+    model = build_preprocessor(fit_stats(df.iloc[splits.train], schema), schema)
+    path = tmp_path / "pre.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    unseen = pd.DataFrame({"alpha": [np.nan, 1.0], "beta": [2.0, np.nan], "colour": ["mauve", None]})
+    for frame in (df, unseen):
+        inputs = raw_inputs(frame, schema)
+        np.testing.assert_allclose(np.asarray(model(inputs)), np.asarray(reloaded(inputs)), atol=1e-6)
+        assert np.all(np.isfinite(np.asarray(reloaded(inputs))))
