@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -58,6 +59,11 @@ def run(
     time_budget: float | None = typer.Option(None, help="Seconds after which the search ends."),
     test_size: float = typer.Option(0.2, help="Share of rows held out from the search for the final test."),
     val_size: float = typer.Option(0.2, help="Share of the remaining rows the trials validate on."),
+    top_k: int = typer.Option(3, help="Best configurations re-scored by stratified k-fold CV."),
+    folds: int = typer.Option(5, help="CV folds."),
+    repeats: int = typer.Option(1, help="CV repeats (repeated k-fold, for tiny tables)."),
+    threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
+    export_savedmodel: bool = typer.Option(False, "--export-savedmodel", help="Also write a TF SavedModel."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Search for the best MLP configuration on a table and save the results."""
@@ -88,6 +94,55 @@ def _run(options: dict, quiet: bool) -> None:
         outcome = run_search(spec, on_progress)
     if not quiet:
         _print_summary(outcome, spec.metric)
+
+
+@app.command()
+def retrain(
+    run_dir: str = typer.Argument(..., help="A run folder, e.g. results/NAME."),
+    top_k: int | None = typer.Option(None, help="Best configurations to re-score (default: the run's)."),
+    folds: int | None = typer.Option(None, help="CV folds (default: the run's)."),
+    repeats: int | None = typer.Option(None, help="CV repeats (default: the run's)."),
+    threshold: float | None = typer.Option(None, help="Fix the decision threshold."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Re-score a finished search's best configurations by CV and export the winner again."""
+
+    def action() -> None:
+        from search.pipeline import retrain_run
+
+        _quiet_libraries()
+        outcome = retrain_run(run_dir, top_k=top_k, folds=folds, repeats=repeats, threshold=threshold)
+        if not quiet:
+            _print_final(outcome, run_dir)
+
+    _guard(action)
+
+
+@app.command()
+def predict(
+    run_dir: str = typer.Argument(..., help="A run folder with an exported model (results/NAME)."),
+    data: str = typer.Argument(..., help="CSV or Parquet file with the feature columns."),
+    out_path: str | None = typer.Option(None, "--out", help="Write predictions here (CSV) instead of stdout."),
+    id_column: str | None = typer.Option(None, "--id", help="Copy this column into the predictions."),
+) -> None:
+    """Score a table with a run's exported model: probability and predicted label per row."""
+
+    def action() -> None:
+        from search.predict import predict_file
+
+        _quiet_libraries()
+        predictions, notes = predict_file(run_dir, data, id_column)
+        for note in notes:
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
+        if out_path:
+            from search.results import write_csv
+
+            write_csv(Path(out_path).resolve(), predictions)
+            err.print(f"{len(predictions)} predictions written to {out_path}", markup=False)
+        else:
+            sys.stdout.write(predictions.to_csv(index=False))
+
+    _guard(action)
 
 
 def _guard(action) -> None:  # noqa: ANN001
@@ -193,8 +248,22 @@ def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
     out.print(
         "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in counts.index)
         + f"\nbest: {metric} {outcome.best['value']:.4f} (trial {outcome.best['trial_id']}, "
-        f"epoch {outcome.best['best_epoch']})\nresults: {outcome.run_dir}"
+        f"epoch {outcome.best['best_epoch']})"
     )
+    _print_final(outcome.final, outcome.run_dir)
+
+
+def _print_final(final: dict, run_dir: object) -> None:
+    mean, std = final["cv_mean"], final["cv_std"]
+    cv = ", ".join(f"{m} {mean[m]:.4f} ± {std[m]:.4f}" for m in ("roc_auc", "accuracy", "f1", "log_loss"))
+    out.print(f"cv (winner {final['winner']}): {cv}")
+    if final["test"]:
+        t = final["test"]
+        out.print(
+            f"test ({t['rows']} rows, threshold {final['threshold']:.3f}): roc_auc {t['roc_auc']:.4f}, "
+            f"accuracy {t['accuracy']:.4f}, f1 {t['f1']:.4f}, log_loss {t['log_loss']:.4f}"
+        )
+    out.print(f"results: {run_dir}")
 
 
 def _short(value: object) -> str:

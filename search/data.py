@@ -84,7 +84,7 @@ def load_table(
     if source.startswith(BUILTIN_PREFIX):
         df, default_target, digest = _read_builtin(source[len(BUILTIN_PREFIX) :])
     else:
-        df, digest = _read_file(Path(source), header)
+        df, digest = read_frame(Path(source), header)
         default_target = None
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise DataError(f"{source}: the table is empty. Give a file with a header and data rows.")
@@ -92,7 +92,7 @@ def load_table(
     for col in drop:
         if col not in df.columns:
             raise DataError(
-                f"--drop {col}: no such column in {source}. Columns are: {_list(df.columns)}."
+                f"--drop {col}: no such column in {source}. Columns are: {list_names(df.columns)}."
             )
     if target_name in drop:
         raise DataError(f"--drop {target_name}: that is the target column. Drop another column.")
@@ -211,7 +211,7 @@ def _resolve_target(df: pd.DataFrame, target: str | None, source: str) -> str:
         index = int(target)
     except ValueError:
         raise DataError(
-            f"{source}: target column '{target}' not found. Columns are: {_list(df.columns)}. "
+            f"{source}: target column '{target}' not found. Columns are: {list_names(df.columns)}. "
             f"Pass --target NAME, or an index such as -1."
         ) from None
     if not -df.shape[1] <= index < df.shape[1]:
@@ -222,7 +222,8 @@ def _resolve_target(df: pd.DataFrame, target: str | None, source: str) -> str:
     return str(df.columns[index])
 
 
-def _read_file(path: Path, header: bool) -> tuple[pd.DataFrame, str]:
+def read_frame(path: Path, header: bool) -> tuple[pd.DataFrame, str]:
+    """Read a CSV or Parquet file as it is, with its SHA-256; every failure is a DataError."""
     if not path.exists():
         raise DataError(f"data file {path} not found. Check the path.")
     if not path.is_file():
@@ -277,6 +278,6 @@ def _read_builtin(name: str) -> tuple[pd.DataFrame, str, str]:
     return df, "diagnosis", digest
 
 
-def _list(columns: Any, limit: int = 12) -> str:
+def list_names(columns: Any, limit: int = 12) -> str:
     names = [str(c) for c in columns]
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")

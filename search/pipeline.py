@@ -18,7 +18,7 @@ import pandas as pd
 from search import results
 from search.data import Splits, Table, load_table, split_rows
 from search.errors import SearchError
-from search.metrics import METRICS, is_better
+from search.metrics import METRICS, is_better, score_all
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
@@ -33,6 +33,7 @@ class RunOutcome:
     trials: pd.DataFrame
     best: dict[str, Any]
     searched: tuple[str, ...]
+    final: dict[str, Any]
 
 
 def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
@@ -48,7 +49,7 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
 
 
 def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = None) -> RunOutcome:
-    """Run one search end to end and publish ``results/<name>/``.
+    """Run one search end to end (search, CV retrain, export) and publish ``results/<name>/``.
 
     Raises:
         HpsearchError: bad input (before anything is written) or a search with no usable trial
@@ -56,34 +57,137 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
     """
     space, table, splits = prepare(spec)
     partial, final = results.start_run(spec.results_root(), spec.run_name())
-    try:
-        data = encode_for_trials(spec, space, table, splits)
-        results.write_json(partial / results.SPEC, describe_run(spec, space, table, splits, final.name))
-        from search.tuning import epoch_history, run_trials
+    from search.tuning import epoch_history, ray_session, run_trials
 
-        trials = run_trials(spec, space, data, partial, on_progress)
-        best = best_trial(trials, data.metric)
-        best_config = {
-            "trial_id": best["trial_id"],
-            "hyperparameters": resolve_config({**data.fixed, **{k: best[k] for k in space.params}}),
-            "metric": data.metric,
-            "mode": METRICS[data.metric],
-            "value": best[f"best_{data.metric}"],
-            "best_epoch": best["best_epoch"],
-            "epochs_trained": best["epochs"],
-            "max_epochs": data.max_epochs,
-            "seed": spec.seed,
-            "data": table.source,
-            "data_sha256": table.sha256,
-        }
-        results.write_csv(partial / results.TRIALS, trials)
-        results.write_csv(partial / results.EPOCHS, epoch_history(partial, data.metric))
-        results.write_json(partial / results.BEST_CONFIG, best_config)
+    try:
+        with ray_session(spec):
+            data = encode_for_trials(spec, space, table, splits)
+            results.write_json(partial / results.SPEC, describe_run(spec, space, table, splits, final.name))
+            trials = run_trials(spec, space, data, partial, on_progress)
+            best = best_trial(trials, data.metric)
+            best_config = {
+                "trial_id": best["trial_id"],
+                "hyperparameters": resolve_config({**data.fixed, **{k: best[k] for k in space.params}}),
+                "metric": data.metric,
+                "mode": METRICS[data.metric],
+                "value": best[f"best_{data.metric}"],
+                "best_epoch": best["best_epoch"],
+                "epochs_trained": best["epochs"],
+                "max_epochs": data.max_epochs,
+                "seed": spec.seed,
+                "data": table.source,
+                "data_sha256": table.sha256,
+            }
+            results.write_csv(partial / results.TRIALS, trials)
+            results.write_csv(partial / results.EPOCHS, epoch_history(partial, data.metric))
+            results.write_json(partial / results.BEST_CONFIG, best_config)
+            finished = retrain_and_export(partial, spec, space, table, splits, trials)
         run_dir = results.commit_run(partial, final)
     except BaseException:
         results.abandon_run(partial)
         raise
-    return RunOutcome(run_dir, trials, best_config, tuple(space.params))
+    return RunOutcome(run_dir, trials, best_config, tuple(space.params), finished)
+
+
+def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | None = None,
+                repeats: int | None = None, threshold: float | None = None) -> dict[str, Any]:
+    """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
+    import json
+
+    from search.errors import DataError
+    from search.tuning import ray_session
+
+    folder = Path(run_dir).resolve()
+    try:
+        described = json.loads((folder / results.SPEC).read_text())
+        trials = pd.read_csv(folder / results.TRIALS)
+        options = dict(described["options"])
+        space = Space.from_dict(described["space"], source=f"{folder / results.SPEC}: space")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{folder} is not a finished hpsearch run ({type(exc).__name__}: {str(exc)[:120]}). "
+            f"Give a folder written by `hpsearch run`."
+        ) from None
+    overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold}
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    spec = RunSpec.from_options(**{**options, "name": None})
+    table = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
+    if table.sha256 != described["data"]["sha256"]:
+        raise DataError(f"{spec.data} changed since the run (SHA-256 differs). Restore it, or start a new run.")
+    splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
+    with ray_session(spec):
+        return retrain_and_export(folder, spec, space, table, splits, trials)
+
+
+def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table, splits: Splits,
+                       trials: pd.DataFrame) -> dict[str, Any]:
+    """CV of the top-k configurations, the final fit on all non-test rows, the test score and the export.
+
+    Writes ``cv.json``, ``test.json`` (when a test part was held out) and ``model/``; returns a summary.
+    """
+    from search.export import INPUT_FORM, join_model, save_model
+    from search.preprocess import build_preprocessor, encode, fit_stats, input_name, raw_inputs
+    from search.retrain import cross_validate, pick_candidates
+    from search.trainable import fit_network
+
+    fixed = {k: v for k, v in space.fixed.items() if k != "epochs"}
+    candidates = pick_candidates(trials, spec.metric, spec.top_k, list(space.params), fixed)
+    cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds, repeats=spec.repeats,
+                        seed=spec.seed, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
+                        threshold=spec.threshold)
+    results.write_json(run_dir / results.CV, cv.to_json())
+
+    rows = np.sort(np.concatenate([splits.train, splits.val]))
+    train = table.features.iloc[rows]
+    preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
+    network = fit_network(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
+                          table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed, spec.cpus_per_trial)
+    model = join_model(preprocessor, network)
+    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
+    test: dict[str, Any] | None = None
+    if len(splits.test):
+        probability = np.asarray(model(raw_inputs(table.features.iloc[splits.test], table.schema))).ravel()
+        test = score_test(table.y[splits.test], probability, cv.threshold)
+        results.write_json(run_dir / results.TEST, test)
+    metadata = {
+        "input_form": INPUT_FORM,
+        "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
+        "target": table.target,
+        "labels": {"0": table.labels[0], "1": table.labels[1]},
+        "header": spec.header,
+        "threshold": cv.threshold,
+        "threshold_rule": cv.threshold_rule,
+        "hyperparameters": cv.winner.hyperparameters,
+        "epochs": cv.winner.epochs,
+        "trial_id": cv.winner.trial_id,
+        "metric": spec.metric,
+        "cv": {"folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"], "std": winner_cv["std"]},
+        "test": test,
+        "seed": spec.seed,
+        "data": table.source,
+        "data_sha256": table.sha256,
+        "versions": _versions(),
+    }
+    check = raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
+    save_model(run_dir, model, metadata, check, savedmodel=spec.export_savedmodel)
+    return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
+            "threshold": cv.threshold, "test": test}
+
+
+def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The final model's scores on the held-out test part, at the chosen threshold."""
+    from sklearn.metrics import confusion_matrix, precision_score, recall_score
+
+    predicted = (probability >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+    return {
+        "rows": int(len(y)),
+        "threshold": threshold,
+        **score_all(y, probability, threshold),
+        "precision": float(precision_score(y, predicted, zero_division=0.0)),
+        "recall": float(recall_score(y, predicted, zero_division=0.0)),
+        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }
 
 
 def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits) -> Any:

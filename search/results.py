@@ -22,6 +22,8 @@ SPEC = "spec.json"
 TRIALS = "trials.csv"
 EPOCHS = "epochs.csv"
 BEST_CONFIG = "best_config.json"
+CV = "cv.json"
+TEST = "test.json"
 
 
 def check_free(results_root: Path, name: str) -> None:

@@ -48,6 +48,11 @@ class RunSpec(BaseModel):
     time_budget: float | None = Field(None, gt=0)
     test_size: float = Field(0.2, ge=0, le=0.5)
     val_size: float = Field(0.2, ge=0.05, le=0.5)
+    top_k: int = Field(3, ge=1)
+    folds: int = Field(5, ge=2, le=50)
+    repeats: int = Field(1, ge=1, le=20)
+    threshold: float | None = Field(None, ge=0, le=1)
+    export_savedmodel: bool = False
 
     @field_validator("metric")
     @classmethod

@@ -55,6 +55,21 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     )
 
 
+def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+                cpus: float = 1.0) -> Any:
+    """Train a fresh network for a fixed number of epochs (the retrain and final fits)."""
+    _limit_threads(cpus)
+    import keras
+
+    from search.model import build_network, resolve_config
+
+    resolved = resolve_config(config)
+    keras.utils.set_random_seed(seed)
+    model = build_network(resolved, x.shape[1])
+    model.fit(x, y, batch_size=int(resolved["batch_size"]), epochs=epochs, shuffle=True, verbose=0)
+    return model
+
+
 def _report(metrics: dict[str, Any]) -> None:
     from ray import tune
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,48 +73,42 @@ def run_trials(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> pd.DataFrame:
     """Run the search and return the trial table (one row per trial, see :func:`trial_table`)."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    started_here = _start_ray(spec)
-    try:
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=data.max_epochs,
-            grace_period=min(spec.grace_period, data.max_epochs),
-            reduction_factor=spec.reduction_factor,
-        )
-        trainable = tune.with_resources(
-            tune.with_parameters(train_trial, data=data),
-            {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
-        )
-        callbacks = [_ProgressCallback(spec.samples, data, on_progress)] if on_progress else []
-        tuner = tune.Tuner(
-            trainable,
-            param_space=to_ray_space(space),
-            tune_config=tune.TuneConfig(
-                metric=data.metric,
-                mode=METRICS[data.metric],
-                scheduler=scheduler,
-                search_alg=_searcher(spec),
-                num_samples=spec.samples,
-                reuse_actors=True,
-                time_budget_s=spec.time_budget,
-            ),
-            run_config=tune.RunConfig(
-                name=EXPERIMENT_DIR,
-                storage_path=str(run_dir),
-                verbose=0,
-                callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-        )
-        grid = tuner.fit()
-        return trial_table(grid, data, space)
-    finally:
-        if started_here:
-            ray.shutdown()
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=data.max_epochs,
+        grace_period=min(spec.grace_period, data.max_epochs),
+        reduction_factor=spec.reduction_factor,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data),
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+    )
+    callbacks = [_ProgressCallback(spec.samples, data, on_progress)] if on_progress else []
+    tuner = tune.Tuner(
+        trainable,
+        param_space=to_ray_space(space),
+        tune_config=tune.TuneConfig(
+            metric=data.metric,
+            mode=METRICS[data.metric],
+            scheduler=scheduler,
+            search_alg=_searcher(spec),
+            num_samples=spec.samples,
+            reuse_actors=True,
+            time_budget_s=spec.time_budget,
+        ),
+        run_config=tune.RunConfig(
+            name=EXPERIMENT_DIR,
+            storage_path=str(run_dir),
+            verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    grid = tuner.fit()
+    return trial_table(grid, data, space)
 
 
 def trial_table(grid: ResultGrid, data: TrialData, space: Space) -> pd.DataFrame:
@@ -166,6 +161,19 @@ def epoch_history(run_dir: Path, metric: str) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["trial_id", "epoch", metric])
     return pd.concat(frames, ignore_index=True)
+
+
+@contextmanager
+def ray_session(spec: RunSpec) -> Iterator[None]:
+    """A Ray session for the search and the retrain; stopped on exit if this process started it."""
+    import ray
+
+    started_here = _start_ray(spec)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def _start_ray(spec: RunSpec) -> bool:
@@ -246,12 +254,11 @@ class _ProgressCallback:
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self._finish(trials, trial, failed=True)
 
-            def _count_running(self, trials: list) -> None:
-                self.state.running = sum(t.status == "RUNNING" for t in trials)
+            def _count_running(self, trials: list, finishing: Any = None) -> None:
+                self.state.running = sum(t.status == "RUNNING" and t is not finishing for t in trials)
 
             def _finish(self, trials: list, trial: Any, failed: bool) -> None:
-                self._count_running(trials)
-                self.state.running = max(0, self.state.running - 1)
+                self._count_running(trials, finishing=trial)
                 self.state.finished += 1
                 epochs = (trial.last_result or {}).get("training_iteration", 0)
                 if failed:

@@ -1,0 +1,82 @@
+"""The exported model: raw columns in, P(positive class) out, in one ``model.keras``.
+
+It joins the fitted preprocessing and the trained network, uses built-in Keras layers and ops
+only, and is checked on save: reloaded with ``safe_mode=True``, it must give the same
+probabilities. It loads with plain Keras, without this package.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from search.errors import DataError
+
+if TYPE_CHECKING:
+    import keras
+
+MODEL_DIR = "model"
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+SAVEDMODEL_DIR = "savedmodel"
+INPUT_FORM = (
+    "a dict with one array of shape (n, 1) per feature, keyed by its 'input' name: numeric "
+    "features as float32 with NaN for a missing value, categorical features as strings with '' "
+    "for a missing value; the output, shape (n, 1), is the probability of the positive class"
+)
+
+
+def join_model(preprocessor: keras.Model, network: keras.Model) -> keras.Model:
+    """One model from raw columns to probability."""
+    import keras
+
+    inputs = preprocessor.input  # the dict of raw-column inputs
+    probability = network(preprocessor(inputs))
+    return keras.Model(inputs, probability, name="hpsearch_classifier")
+
+
+def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], check: dict[str, np.ndarray],
+               savedmodel: bool = False) -> Path:
+    """Write ``model/`` (model.keras, metadata.json) and verify the reload; returns the folder."""
+    import keras
+
+    from search.results import write_json
+
+    target = run_dir / MODEL_DIR
+    staging = run_dir / f".{MODEL_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.save(staging / MODEL_FILE)
+    reloaded = keras.saving.load_model(staging / MODEL_FILE, safe_mode=True, compile=False)
+    expected = np.asarray(model(check)).ravel()
+    got = np.asarray(reloaded(check)).ravel()
+    if not np.allclose(expected, got, atol=1e-6):
+        raise RuntimeError(f"the reloaded model differs by {np.abs(expected - got).max():.2e}")
+    if savedmodel:
+        model.export(str(staging / SAVEDMODEL_DIR), format="tf_saved_model", verbose=False)
+        metadata = {**metadata, "savedmodel": f"{SAVEDMODEL_DIR}/ (signature 'serve')"}
+    write_json(staging / METADATA_FILE, metadata)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
+    """The exported model and its metadata, loaded in safe mode."""
+    import json
+
+    import keras
+
+    folder = run_dir / MODEL_DIR
+    if not (folder / MODEL_FILE).is_file() or not (folder / METADATA_FILE).is_file():
+        raise DataError(f"{run_dir} has no exported model ({MODEL_DIR}/{MODEL_FILE}). Give a finished run folder.")
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+        model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)
+    except (ValueError, OSError, json.JSONDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{folder} is damaged ({first}). Re-run `hpsearch retrain {run_dir}`.") from None
+    return model, metadata

@@ -1,0 +1,58 @@
+"""Scoring a table with a run's exported model: probability and predicted label per row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from search.data import Feature, list_names, read_frame
+from search.errors import DataError
+
+
+def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions for every row of ``data``, and notes for the user (e.g. ignored columns).
+
+    Raises:
+        DataError: a missing feature column, a value of the wrong type, or an unusable run folder.
+    """
+    from search.export import load_model
+    from search.preprocess import raw_inputs
+
+    model, metadata = load_model(Path(run_dir).resolve())
+    frame, _ = read_frame(Path(data), header=bool(metadata.get("header", True)))
+    schema = tuple(Feature(f["name"], f["kind"]) for f in metadata["features"])
+    missing = [f.name for f in schema if f.name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{data}: {len(missing)} feature column(s) missing: {list_names(missing)}. "
+            f"Give a table with the columns the model was trained on (model/metadata.json lists them)."
+        )
+    if id_column is not None and id_column not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
+        raise DataError(f"--id {id_column}: no such column in {data}. Columns are: {columns}.")
+    for feature in schema:
+        if feature.kind == "numeric":
+            column = frame[feature.name]
+            bad = column.notna() & pd.to_numeric(column, errors="coerce").isna()
+            if bad.any():
+                row = int(bad.to_numpy().argmax())
+                raise DataError(
+                    f"{data}: column '{feature.name}' expects numbers, got {column.iloc[row]!r} in data row {row + 1}. "
+                    f"Fix the value or leave the cell empty."
+                )
+    notes = []
+    extra = [str(c) for c in frame.columns if c not in {f.name for f in schema} | {id_column, metadata.get("target")}]
+    if extra:
+        notes.append(f"ignored columns that the model does not use: {', '.join(extra)}")
+    probability = pd.Series(
+        model.predict(raw_inputs(frame, schema), batch_size=4096, verbose=0).ravel().astype(float)
+    ) if len(frame) else pd.Series(dtype=float)
+    labels = metadata["labels"]
+    predictions = pd.DataFrame({
+        "probability": probability.round(6),
+        "label": [labels["1"] if p >= metadata["threshold"] else labels["0"] for p in probability],
+    })
+    if id_column is not None:
+        predictions.insert(0, id_column, frame[id_column].to_numpy())
+    return predictions, notes
