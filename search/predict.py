@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from search.data import Feature, list_names, read_frame
 from search.errors import DataError
+
+BATCH = 4096
 
 
 def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -45,9 +48,13 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
     extra = [str(c) for c in frame.columns if c not in {f.name for f in schema} | {id_column, metadata.get("target")}]
     if extra:
         notes.append(f"ignored columns that the model does not use: {', '.join(extra)}")
-    probability = pd.Series(
-        model.predict(raw_inputs(frame, schema), batch_size=4096, verbose=0).ravel().astype(float)
-    ) if len(frame) else pd.Series(dtype=float)
+    inputs = raw_inputs(frame, schema)
+    # Direct calls in chunks: Keras' predict() data adapters do not take string arrays.
+    chunks = [
+        np.asarray(model({k: v[start:start + BATCH] for k, v in inputs.items()})).ravel()
+        for start in range(0, len(frame), BATCH)
+    ]
+    probability = pd.Series(np.concatenate(chunks) if chunks else np.zeros(0), dtype=float)
     labels = metadata["labels"]
     predictions = pd.DataFrame({
         "probability": probability.round(6),

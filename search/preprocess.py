@@ -56,7 +56,7 @@ def raw_inputs(features: pd.DataFrame, schema: tuple[Feature, ...]) -> dict[str,
         if feature.kind == "numeric":
             values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
         else:
-            values = col.astype(object).where(col.notna(), "").astype(str).to_numpy()
+            values = np.asarray(col.astype(object).where(col.notna(), "").astype(str), dtype=str)
         arrays[input_name(feature.name)] = values.reshape(-1, 1)
     return arrays
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +13,7 @@ from search.tuning import STATUSES
 from tests.conftest import require_shared, run_cli
 
 pytestmark = pytest.mark.slow
-FAST = ["--cpus", "2", "--grace-period", "1", "--reduction-factor", "3"]
+FAST = ["--cpus", "2", "--grace-period", "1", "--reduction-factor", "3", "--top-k", "2", "--folds", "3"]
 
 
 def read_run(run_dir: Path):
@@ -57,6 +58,44 @@ def test_default_table_search_end_to_end(tmp_path):
     epochs = pd.read_csv(run_dir / "epochs.csv")
     assert epochs.groupby("trial_id")["epoch"].max().sum() == trials["epochs"].sum()
     assert "best: roc_auc" in proc.stdout and str(run_dir) in proc.stdout
+    check_retrain_outputs(run_dir, trials, spec)
+
+
+def check_retrain_outputs(run_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
+    """cv.json, test.json and model/ of a finished run (top-k 2, 3 folds)."""
+    import numpy as np
+
+    cv = json.loads((run_dir / "cv.json").read_text())
+    assert cv["folds"] == 3 and cv["repeats"] == 1 and len(cv["candidates"]) == 2
+    usable = trials[trials["status"].isin(["completed", "stopped early"])]
+    top2 = usable.sort_values("best_roc_auc", ascending=False)["trial_id"].head(2).tolist()
+    assert [c["trial_id"] for c in cv["candidates"]] == top2
+    # folds: disjoint, covering the non-test rows once, stratified
+    folds = [set(f) for f in cv["fold_rows"]]
+    n_rest = spec["splits"]["train"] + spec["splits"]["val"]
+    assert sum(map(len, folds)) == n_rest and len(set().union(*folds)) == n_rest
+    first = cv["candidates"][0]
+    y_by_row = dict(zip(first["oof"]["row"], first["oof"]["y"], strict=True))
+    positives = [sum(y_by_row[r] for r in f) for f in folds]
+    assert max(positives) - min(positives) <= 1
+    for cand in cv["candidates"]:
+        scores = [f["roc_auc"] for f in cand["fold_scores"]]
+        assert len(scores) == 3 and cand["mean"]["roc_auc"] == pytest.approx(np.mean(scores))
+    # at least two folds trained at the same time (Ray tasks on 2 CPUs)
+    spans = sorted((f["started"], f["ended"]) for c in cv["candidates"] for f in c["fold_scores"])
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
+    means = {c["trial_id"]: c["mean"]["roc_auc"] for c in cv["candidates"]}
+    assert means[cv["winner"]] == pytest.approx(max(means.values()), abs=1e-4)
+    assert 0 < cv["threshold"] < 1
+
+    test = json.loads((run_dir / "test.json").read_text())
+    cm = test["confusion_matrix"]
+    assert test["rows"] == spec["splits"]["test"] == sum(cm.values())
+    assert test["accuracy"] == pytest.approx((cm["tp"] + cm["tn"]) / test["rows"])
+    metadata = json.loads((run_dir / "model" / "metadata.json").read_text())
+    assert metadata["threshold"] == cv["threshold"] and metadata["trial_id"] == cv["winner"]
+    assert metadata["labels"] == spec["data"]["labels"] and metadata["test"]["roc_auc"] == test["roc_auc"]
+    assert {"python", "tensorflow", "keras", "ray", "hpsearch"} <= set(metadata["versions"])
 
 
 def test_mixed_csv_with_failing_trials_and_a_seeded_replay(tmp_path, mixed_csv):
@@ -81,6 +120,53 @@ def test_mixed_csv_with_failing_trials_and_a_seeded_replay(tmp_path, mixed_csv):
     replay, _, _ = read_run(tmp_path / "out" / "second")
     params = ["depth", "width", "dropout", "batch_size", "learning_rate", "activation"]
     pd.testing.assert_frame_equal(trials[params], replay[params])  # same seed, same configurations
+
+    check_predict_round_trip(tmp_path, tmp_path / "out" / "first", mixed_csv)
+
+
+def check_predict_round_trip(tmp_path: Path, run_dir: Path, csv: Path) -> None:
+    """`hpsearch predict` on raw rows (text categories, gaps) equals plain Keras in a fresh process."""
+    import subprocess
+    import sys
+
+    rows = pd.read_csv(csv).head(25)
+    rows.insert(0, "row_id", range(100, 125))
+    rows["unused"] = 1
+    new = tmp_path / "new.csv"
+    rows.drop(columns=["label"]).to_csv(new, index=False)
+    proc = run_cli(["predict", str(run_dir), str(new), "--id", "row_id", "--out", str(tmp_path / "p.csv")],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ignored columns that the model does not use: unused" in proc.stderr
+    preds = pd.read_csv(tmp_path / "p.csv")
+    assert list(preds.columns) == ["row_id", "probability", "label"] and len(preds) == 25
+    assert set(preds["label"]) <= {"no", "yes"} and preds["probability"].between(0, 1).all()
+    metadata = json.loads((run_dir / "model" / "metadata.json").read_text())
+    expected = np.where(preds["probability"] >= metadata["threshold"], "yes", "no")
+    assert (preds["label"] == expected).all()
+
+    plain = (
+        "import json, sys, keras, numpy as np, pandas as pd\n"
+        f"m = keras.saving.load_model({str(run_dir / 'model' / 'model.keras')!r}, safe_mode=True)\n"
+        f"meta = json.load(open({str(run_dir / 'model' / 'metadata.json')!r}))\n"
+        f"df = pd.read_csv({str(new)!r})\n"
+        "x = {}\n"
+        "for f in meta['features']:\n"
+        "    c = df[f['name']]\n"
+        "    x[f['input']] = (c.to_numpy('float32') if f['kind'] == 'numeric'\n"
+        "                     else c.fillna('').astype(str).to_numpy()).reshape(-1, 1)\n"
+        "assert 'search' not in sys.modules\n"
+        "print(json.dumps(np.asarray(m(x)).ravel().tolist()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", plain], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fresh = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(fresh, preds["probability"].to_numpy(), atol=1e-6)
+
+    retrained = run_cli(["retrain", str(run_dir), "--folds", "2", "--top-k", "1", "--quiet"], cwd=tmp_path)
+    assert retrained.returncode == 0, retrained.stderr[-2000:]
+    cv = json.loads((run_dir / "cv.json").read_text())
+    assert cv["folds"] == 2 and len(cv["candidates"]) == 1
 
 
 def test_a_search_where_every_trial_fails_exits_2_and_saves_nothing(tmp_path, mixed_csv):
