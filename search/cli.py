@@ -91,7 +91,7 @@ def _run(options: dict, quiet: bool) -> None:
         )
     _quiet_libraries()
     with _progress_display(quiet) as on_progress:
-        outcome = run_search(spec, on_progress)
+        outcome = run_search(spec, on_progress, prepared=(space, table, splits))
     if not quiet:
         _print_summary(outcome, spec.metric)
 

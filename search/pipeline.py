@@ -48,14 +48,20 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     return space, table, splits
 
 
-def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = None) -> RunOutcome:
+def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = None,
+               prepared: tuple[Space, Table, Splits] | None = None) -> RunOutcome:
     """Run one search end to end (search, CV retrain, export) and publish ``results/<name>/``.
+
+    Args:
+        spec: the validated run request.
+        on_progress: called with a :class:`Progress` snapshot as trials start and finish.
+        prepared: what :func:`prepare` returned for ``spec``, when the caller already has it.
 
     Raises:
         HpsearchError: bad input (before anything is written) or a search with no usable trial
             (its partial folder is removed).
     """
-    space, table, splits = prepare(spec)
+    space, table, splits = prepared or prepare(spec)
     partial, final = results.start_run(spec.results_root(), spec.run_name())
     from search.tuning import epoch_history, ray_session, run_trials
 

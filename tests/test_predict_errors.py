@@ -89,3 +89,25 @@ def test_retrain_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps({"options": {}})[:5])  # truncated
     (tmp_path / "trials.csv").write_text("trial_id\n")
     one_error_line(invoke(["retrain", str(tmp_path)]), r"is not a finished hpsearch run")
+
+
+def test_savedmodel_export_serves_the_same_probabilities(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    from search.data import Feature
+    from search.export import join_model, save_model
+    from search.model import build_network
+    from search.preprocess import build_preprocessor, fit_stats, raw_inputs
+
+    frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "green"]})
+    schema = (Feature("size", "numeric"), Feature("colour", "categorical"))
+    pre = build_preprocessor(fit_stats(frame.head(3), schema), schema)
+    model = join_model(pre, build_network({"depth": 2, "width": 8}, pre.output.shape[-1]))
+    folder = save_model(tmp_path, model, {"features": []}, raw_inputs(frame, schema), savedmodel=True)
+    served = tf.saved_model.load(str(folder / "savedmodel"))
+    inputs = raw_inputs(frame, schema)
+    got = np.asarray(served.serve({k: tf.constant(v) for k, v in inputs.items()})).ravel()
+    np.testing.assert_allclose(got, np.asarray(model(inputs)).ravel(), atol=1e-6)
+    assert json.loads((folder / "metadata.json").read_text())["savedmodel"].startswith("savedmodel/")
