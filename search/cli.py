@@ -145,6 +145,65 @@ def predict(
     _guard(action)
 
 
+@app.command()
+def report(
+    run_dir: str = typer.Argument(..., help="A run folder (results/NAME), finished or interrupted."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only rebuild the files."),
+) -> None:
+    """Rebuild report.html, report.md and report.json of a run, and print its summary."""
+
+    def action() -> None:
+        from search.report import REPORT_HTML, render_report
+
+        content = render_report(run_dir)
+        if not quiet:
+            _print_report(content)
+            out.print(f"report: {Path(content['folder']) / REPORT_HTML}")
+
+    _guard(action)
+
+
+@app.command()
+def runs(results: str = typer.Option("results", help="Folder of run outputs.")) -> None:
+    """List past runs: date, data, trials, best validation metric, status."""
+
+    def action() -> None:
+        from search.report import list_runs
+
+        found = list_runs(results)
+        if not found:
+            out.print(f"no runs in {Path(results).resolve()}")
+            return
+        table = RichTable(title=f"Runs in {Path(results).resolve()}")
+        for col in ("name", "date", "data", "trials", "best", "status"):
+            table.add_column(col)
+        for r in found:
+            best = f"{r['metric']} {r['best']:.4f}" if r["best"] is not None else "-"
+            table.add_row(r["name"], r["date"], r["data"], str(r["trials"]), best, r["status"])
+        out.print(table)
+
+    _guard(action)
+
+
+def _print_report(content: dict) -> None:
+    from search.report import sections
+
+    if content["partial"]:
+        out.print(f"[bold]partial run[/bold]: missing {', '.join(content['missing'])}")
+    for title, paragraphs, rows, _ in sections(content):
+        if not rows:
+            continue
+        table = RichTable(title=title, title_justify="left")
+        for col in rows[0]:
+            table.add_column(str(col))
+        for row in rows[1:]:
+            table.add_row(*(str(c) for c in row))
+        out.print(table)
+        for p in paragraphs:
+            if not p.startswith("**") and p != "Complete run.":
+                out.print(p, markup=False)
+
+
 def _guard(action) -> None:  # noqa: ANN001
     try:
         action()

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,11 +67,13 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
     partial, final = results.start_run(spec.results_root(), spec.run_name())
     from search.tuning import epoch_history, ray_session, run_trials
 
+    started = time.time()
     try:
         with ray_session(spec):
             data = encode_for_trials(spec, space, table, splits)
             results.write_json(partial / results.SPEC, describe_run(spec, space, table, splits, final.name))
             trials = run_trials(spec, space, data, partial, on_progress)
+            searched = time.time()
             best = best_trial(trials, data.metric)
             best_config = {
                 "trial_id": best["trial_id"],
@@ -88,6 +92,12 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
             results.write_csv(partial / results.EPOCHS, epoch_history(partial, data.metric))
             results.write_json(partial / results.BEST_CONFIG, best_config)
             finished = retrain_and_export(partial, spec, space, table, splits, trials)
+        now = time.time()
+        results.write_json(partial / results.TIMING, {
+            "search_s": searched - started, "retrain_and_export_s": now - searched, "total_s": now - started})
+        from search.report import render_report
+
+        render_report(partial)
         run_dir = results.commit_run(partial, final)
     except BaseException:
         results.abandon_run(partial)
@@ -141,9 +151,12 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds, repeats=spec.repeats,
                         seed=spec.seed, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
                         threshold=spec.threshold)
-    results.write_json(run_dir / results.CV, cv.to_json())
-
     rows = np.sort(np.concatenate([splits.train, splits.val]))
+    from search.baseline import score_baselines
+
+    baselines = score_baselines(table, rows, cv.fold_rows, splits.test)
+    results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
+
     train = table.features.iloc[rows]
     preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
     network = fit_network(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
@@ -154,7 +167,11 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     if len(splits.test):
         probability = np.asarray(model(raw_inputs(table.features.iloc[splits.test], table.schema))).ravel()
         test = score_test(table.y[splits.test], probability, cv.threshold)
-        results.write_json(run_dir / results.TEST, test)
+        baseline_test = {name: b["test"] for name, b in baselines.items()}
+        results.write_json(run_dir / results.TEST, {
+            **test, "baselines": baseline_test,
+            "y": table.y[splits.test].tolist(), "probability": probability.tolist(),
+        })
     metadata = {
         "input_form": INPUT_FORM,
         "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
@@ -241,6 +258,7 @@ def describe_run(spec: RunSpec, space: Space, table: Table, splits: Splits, name
     classes = np.bincount(table.y, minlength=2)
     return {
         "name": name,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "options": spec.model_dump(mode="json"),
         "max_epochs": spec.epochs(space.fixed),
         "space": space.to_dict(),

@@ -24,6 +24,7 @@ EPOCHS = "epochs.csv"
 BEST_CONFIG = "best_config.json"
 CV = "cv.json"
 TEST = "test.json"
+TIMING = "timing.json"
 
 
 def check_free(results_root: Path, name: str) -> None:
@@ -57,6 +58,10 @@ def abandon_run(partial: Path) -> None:
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (temporary file, then rename); NaN becomes null."""
     text = json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n"
+    _write_atomic(path, text)
+
+
+def write_text(path: Path, text: str) -> None:
     _write_atomic(path, text)
 
 

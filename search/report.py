@@ -1,0 +1,439 @@
+"""The best-config report: ``report.json``, ``report.md`` and a self-contained ``report.html``.
+
+Built from the files of a results folder alone (no training, no Keras, no Ray), so it can be
+rebuilt at any time, also for an interrupted run, whose missing parts are named as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from search import results
+from search.errors import DataError
+from search.metrics import METRICS
+
+REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
+IMPORTANCE_METHOD = (
+    "Optuna's fANOVA evaluator (a random forest fitted to the trials' best validation scores, "
+    "variance decomposed per hyperparameter); only trials that were not errored or diverged"
+)
+
+
+def render_report(run_dir: str | Path) -> dict[str, Any]:
+    """Write report.json, report.md and report.html into ``run_dir``; return the report's content."""
+    folder = Path(run_dir).resolve()
+    report = collect(folder)
+    figures = draw_figures(folder, report)
+    results.write_json(folder / REPORT_JSON, report)
+    results.write_text(folder / REPORT_MD, to_markdown(report))
+    results.write_text(folder / REPORT_HTML, to_html(report, figures))
+    return report
+
+
+def collect(folder: Path) -> dict[str, Any]:
+    """Everything the report says, as plain data."""
+    spec = _read_json(folder, results.SPEC)
+    if spec is None:
+        raise DataError(f"{folder} has no {results.SPEC}: it is not an hpsearch run folder. Give results/NAME.")
+    best = _read_json(folder, results.BEST_CONFIG)
+    cv = _read_json(folder, results.CV)
+    test = _read_json(folder, results.TEST)
+    timing = _read_json(folder, results.TIMING)
+    trials = _read_trials(folder)
+    options, data = spec["options"], spec["data"]
+    metric = options["metric"]
+    kinds = pd.Series([f["kind"] for f in data["features"]]).value_counts().to_dict()
+    missing = [name for name, part in (("best_config.json", best), ("cv.json", cv), ("test.json", test))
+               if part is None and not (name == "test.json" and spec["splits"]["test"] == 0)]
+    report: dict[str, Any] = {
+        "name": spec.get("name", folder.name),
+        "folder": str(folder),
+        "partial": bool(missing) or folder.name.endswith(".partial"),
+        "missing": missing,
+        "metric": metric,
+        "mode": METRICS[metric],
+        "summary": {
+            "data": data["source"],
+            "sha256": data["sha256"],
+            "rows": data["rows"],
+            "features": {"total": len(data["features"]), **kinds},
+            "target": data["target"],
+            "positive": data["positive"],
+            "class_counts": data["class_counts"],
+            "splits": spec["splits"],
+            "space": spec["space"],
+            "searcher": options["searcher"],
+            "scheduler": {"name": "ASHA", "max_epochs": spec["max_epochs"], "grace_period": options["grace_period"],
+                          "reduction_factor": options["reduction_factor"]},
+            "samples": options["samples"],
+            "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
+                          "gpus_per_trial": options["gpus_per_trial"]},
+            "nodes": sorted({str(n) for n in trials.get("node_ip", pd.Series(dtype=str)).dropna() if str(n)}),
+            "timing": timing,
+            "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
+            "versions": spec.get("versions", {}),
+        },
+        "best": best,
+        "top_trials": _top_trials(trials, metric),
+        "importance": _importance(trials, spec, metric),
+        "importance_method": IMPORTANCE_METHOD,
+    }
+    if cv is not None:
+        report["cv"] = {
+            "folds": cv["folds"], "repeats": cv["repeats"], "winner": cv["winner"], "tie_rule": cv["tie_rule"],
+            "epochs_rule": cv["epochs_rule"], "threshold": cv["threshold"], "threshold_rule": cv["threshold_rule"],
+            "candidates": [{k: c[k] for k in ("trial_id", "hyperparameters", "epochs", "mean", "std")}
+                           | {"folds": [f[metric] for f in c["fold_scores"]]} for c in cv["candidates"]],
+            "baselines": {n: {"mean": b["mean"], "std": b["std"]} for n, b in cv.get("baselines", {}).items()},
+        }
+        report["why"] = _why(report["cv"], metric)
+        report["verdict"] = _verdict(report["cv"], metric)
+    if test is not None:
+        report["test"] = {k: v for k, v in test.items() if k not in ("y", "probability")}
+    return report
+
+
+def _why(cv: dict[str, Any], metric: str) -> str:
+    ranked = sorted(cv["candidates"], key=lambda c: c["mean"][metric], reverse=METRICS[metric] == "max")
+    win = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
+    text = (f"Trial {win['trial_id']} won: mean CV {metric} {win['mean'][metric]:.4f} ± {win['std'][metric]:.4f} "
+            f"over {len(win['folds'])} folds")
+    others = [c for c in ranked if c is not win]
+    if others:
+        gap = abs(win["mean"][metric] - others[0]["mean"][metric])
+        spread = max(win["std"][metric], others[0]["std"][metric])
+        sure = ("a clear margin" if gap > spread else
+                "a margin within one standard deviation, so the top configurations are about equally good")
+        text += f", ahead of {others[0]['trial_id']} by {gap:.4f} ({sure})"
+    return text + "."
+
+
+def _verdict(cv: dict[str, Any], metric: str) -> str:
+    win = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])["mean"][metric]
+    sign = 1 if METRICS[metric] == "max" else -1
+    beaten = [n for n, b in cv["baselines"].items() if sign * (b["mean"][metric] - win) >= 0]
+    if not cv["baselines"]:
+        return "No baseline was scored."
+    if beaten:
+        return (f"The network does not beat the {' and the '.join(beaten)} on mean CV {metric}: "
+                f"a simpler model is as good here.")
+    best_name, best = max(cv["baselines"].items(), key=lambda kv: sign * kv[1]["mean"][metric])
+    return (f"The network beats every baseline on mean CV {metric} ({win:.4f} against {best['mean'][metric]:.4f} "
+            f"for the {best_name}).")
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    path = folder / name
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError):
+        raise DataError(f"{path} is damaged (not valid JSON). Re-run the step that writes it.") from None
+
+
+def _read_trials(folder: Path) -> pd.DataFrame:
+    path = folder / results.TRIALS
+    if path.is_file():
+        return pd.read_csv(path)
+    # An interrupted run: rebuild a rough table from Ray Tune's per-trial progress files.
+    epochs = read_epochs(folder)
+    if epochs.empty:
+        return pd.DataFrame(columns=["trial_id", "status"])
+    last = epochs.groupby("trial_id").tail(1).set_index("trial_id")
+    return pd.DataFrame({"trial_id": last.index, "epochs": last["epoch"].to_numpy(),
+                         "status": "interrupted"}).reset_index(drop=True)
+
+
+def read_epochs(folder: Path) -> pd.DataFrame:
+    """Per-trial, per-epoch scores: epochs.csv, or Ray Tune's progress files for an interrupted run."""
+    if (folder / results.EPOCHS).is_file():
+        return pd.read_csv(folder / results.EPOCHS)
+    frames = []
+    for progress in sorted(folder.glob("tune/*/progress.csv")):
+        try:
+            df = pd.read_csv(progress)
+        except (pd.errors.EmptyDataError, OSError):
+            continue
+        frames.append(df.rename(columns={"training_iteration": "epoch"}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+
+
+def _top_trials(trials: pd.DataFrame, metric: str, n: int = 10) -> list[dict[str, Any]]:
+    column = f"best_{metric}"
+    if column not in trials:
+        return []
+    top = trials.dropna(subset=[column]).sort_values(column, ascending=METRICS[metric] == "min").head(n)
+    return top.drop(columns=["error"], errors="ignore").to_dict("records")
+
+
+def _importance(trials: pd.DataFrame, spec: dict[str, Any], metric: str) -> dict[str, float]:
+    """fANOVA importance of each searched hyperparameter for the best validation score."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    column = f"best_{metric}"
+    if column not in trials:
+        return {}
+    usable = trials.dropna(subset=[column])
+    params = spec["space"]["params"]
+    if len(usable) < 4 or not params:
+        return {}
+    distributions = {}
+    for name, p in params.items():
+        if p["type"] == "choice":
+            distributions[name] = CategoricalDistribution(p["values"])
+        elif p["type"] == "int":
+            distributions[name] = IntDistribution(p["low"], p["high"], log=p.get("log", False))
+        else:
+            distributions[name] = FloatDistribution(p["low"], p["high"], log=p.get("log", False))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize" if METRICS[metric] == "max" else "minimize")
+    for row in usable.to_dict("records"):
+        values = {k: (type(params[k]["values"][0])(row[k]) if params[k]["type"] == "choice" else row[k])
+                  for k in params}
+        values = {k: (int(v) if params[k]["type"] == "int" else v) for k, v in values.items()}
+        study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=float(row[column])))
+    try:
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except (ValueError, RuntimeError):
+        return {}
+    return {k: float(v) for k, v in found.items()}
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
+    """The report's plots as base64 PNGs, keyed by section."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = report["metric"]
+    figures: dict[str, str] = {}
+    epochs = read_epochs(folder)
+    if metric in epochs and len(epochs):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for _, trial in epochs.groupby("trial_id"):
+            ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.7)
+        sched = report["summary"]["scheduler"]
+        rung = sched["grace_period"]
+        while rung < sched["max_epochs"]:
+            ax.axvline(rung, color="grey", ls="--", lw=0.8)
+            rung = int(round(rung * sched["reduction_factor"]))
+        ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Every trial per epoch (dashed: ASHA rungs)")
+        figures["curves"] = _png(fig)
+    trials = _read_trials(folder)
+    params = list(report["summary"]["space"]["params"])
+    column = f"best_{metric}"
+    if column in trials and params:
+        fig, axes = plt.subplots(1, len(params), figsize=(3 * len(params), 3), squeeze=False)
+        for ax, name in zip(axes[0], params, strict=True):
+            usable = trials.dropna(subset=[column])
+            x = usable[name]
+            if x.dtype == object:
+                x = x.astype(str)
+            ax.scatter(x, usable[column], s=12, alpha=0.7)
+            if report["summary"]["space"]["params"][name].get("log"):
+                ax.set_xscale("log")
+            ax.set(xlabel=name, ylabel=f"best {metric}" if ax is axes[0][0] else "")
+        fig.tight_layout()
+        figures["params"] = _png(fig)
+    if report["importance"]:
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(report["importance"]) + 1))
+        names = list(report["importance"])[::-1]
+        ax.barh(names, [report["importance"][n] for n in names])
+        ax.set(xlabel="importance (fANOVA)", title="Hyperparameter importance")
+        figures["importance"] = _png(fig)
+    test = _read_json(folder, results.TEST)
+    if test is not None and "probability" in test:
+        from sklearn.metrics import roc_curve
+
+        fpr, tpr, _ = roc_curve(test["y"], test["probability"])
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
+        ax1.plot(fpr, tpr, label=f"network (AUC {test['roc_auc']:.3f})")
+        ax1.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+        ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on the test part")
+        ax1.legend(loc="lower right")
+        cm = test["confusion_matrix"]
+        grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+        ax2.imshow(grid, cmap="Blues")
+        for (i, j), v in np.ndenumerate(grid):
+            ax2.text(j, i, str(v), ha="center", va="center")
+        labels = [report["summary"]["class_counts"] and k for k in report["summary"]["class_counts"]]
+        ax2.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted",
+                ylabel="true", title=f"Confusion at threshold {test['threshold']:.3f}")
+        fig.tight_layout()
+        figures["test"] = _png(fig)
+    if "cv" in report:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        for i, cand in enumerate(report["cv"]["candidates"]):
+            ax.scatter([i] * len(cand["folds"]), cand["folds"], s=14)
+            ax.hlines(cand["mean"][metric], i - 0.25, i + 0.25, color="black")
+        ax.set_xticks(range(len(report["cv"]["candidates"])), [c["trial_id"] for c in report["cv"]["candidates"]])
+        ax.set(ylabel=f"CV {metric}", title="Top configurations: fold scores and mean")
+        figures["cv"] = _png(fig)
+    plt.close("all")
+    return figures
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+# --- text --------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if np.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]] | None, str]]:
+    """(title, paragraphs, table rows with a header row, figure key) for every section."""
+    s, metric = report["summary"], report["metric"]
+    timing = s["timing"] or {}
+    out = []
+    summary_rows = [["item", "value"],
+                    ["data", f"{s['data']} ({s['rows']} rows, SHA-256 {s['sha256'][:12]}…)"],
+                    ["features", ", ".join(f"{v} {k}" for k, v in s["features"].items())],
+                    ["target", f"{s['target']} (positive: {s['positive']}); classes " +
+                     ", ".join(f"{k}: {v}" for k, v in s["class_counts"].items())],
+                    ["splits", ", ".join(f"{k} {v}" for k, v in s["splits"].items())],
+                    ["space", f"{s['space']['name']}: " + ", ".join(s["space"]["params"])],
+                    ["search", f"{s['samples']} trials, {s['searcher']} search, ASHA "
+                     f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
+                     f"factor {s['scheduler']['reduction_factor']})"],
+                    ["resources", f"{s['resources']['cpus_per_trial']} CPU and {s['resources']['gpus_per_trial']} GPU "
+                     f"per trial; nodes: {', '.join(s['nodes']) or 'local'}"],
+                    ["wall time", ", ".join(f"{k} {v:.0f} s" for k, v in timing.items()) or "not recorded"],
+                    ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
+    status = (f"**Partial run**: missing {', '.join(report['missing'])}; the sections below show what exists."
+              if report["partial"] else "Complete run.")
+    out.append(("Run summary", [status], summary_rows, ""))
+    if report.get("best"):
+        best = report["best"]
+        rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in best["hyperparameters"].items()]
+        paragraphs = [f"Best search trial {best['trial_id']}: validation {metric} {_fmt(best['value'])} at epoch "
+                      f"{best['best_epoch']}."]
+        if report.get("why"):
+            paragraphs.append(report["why"])
+        out.append(("Best configuration", paragraphs, rows, ""))
+    if "cv" in report:
+        cv = report["cv"]
+        rows = [["configuration", f"mean {metric}", "std", "fold scores", "epochs"]]
+        rows += [[c["trial_id"] + (" (winner)" if c["trial_id"] == cv["winner"] else ""), _fmt(c["mean"][metric]),
+                  _fmt(c["std"][metric]), " ".join(f"{v:.3f}" for v in c["folds"]), c["epochs"]]
+                 for c in cv["candidates"]]
+        rows += [[name, _fmt(b["mean"][metric]), _fmt(b["std"][metric]), "", "baseline"]
+                 for name, b in cv["baselines"].items()]
+        text = [f"{cv['folds']}-fold stratified CV × {cv['repeats']} on the non-test rows; "
+                f"epochs: {cv['epochs_rule']}. Tie rule: {cv['tie_rule']}. "
+                f"Threshold {cv['threshold']:.3f} ({cv['threshold_rule']}).",
+                report["verdict"]]
+        out.append(("Cross-validation and baselines", text, rows, "cv"))
+    if "test" in report:
+        t = report["test"]
+        rows = [["model", "ROC AUC", "accuracy", "F1", "log loss"],
+                ["network", _fmt(t["roc_auc"]), _fmt(t["accuracy"]), _fmt(t["f1"]), _fmt(t["log_loss"])]]
+        rows += [[n, _fmt(b["roc_auc"]), _fmt(b["accuracy"]), _fmt(b["f1"]), _fmt(b["log_loss"])]
+                 for n, b in t.get("baselines", {}).items()]
+        cm = t["confusion_matrix"]
+        text = [f"The final model, trained on all non-test rows, scored once on {t['rows']} held-out rows at threshold "
+                f"{t['threshold']:.3f}: precision {t['precision']:.3f}, recall {t['recall']:.3f}; confusion "
+                f"TN {cm['tn']}, FP {cm['fp']}, FN {cm['fn']}, TP {cm['tp']}. Baselines use threshold 0.5."]
+        out.append(("Test part", text, rows, "test"))
+    if report["top_trials"]:
+        keys = ["trial_id", f"best_{metric}", "best_epoch", "epochs", "status", *s["space"]["params"]]
+        rows = [keys] + [[_fmt(t.get(k, "")) for k in keys] for t in report["top_trials"]]
+        out.append(("Top 10 trials", [], rows, "curves"))
+    if report["importance"]:
+        rows = [["hyperparameter", "importance"]] + [[k, f"{v:.3f}"] for k, v in report["importance"].items()]
+        out.append(("Hyperparameters", [f"Importance: {report['importance_method']}."], rows, "params"))
+    return out
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# hpsearch report: {report['name']}", ""]
+    for title, paragraphs, rows, _ in sections(report):
+        lines += [f"## {title}", ""] + [p + "\n" for p in paragraphs]
+        if rows:
+            lines.append("| " + " | ".join(map(str, rows[0])) + " |")
+            lines.append("|" + "---|" * len(rows[0]))
+            lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows[1:]]
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f2f2f2}img{max-width:100%;display:block;margin:.5em 0}.partial{color:#a40}"""
+
+
+def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
+    """One self-contained page: inline styles, images as data URIs, no external resource."""
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>hpsearch report: {esc(report['name'])}"
+             f"</title><style>{CSS}</style></head><body><h1>hpsearch report: {esc(report['name'])}</h1>"]
+    shown = set()
+    for title, paragraphs, rows, figure in sections(report):
+        parts.append(f"<section><h2>{esc(title)}</h2>")
+        for p in paragraphs:
+            cls = " class='partial'" if p.startswith("**Partial") else ""
+            parts.append(f"<p{cls}>{esc(p.replace('**', ''))}</p>")
+        if rows:
+            parts.append("<table><tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in rows[0]) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows[1:]]
+            parts.append("</table>")
+        keys = [figure] + (["importance"] if figure == "params" else [])
+        for key in keys:
+            if key and key in figures:
+                parts.append(f"<img alt='{esc(key)}' src='data:image/png;base64,{figures[key]}'>")
+                shown.add(key)
+        parts.append("</section>")
+    if "curves" in figures and "curves" not in shown:
+        parts.append("<section><h2>Trials per epoch</h2>"
+                     f"<img alt='curves' src='data:image/png;base64,{figures['curves']}'></section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def list_runs(results_root: str | Path) -> list[dict[str, Any]]:
+    """One entry per run folder under ``results_root`` (finished or partial), newest first."""
+    root = Path(results_root).resolve()
+    runs = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        spec = folder / results.SPEC
+        if not folder.is_dir() or not spec.is_file():
+            continue
+        try:
+            described = json.loads(spec.read_text())
+        except ValueError:
+            continue
+        trials = _read_trials(folder)
+        best = _read_json(folder, results.BEST_CONFIG) if (folder / results.BEST_CONFIG).is_file() else None
+        finished = (folder / results.CV).is_file() and not folder.name.endswith(".partial")
+        runs.append({
+            "name": folder.name,
+            "date": described.get("started_at", ""),
+            "data": described["data"]["source"],
+            "trials": len(trials),
+            "metric": described["options"]["metric"],
+            "best": best["value"] if best else None,
+            "status": "finished" if finished else "partial",
+        })
+    return sorted(runs, key=lambda r: r["date"], reverse=True)
