@@ -56,7 +56,7 @@ def collect(folder: Path) -> dict[str, Any]:
     report: dict[str, Any] = {
         "name": spec.get("name", folder.name),
         "folder": str(folder),
-        "partial": bool(missing) or folder.name.endswith(".partial"),
+        "partial": bool(missing),
         "missing": missing,
         "metric": metric,
         "mode": METRICS[metric],
@@ -327,11 +327,14 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
     out.append(("Run summary", [status], summary_rows, ""))
     if report.get("best"):
         best = report["best"]
-        rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in best["hyperparameters"].items()]
         paragraphs = [f"Best search trial {best['trial_id']}: validation {metric} {_fmt(best['value'])} at epoch "
-                      f"{best['best_epoch']}."]
-        if report.get("why"):
-            paragraphs.append(report["why"])
+                      f"{best['best_epoch']} (one validation split: optimistic)."]
+        chosen = best["hyperparameters"]
+        if "cv" in report:
+            winner = next(c for c in report["cv"]["candidates"] if c["trial_id"] == report["cv"]["winner"])
+            chosen = {**winner["hyperparameters"], "epochs": winner["epochs"]}
+            paragraphs.append(report["why"] + " The exported model uses this configuration:")
+        rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in chosen.items()]
         out.append(("Best configuration", paragraphs, rows, ""))
     if "cv" in report:
         cv = report["cv"]

@@ -23,9 +23,17 @@ def read_run(run_dir: Path):
     return trials, best, spec
 
 
-def test_default_table_search_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def builtin_run(tmp_path_factory):
+    """One small search on the builtin table, shared by the tests that read its outputs."""
+    tmp_path = tmp_path_factory.mktemp("builtin")
     proc = run_cli(["run", "--samples", "10", "--max-epochs", "9", "--seed", "1", "--name", "bc",
                     "--results", str(tmp_path / "out"), *FAST], cwd=tmp_path)
+    return tmp_path, proc
+
+
+def test_default_table_search_end_to_end(builtin_run):
+    tmp_path, proc = builtin_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "out" / "bc"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bc"]  # no partial folder left

@@ -1,0 +1,143 @@
+"""The report: every section and plot from a real run, self-contained HTML, partial runs, Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+from tests.test_run import builtin_run  # noqa: F401  (the shared module-scoped run)
+
+pytestmark = pytest.mark.slow
+SECTIONS = ["Run summary", "Best configuration", "Cross-validation and baselines", "Test part", "Top 10 trials",
+            "Hyperparameters"]
+FIGURES = ["curves", "params", "importance", "test", "cv"]
+
+
+@pytest.fixture
+def run_dir(builtin_run):  # noqa: F811
+    tmp_path, proc = builtin_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path / "out" / "bc"
+
+
+def test_report_has_every_section_and_plot(run_dir):
+    page = (run_dir / "report.html").read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page and f"## {title}" in (run_dir / "report.md").read_text()
+    for key in FIGURES:
+        assert re.search(rf"<img alt='{key}' src='data:image/png;base64,[A-Za-z0-9+/=]{{200,}}'>", page), key
+    # self-contained: no external resource of any kind
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page) and "<link" not in page and "<script" not in page
+    report = json.loads((run_dir / "report.json").read_text())
+    cv = json.loads((run_dir / "cv.json").read_text())
+    assert report["partial"] is False and report["cv"]["winner"] == cv["winner"]
+    assert set(report["cv"]["baselines"]) == {"majority class", "logistic regression"}
+    assert report["cv"]["baselines"]["majority class"]["mean"]["roc_auc"] == pytest.approx(0.5)
+    assert report["summary"]["trials_by_status"] == \
+        __import__("pandas").read_csv(run_dir / "trials.csv")["status"].value_counts().to_dict()
+    assert set(report["importance"]) <= set(report["summary"]["space"]["params"]) and report["importance"]
+    assert len(report["top_trials"]) == 10 and report["summary"]["timing"]["total_s"] > 0
+    assert report["verdict"].startswith("The network")
+
+
+def test_report_and_runs_commands(run_dir, tmp_path):
+    copy = tmp_path / "results" / "bc"
+    shutil.copytree(run_dir, copy)
+    (copy / "report.html").unlink()
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (copy / "report.html").is_file() and f"report: {copy / 'report.html'}" in result.output
+    for title in ("Best configuration", "Cross-validation and baselines", "Test part", "Top 10 trials"):
+        assert title in result.output
+    listing = CliRunner().invoke(app, ["runs", "--results", str(tmp_path / "results")], terminal_width=200)
+    assert listing.exit_code == 0 and "bc" in listing.output and "finished" in listing.output
+    assert "builtin:breast_cancer" in listing.output
+
+
+def test_report_of_a_foreign_folder_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "is not an hpsearch run folder" in result.output
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_report_of_an_interrupted_run_is_marked_partial(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", "--samples", "30", "--max-epochs", "30", "--cpus", "2",
+         "--results", str(out), "--name", "cut", "--quiet"],
+        cwd=tmp_path, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    started = []
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(list(out.glob(".cut.partial/tune/*/progress.csv"))) < 2:
+            time.sleep(1)
+        started = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)  # the driver dies mid-search, as with a killed laptop session
+        proc.wait(timeout=30)
+    finally:
+        for pid in [proc.pid, *started]:  # end only what this test started, by id
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    partial = out / ".cut.partial"
+    assert partial.is_dir() and not (out / "cut").exists()
+    result = CliRunner().invoke(app, ["report", str(partial)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((partial / "report.json").read_text())
+    assert report["partial"] is True and "best_config.json" in report["missing"]
+    assert report["summary"]["trials_by_status"].get("interrupted", 0) >= 2
+    page = (partial / "report.html").read_text()
+    assert "Partial run" in page and "<img alt='curves'" in page
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium found: .ci/run installs Debian's `chromium` (apt-get) where it can")
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1200,2400", f"--screenshot={shot}", (run_dir / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.is_file(), proc.stderr[-2000:]
+    console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert not console, console
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.std() > 0.05  # not a blank page
