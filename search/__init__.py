@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from search.errors import DataError, HpsearchError, SearchError, SpaceError, SpecError
+from search.errors import ClusterError, DataError, HpsearchError, SearchError, SpaceError, SpecError
 from search.space import Space, load_space
 from search.spec import RunSpec
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "ClusterError",
     "DataError",
     "HpsearchError",
     "RunSpec",

@@ -64,6 +64,8 @@ def run(
     repeats: int = typer.Option(1, help="CV repeats (repeated k-fold, for tiny tables)."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
     export_savedmodel: bool = typer.Option(False, "--export-savedmodel", help="Also write a TF SavedModel."),
+    address: str | None = typer.Option(None, help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
+    from_spec: str | None = typer.Option(None, "--from-spec", hidden=True, help="Run a spec written by submit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Search for the best MLP configuration on a table and save the results."""
@@ -72,13 +74,12 @@ def run(
 
 
 def _run(options: dict, quiet: bool) -> None:
-    from search.spec import RunSpec
 
-    options = dict(options)
-    options["header"] = not options.pop("no_header")
-    options.pop("quiet")
-    options["drop"] = tuple(options["drop"])
-    spec = RunSpec.from_options(**options)
+    spec = _spec_from(options)
+    if spec.address:
+        from search.cluster import use_cluster_token
+
+        use_cluster_token()  # before Ray is imported: it reads RAY_AUTH_MODE once
     from search.pipeline import prepare, run_search
 
     space, table, splits = prepare(spec)  # fail fast, before the slow imports
@@ -202,6 +203,131 @@ def _print_report(content: dict) -> None:
         for p in paragraphs:
             if not p.startswith("**") and p != "Complete run.":
                 out.print(p, markup=False)
+
+
+def _spec_from(options: dict):  # noqa: ANN202
+    """The RunSpec of `run`'s parsed options (or of the spec file a submitted job carries)."""
+    import json
+
+    from search.errors import SpecError
+    from search.spec import RunSpec
+
+    if options.get("from_spec"):
+        try:
+            spec = RunSpec.from_options(**json.loads(Path(options["from_spec"]).read_text()))
+        except (OSError, ValueError) as exc:
+            raise SpecError(f"--from-spec {options['from_spec']}: cannot be read ({exc}).") from None
+        _leave_job_dir()
+        return spec
+    options = {k: v for k, v in options.items() if k not in ("quiet", "from_spec")}
+    options["header"] = not options.pop("no_header")
+    options["drop"] = tuple(options["drop"])
+    return RunSpec.from_options(**options)
+
+
+def _leave_job_dir() -> None:
+    """Run a submitted job from a private copy of its working_dir.
+
+    Ray 2.60 deletes a job's working_dir package while the job's driver still runs in it (seen at
+    the end of ``Tuner.fit``: ``os.getcwd()`` fails), so the driver moves to a copy first.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="hpsearch-job-"))
+    shutil.copytree(Path.cwd(), home, dirs_exist_ok=True)
+    os.chdir(home)
+    atexit.register(shutil.rmtree, home, True)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    address: str = typer.Option(..., help="The cluster's dashboard, e.g. http://127.0.0.1:8265."),
+    storage: str = typer.Option(..., help="Where the job writes results: a shared path or s3://, gs:// URI."),
+) -> None:
+    """Submit a search as a Ray Job. Every other argument is a `hpsearch run` argument."""
+
+    def action() -> None:
+        import typer.main
+
+        from search import cluster
+        from search.pipeline import prepare
+
+        run_command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+        parsed = run_command.make_context("run", list(ctx.args)).params
+        spec = _spec_from(parsed)
+        if spec.data.startswith("builtin:") or Path(spec.data).is_file():
+            prepare(spec)  # bad input fails here, not on the cluster
+        job_id, job_spec = cluster.submit(spec, address, storage)
+        out.print(f"submitted job {job_id}: run {job_spec.name}, results to {storage}/{job_spec.name}", markup=False)
+        out.print(f"follow: hpsearch logs {job_id} --address {address} --follow", markup=False)
+        out.print(f"fetch:  hpsearch fetch {job_spec.name} --storage {storage}", markup=False)
+
+    _guard(action)
+
+
+@app.command()
+def status(job_id: str, address: str = typer.Option(..., help="The cluster's dashboard URL.")) -> None:
+    """Print a submitted job's status."""
+
+    def action() -> None:
+        from search import cluster
+
+        info = cluster.status(address, job_id)
+        out.print(f"{info['job']}: {info['status']} {info['message']}".rstrip(), markup=False)
+
+    _guard(action)
+
+
+@app.command()
+def logs(
+    job_id: str,
+    address: str = typer.Option(..., help="The cluster's dashboard URL."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
+) -> None:
+    """Print (or follow) a submitted job's output."""
+
+    def action() -> None:
+        from search import cluster
+
+        if follow:
+            cluster.follow(address, job_id, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        else:
+            sys.stdout.write(cluster.logs(address, job_id))
+
+    _guard(action)
+
+
+@app.command()
+def stop(job_id: str, address: str = typer.Option(..., help="The cluster's dashboard URL.")) -> None:
+    """Stop a submitted job."""
+
+    def action() -> None:
+        from search import cluster
+
+        stopped = cluster.stop(address, job_id)
+        out.print(f"{job_id}: {'stop requested' if stopped else 'not running'}", markup=False)
+
+    _guard(action)
+
+
+@app.command()
+def fetch(
+    name: str,
+    storage: str = typer.Option(..., help="The --storage the job wrote to."),
+    results: str = typer.Option("results", help="Local folder to copy the run into."),
+) -> None:
+    """Copy a run's folder from the cluster's storage into the local results folder."""
+
+    def action() -> None:
+        from search.results import fetch_run
+
+        local = fetch_run(storage, name, Path(results).expanduser().resolve())
+        out.print(f"fetched: {local}", markup=False)
+
+    _guard(action)
 
 
 def _guard(action) -> None:  # noqa: ANN001

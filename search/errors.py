@@ -4,6 +4,7 @@
     ├── SpecError            a run option that is out of range or inconsistent
     ├── SpaceError           a search-space file that is missing or malformed
     ├── DataError            a data file, target or column that cannot be used
+    ├── ClusterError         a Ray cluster or job that cannot be reached or used
     └── SearchError          a search that ran but produced nothing usable
 
 Failures of single trials are not exceptions of this tree: they are recorded in
@@ -27,6 +28,10 @@ class SpaceError(HpsearchError):
 
 class DataError(HpsearchError):
     """A data file, its target or one of its columns cannot be used."""
+
+
+class ClusterError(HpsearchError):
+    """A Ray cluster or Ray job cannot be reached or used."""
 
 
 class SearchError(HpsearchError):

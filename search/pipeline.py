@@ -40,7 +40,7 @@ class RunOutcome:
 
 def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     """Everything that can fail on bad input, done before any folder is created or Ray started."""
-    if spec.name:
+    if spec.name and not spec.is_remote_results():
         results.check_free(spec.results_root(), spec.name)
     space = load_space(spec.space)
     table = load_table(
@@ -102,6 +102,8 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
     except BaseException:
         results.abandon_run(partial)
         raise
+    if spec.is_remote_results():
+        run_dir = results.upload_run(run_dir, spec.results)  # type: ignore[assignment]
     return RunOutcome(run_dir, trials, best_config, tuple(space.params), finished)
 
 

@@ -76,7 +76,7 @@ def collect(folder: Path) -> dict[str, Any]:
             "samples": options["samples"],
             "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
                           "gpus_per_trial": options["gpus_per_trial"]},
-            "nodes": sorted({str(n) for n in trials.get("node_ip", pd.Series(dtype=str)).dropna() if str(n)}),
+            "nodes": _nodes(trials),
             "timing": timing,
             "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
             "versions": spec.get("versions", {}),
@@ -99,6 +99,16 @@ def collect(folder: Path) -> dict[str, Any]:
     if test is not None:
         report["test"] = {k: v for k, v in test.items() if k not in ("y", "probability")}
     return report
+
+
+def _nodes(trials: pd.DataFrame) -> list[str]:
+    """The nodes trials ran on, as ``IP (node id prefix)``: several nodes can share one IP."""
+    if "node_ip" not in trials:
+        return []
+    ids = trials["node_id"] if "node_id" in trials else pd.Series([""] * len(trials))
+    pairs = {(str(ip), str(nid)[:8] if isinstance(nid, str) else "") for ip, nid in zip(trials["node_ip"], ids,
+                                                                                       strict=True)}
+    return sorted(f"{ip} ({nid})" if nid else ip for ip, nid in pairs if ip and ip != "nan")
 
 
 def _why(cv: dict[str, Any], metric: str) -> str:

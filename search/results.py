@@ -51,6 +51,40 @@ def commit_run(partial: Path, final: Path) -> Path:
     return final
 
 
+def upload_run(run_dir: Path, destination: str) -> str:
+    """Copy a finished run folder to ``destination/<name>`` (any pyarrow filesystem URI); returns the URI."""
+    from pyarrow import fs
+
+    target = destination.rstrip("/") + "/" + run_dir.name
+    filesystem, path = fs.FileSystem.from_uri(target)
+    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        raise SpecError(f"--results {destination}: {target} exists already. Choose another --name.")
+    filesystem.create_dir(path, recursive=True)
+    fs.copy_files(str(run_dir), path, source_filesystem=fs.LocalFileSystem(), destination_filesystem=filesystem)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return target
+
+
+def fetch_run(source: str, name: str, local_root: Path) -> Path:
+    """Copy ``source/<name>`` (a storage URI or a path) into ``local_root/<name>``."""
+    from pyarrow import fs
+
+    uri = source if "://" in source else Path(source).expanduser().resolve().as_uri()
+    filesystem, path = fs.FileSystem.from_uri(uri.rstrip("/") + "/" + name)
+    if filesystem.get_file_info(path).type != fs.FileType.Directory:
+        raise SpecError(f"{source}: no run named {name} there. Check --storage and the run name.")
+    check_free(local_root, name)
+    partial = local_root / f".{name}.fetching"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        fs.copy_files(path, str(partial), source_filesystem=filesystem, destination_filesystem=fs.LocalFileSystem())
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return commit_run(partial, local_root / name)
+
+
 def abandon_run(partial: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
 

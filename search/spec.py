@@ -53,6 +53,7 @@ class RunSpec(BaseModel):
     repeats: int = Field(1, ge=1, le=20)
     threshold: float | None = Field(None, ge=0, le=1)
     export_savedmodel: bool = False
+    address: str | None = None
 
     @field_validator("metric")
     @classmethod
@@ -94,5 +95,14 @@ class RunSpec(BaseModel):
         """``--max-epochs``, else the space's ``fixed.epochs``, else the default."""
         return int(self.max_epochs or space_fixed.get("epochs", DEFAULT_MAX_EPOCHS))
 
+    def is_remote_results(self) -> bool:
+        """``--results`` names a storage URI (``file://``, ``s3://``, ``gs://``): work locally, then upload."""
+        return "://" in self.results
+
     def results_root(self) -> Path:
+        """The local folder runs are written in (a scratch folder when results go to a URI)."""
+        if self.is_remote_results():
+            import tempfile
+
+            return Path(tempfile.gettempdir()) / "hpsearch-staging"
         return Path(self.results).expanduser().resolve()

@@ -94,9 +94,16 @@ class _EpochReporter:
                 else:
                     scores = score_all(data.y_val, probability)
                     scores.update(loss=loss, diverged=0)
+                scores["node_id"] = _node_id()
                 _report(scores)
 
         return EpochReporter()
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _limit_threads(cpus: float) -> None:

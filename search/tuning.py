@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from search.errors import ClusterError
 from search.metrics import METRICS, is_better
 from search.space import ChoiceParam, FloatParam, IntParam, Space
 from search.trainable import TrialData, train_trial
@@ -141,6 +142,7 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space) -> pd.DataFrame
             **{f"best_{data.metric}": best, f"last_{data.metric}": last},
             status=status,
             node_ip=metrics.get("node_ip", ""),
+            node_id=metrics.get("node_id", ""),
             error=_first_line(result.error),
         )
         rows.append(row)
@@ -187,6 +189,26 @@ def _start_ray(spec: RunSpec) -> bool:
 
     if ray.is_initialized():
         return False
+    if spec.address:
+        # An existing cluster: its nodes need hpsearch installed (cluster.yaml does it) or, under
+        # `hpsearch submit`, get it from the job's working_dir.
+        from search.cluster import use_cluster_token
+
+        use_cluster_token()
+        # Inside a Ray Job the job's runtime env (set by `hpsearch submit`) already holds our
+        # variables, and Ray refuses to merge a second one into it.
+        in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+        try:
+            ray.init(address=spec.address, log_to_driver=log.isEnabledFor(logging.DEBUG),
+                     logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
+                     runtime_env=None if in_job else {"env_vars": WORKER_ENV})
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ClusterError(
+                f"--address {spec.address}: cannot connect to a Ray cluster ({first[:200]}). "
+                f"Check the address and that the cluster is up (`ray status`)."
+            ) from None
+        return True
     ray.init(
         address="local",
         num_cpus=spec.cpus or os.cpu_count() or 1,

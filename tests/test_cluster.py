@@ -1,0 +1,137 @@
+"""A real multi-node Ray cluster on this machine: `run --address`, and `submit` as a Ray Job.
+
+Two `ray start --block` nodes (a head and a worker, 1 CPU each, own ports) run in their own
+process groups; teardown ends those groups only, never `ray stop`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_args() -> list[str]:
+    return ["--num-cpus=1", "--object-store-memory=150000000", "--disable-usage-stats", "--block",
+            f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}", f"--min-worker-port={free_port()}"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Ray's session sockets must fit in 107 bytes: a short folder, not pytest's deep tmp_path.
+    tmp = Path(tempfile.mkdtemp(prefix="hps-", dir="/tmp"))
+    port, dashboard = free_port(), free_port()
+    # The nodes run with Ray's token authentication (the default of `ray start`); hpsearch's own
+    # commands get no RAY_AUTH_MODE and must find the token by themselves.
+    # PATH starts with this venv, as for a user who activated it before `ray start`: a job's
+    # `python` is the nodes' python.
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    started = []
+    logs = [open(tmp / f"{name}.log", "w") for name in ("head", "worker")]  # noqa: SIM115
+    try:
+        head_args = [RAY, "start", "--head", f"--port={port}", "--include-dashboard=true",
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                     f"--ray-client-server-port={free_port()}", f"--temp-dir={tmp / 'session'}", *node_args()]
+        head_args.remove(next(a for a in head_args if a.startswith("--min-worker-port")))
+        started.append(subprocess.Popen(head_args, stdout=logs[0], stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True))
+        wait_for_nodes(port, 1, started, tmp)
+        worker_args = [RAY, "start", f"--address=127.0.0.1:{port}", *node_args()]
+        worker_args.remove(next(a for a in worker_args if a.startswith("--min-worker-port")))
+        started.append(subprocess.Popen(worker_args, stdout=logs[1], stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True))
+        wait_for_nodes(port, 2, started, tmp)
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}", "tmp": tmp}
+    finally:
+        for proc in reversed(started):  # each node's process group: the node and what it started
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for handle in logs:
+            handle.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_for_nodes(port: int, count: int, started: list[subprocess.Popen], log_dir: Path) -> None:
+    code = ("import ray, sys; ray.init(address=sys.argv[1], logging_level=40); "
+            "print(sum(n['Alive'] for n in ray.nodes()))")
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if any(p.poll() is not None for p in started):
+            pytest.fail(f"a ray start process exited early: {tail_logs(log_dir)}")
+        out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{port}"], capture_output=True, text=True,
+                             env={**os.environ, "RAY_AUTH_MODE": "token"})
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(2)
+    pytest.fail(f"the cluster did not reach {count} nodes in 90 s: {tail_logs(log_dir)}")
+
+
+def tail_logs(log_dir: Path) -> str:
+    return " | ".join(f"{p.name}: {p.read_text()[-600:]}" for p in sorted(log_dir.glob("*.log")))
+
+
+def test_run_with_address_spreads_trials_over_two_nodes(cluster, tmp_path, mixed_csv):
+    proc = run_cli(["run", str(mixed_csv), "--target", "label", "--address", cluster["address"],
+                    "--samples", "4", "--max-epochs", "3", "--grace-period", "3", "--top-k", "1", "--folds", "2",
+                    "--results", str(tmp_path / "out"), "--name", "multi", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "out" / "multi" / "trials.csv")
+    assert trials["node_id"].nunique() >= 2, trials[["trial_id", "node_id"]]
+    report = json.loads((tmp_path / "out" / "multi" / "report.json").read_text())
+    assert len(report["summary"]["nodes"]) >= 2
+
+
+def test_submit_follow_and_fetch_a_job(cluster, tmp_path, mixed_csv):
+    storage = tmp_path / "storage"
+    proc = run_cli(["--debug", "submit", "--address", cluster["dashboard"], "--storage", str(storage),
+                    str(mixed_csv), "--target", "label", "--samples", "3", "--max-epochs", "2",
+                    "--top-k", "1", "--folds", "2", "--name", "job1", "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_id = proc.stdout.split("submitted job ")[1].split(":")[0]
+    follow = run_cli(["logs", job_id, "--address", cluster["dashboard"], "--follow"], cwd=tmp_path, timeout=400)
+    assert follow.returncode == 0, follow.stderr[-2000:]
+    state = run_cli(["status", job_id, "--address", cluster["dashboard"]], cwd=tmp_path)
+    assert "SUCCEEDED" in state.stdout, (state.stdout, follow.stdout[-3000:])
+    fetched = run_cli(["fetch", "job1", "--storage", str(storage), "--results", str(tmp_path / "home")], cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr[-2000:]
+    run_dir = tmp_path / "home" / "job1"
+    spec = json.loads((run_dir / "spec.json").read_text())
+    assert spec["data"]["source"] == "data/mixed.csv" and spec["options"]["address"] == "auto"
+    assert (run_dir / "model" / "model.keras").is_file() and (run_dir / "report.html").is_file()
+    assert len(pd.read_csv(run_dir / "trials.csv")) == 3
+
+
+def test_bad_cluster_addresses_are_one_line_errors(tmp_path, mixed_csv):
+    port = free_port()
+    proc = run_cli(["status", "raysubmit_x", "--address", f"http://127.0.0.1:{port}"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --address") and "Traceback" not in proc.stderr
