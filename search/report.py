@@ -281,7 +281,7 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
         ax2.imshow(grid, cmap="Blues")
         for (i, j), v in np.ndenumerate(grid):
             ax2.text(j, i, str(v), ha="center", va="center")
-        labels = [report["summary"]["class_counts"] and k for k in report["summary"]["class_counts"]]
+        labels = list(report["summary"]["class_counts"])  # label of class 0, then of class 1
         ax2.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted",
                 ylabel="true", title=f"Confusion at threshold {test['threshold']:.3f}")
         fig.tight_layout()
