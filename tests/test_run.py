@@ -28,7 +28,7 @@ def builtin_run(tmp_path_factory):
     """One small search on the builtin table, shared by the tests that read its outputs."""
     tmp_path = tmp_path_factory.mktemp("builtin")
     proc = run_cli(["run", "--samples", "10", "--max-epochs", "9", "--seed", "1", "--name", "bc",
-                    "--results", str(tmp_path / "out"), *FAST], cwd=tmp_path)
+                    "--searcher", "optuna", "--results", str(tmp_path / "out"), *FAST], cwd=tmp_path)
     return tmp_path, proc
 
 
@@ -62,6 +62,7 @@ def test_default_table_search_end_to_end(builtin_run):
     assert spec["data"]["rows"] == 569 and spec["data"]["positive"] == "malignant"
     assert spec["splits"] == {"train": 364, "val": 91, "test": 114}
     assert spec["options"]["samples"] == 10 and spec["space"]["name"] == "mlp-default"
+    assert spec["options"]["searcher"] == "optuna"  # TPE through Ray's OptunaSearch; random is the default
     assert list((run_dir / "tune").glob("experiment_state-*.json"))  # Tuner.restore can find it
     epochs = pd.read_csv(run_dir / "epochs.csv")
     assert epochs.groupby("trial_id")["epoch"].max().sum() == trials["epochs"].sum()
