@@ -134,7 +134,11 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
         raise DataError(f"{spec.data} changed since the run (SHA-256 differs). Restore it, or start a new run.")
     splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
     with ray_session(spec):
-        return retrain_and_export(folder, spec, space, table, splits, trials)
+        finished = retrain_and_export(folder, spec, space, table, splits, trials)
+    from search.report import render_report
+
+    render_report(folder)
+    return finished
 
 
 def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table, splits: Splits,
