@@ -77,7 +77,8 @@ def check_retrain_outputs(run_dir: Path, trials: pd.DataFrame, spec: dict) -> No
     cv = json.loads((run_dir / "cv.json").read_text())
     assert cv["folds"] == 3 and cv["repeats"] == 1 and len(cv["candidates"]) == 2
     usable = trials[trials["status"].isin(["completed", "stopped early"])]
-    top2 = usable.sort_values("best_roc_auc", ascending=False)["trial_id"].head(2).tolist()
+    # the two best validation scores, best first; equal scores keep trial-id order (a stable sort)
+    top2 = usable.sort_values("best_roc_auc", ascending=False, kind="stable")["trial_id"].head(2).tolist()
     assert [c["trial_id"] for c in cv["candidates"]] == top2
     # folds: disjoint, covering the non-test rows once, stratified
     folds = [set(f) for f in cv["fold_rows"]]
