@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from search.errors import HpsearchError
+from search.errors import HpsearchError, Interrupted
 
 app = typer.Typer(
     add_completion=False,
@@ -65,6 +65,8 @@ def run(
     threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
     export_savedmodel: bool = typer.Option(False, "--export-savedmodel", help="Also write a TF SavedModel."),
     address: str | None = typer.Option(None, help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
+    checkpoint_every: int = typer.Option(5, help="Checkpoint each trial every N epochs (0: never), for retries."),
+    max_failures: int = typer.Option(2, help="Retries of a trial whose worker or node was lost."),
     from_spec: str | None = typer.Option(None, "--from-spec", hidden=True, help="Run a spec written by submit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -95,6 +97,25 @@ def _run(options: dict, quiet: bool) -> None:
         outcome = run_search(spec, on_progress, prepared=(space, table, splits))
     if not quiet:
         _print_summary(outcome, spec.metric)
+
+
+@app.command()
+def resume(
+    run_dir: str = typer.Argument(..., help="The interrupted run: results/NAME (or its .NAME.partial folder)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Continue an interrupted search (Ctrl-C, a killed session), then retrain, export and report."""
+
+    def action() -> None:
+        from search.pipeline import resume_run
+
+        _quiet_libraries()
+        with _progress_display(quiet) as on_progress:
+            outcome = resume_run(run_dir, on_progress)
+        if not quiet:
+            _print_summary(outcome, outcome.best["metric"])
+
+    _guard(action)
 
 
 @app.command()
@@ -229,21 +250,30 @@ def _leave_job_dir() -> None:
     """Run a submitted job from a private copy of its working_dir.
 
     Ray 2.60 deletes a job's working_dir package while the job's driver still runs in it (seen at
-    the end of ``Tuner.fit``: ``os.getcwd()`` fails), so the driver moves to a copy first.
+    the end of ``Tuner.fit``: ``os.getcwd()`` fails, and once a lazy import of ``search.preprocess``),
+    so the driver moves to a copy first and imports from there.
     """
     import atexit
     import shutil
     import tempfile
 
     home = Path(tempfile.mkdtemp(prefix="hpsearch-job-"))
-    shutil.copytree(Path.cwd(), home, dirs_exist_ok=True)
+    job_dir = Path.cwd()
+    shutil.copytree(job_dir, home, dirs_exist_ok=True)
     os.chdir(home)
+    # Modules imported later (lazily) must come from the copy too: `python -m` put the job's
+    # working_dir first on sys.path.
+    sys.path[:] = [str(home) if p in ("", str(job_dir)) else p for p in sys.path]
     atexit.register(shutil.rmtree, home, True)
 
 
 def _guard(action) -> None:  # noqa: ANN001
     try:
         action()
+    except Interrupted as exc:
+        err.print(f"interrupted: {exc} Its state is in {exc.partial}.\n"
+                  f"resume with: hpsearch resume {_resume_target(exc.partial)}", soft_wrap=True, markup=False)
+        raise typer.Exit(130) from None
     except HpsearchError as exc:
         err.print(f"error: {exc}", soft_wrap=True, markup=False)
         raise typer.Exit(2) from None
@@ -260,6 +290,16 @@ def _guard(action) -> None:  # noqa: ANN001
             markup=False,
         )
         raise typer.Exit(1) from None
+
+
+def _resume_target(partial: object) -> str:
+    """``results/NAME`` for ``results/.NAME.partial``, relative to here when it is below here."""
+    path = Path(str(partial))
+    target = path.parent / path.name.removeprefix(".").removesuffix(".partial")
+    try:
+        return str(target.relative_to(Path.cwd()))
+    except ValueError:
+        return str(target)
 
 
 def _quiet_libraries() -> None:

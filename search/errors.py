@@ -5,7 +5,8 @@
     ├── SpaceError           a search-space file that is missing or malformed
     ├── DataError            a data file, target or column that cannot be used
     ├── ClusterError         a Ray cluster or job that cannot be reached or used
-    └── SearchError          a search that ran but produced nothing usable
+    ├── SearchError          a search that ran but produced nothing usable
+    └── Interrupted          a search stopped by the user (Ctrl-C); exit 130, resumable
 
 Failures of single trials are not exceptions of this tree: they are recorded in
 ``trials.csv`` (status ``errored`` or ``diverged``) and the search goes on.
@@ -36,3 +37,11 @@ class ClusterError(HpsearchError):
 
 class SearchError(HpsearchError):
     """The search ran but yielded no usable trial."""
+
+
+class Interrupted(HpsearchError):
+    """The search was stopped (Ctrl-C) and its state kept in ``partial`` for ``hpsearch resume``."""
+
+    def __init__(self, message: str, partial: object) -> None:
+        super().__init__(message)
+        self.partial = partial

@@ -67,6 +67,7 @@ def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], chec
 def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
     """The exported model and its metadata, loaded in safe mode."""
     import json
+    import zipfile
 
     import keras
 
@@ -76,7 +77,7 @@ def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
     try:
         metadata = json.loads((folder / METADATA_FILE).read_text())
         model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)
-    except (ValueError, OSError, json.JSONDecodeError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{folder} is damaged ({first}). Re-run `hpsearch retrain {run_dir}`.") from None
     return model, metadata

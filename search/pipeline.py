@@ -19,7 +19,7 @@ import pandas as pd
 
 from search import results
 from search.data import Splits, Table, load_table, split_rows
-from search.errors import SearchError
+from search.errors import DataError, HpsearchError, Interrupted, SearchError
 from search.metrics import METRICS, is_better, score_all
 from search.model import resolve_config
 from search.space import Space, load_space
@@ -62,10 +62,11 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
     Raises:
         HpsearchError: bad input (before anything is written) or a search with no usable trial
             (its partial folder is removed).
+        Interrupted: Ctrl-C once the search had started; the partial folder stays for ``resume``.
     """
     space, table, splits = prepared or prepare(spec)
     partial, final = results.start_run(spec.results_root(), spec.run_name())
-    from search.tuning import epoch_history, ray_session, run_trials
+    from search.tuning import ray_session, run_trials
 
     started = time.time()
     try:
@@ -73,72 +74,157 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
             data = encode_for_trials(spec, space, table, splits)
             results.write_json(partial / results.SPEC, describe_run(spec, space, table, splits, final.name))
             trials = run_trials(spec, space, data, partial, on_progress)
-            searched = time.time()
-            best = best_trial(trials, data.metric)
-            best_config = {
-                "trial_id": best["trial_id"],
-                "hyperparameters": resolve_config({**data.fixed, **{k: best[k] for k in space.params}}),
-                "metric": data.metric,
-                "mode": METRICS[data.metric],
-                "value": best[f"best_{data.metric}"],
-                "best_epoch": best["best_epoch"],
-                "epochs_trained": best["epochs"],
-                "max_epochs": data.max_epochs,
-                "seed": spec.seed,
-                "data": table.source,
-                "data_sha256": table.sha256,
-            }
-            results.write_csv(partial / results.TRIALS, trials)
-            results.write_csv(partial / results.EPOCHS, epoch_history(partial, data.metric))
-            results.write_json(partial / results.BEST_CONFIG, best_config)
-            finished = retrain_and_export(partial, spec, space, table, splits, trials)
-        now = time.time()
-        results.write_json(partial / results.TIMING, {
-            "search_s": searched - started, "retrain_and_export_s": now - searched, "total_s": now - started})
-        from search.report import render_report
-
-        render_report(partial)
-        run_dir = results.commit_run(partial, final)
-    except BaseException:
-        results.abandon_run(partial)
+            return _finish(spec, space, table, splits, data, trials, partial, final, started)
+    except BaseException as exc:
+        _keep_if_resumable(partial, exc)
         raise
+
+
+def resume_run(run: str | Path, on_progress: Callable[[Progress], None] | None = None) -> RunOutcome:
+    """Continue an interrupted run (a ``results/.<name>.partial`` folder): the search, then the rest.
+
+    Raises:
+        DataError: ``run`` is not an interrupted run, or its data changed since.
+        Interrupted: stopped again; the folder stays for another ``resume``.
+    """
+    from search.tuning import can_resume, ray_session, resume_trials
+
+    partial = find_interrupted(run)
+    spec, space, described = _read_run_spec(partial)
+    if not can_resume(partial):
+        raise DataError(f"{partial} holds no search state to resume (no Ray Tune experiment in it). "
+                        f"Start a new run with `hpsearch run`.")
+    table, splits = _reload_data(spec, described)
+    final = partial.parent / described["name"]
+    results.check_free(partial.parent, final.name)
+    started = time.time()
+    try:
+        with ray_session(spec):
+            data = encode_for_trials(spec, space, table, splits)
+            trials = resume_trials(spec, space, data, partial, on_progress)
+            return _finish(spec, space, table, splits, data, trials, partial, final, started)
+    except BaseException as exc:
+        _keep_if_resumable(partial, exc)
+        raise
+
+
+def find_interrupted(run: str | Path) -> Path:
+    """The partial folder of ``run``: a path to it, or a ``results/<name>`` whose run never finished."""
+    given = Path(run).expanduser().resolve()
+    candidates = [given, given.parent / f".{given.name}.partial"]
+    found = next((c for c in candidates if c.is_dir() and c.name.endswith(".partial")), None)
+    if found is None:
+        if given.is_dir() and (given / results.CV).is_file():
+            raise DataError(f"{run} is a finished run; there is nothing to resume. "
+                            f"See `hpsearch report {run}`, or `hpsearch retrain {run}`.")
+        raise DataError(f"{run}: no interrupted run there (looked for {candidates[1]}). "
+                        f"Give the run's folder, e.g. results/NAME; `hpsearch runs` lists them.")
+    return found
+
+
+def _finish(spec: RunSpec, space: Space, table: Table, splits: Splits, data: Any, trials: pd.DataFrame,
+            partial: Path, final: Path, started: float) -> RunOutcome:
+    """After the search: trials and best config, CV retrain and export, report, then publish the folder."""
+    from search.tuning import epoch_history
+
+    searched = time.time()
+    best = best_trial(trials, data.metric)
+    best_config = {
+        "trial_id": best["trial_id"],
+        "hyperparameters": resolve_config({**data.fixed, **{k: best[k] for k in space.params}}),
+        "metric": data.metric,
+        "mode": METRICS[data.metric],
+        "value": best[f"best_{data.metric}"],
+        "best_epoch": best["best_epoch"],
+        "epochs_trained": best["epochs"],
+        "max_epochs": data.max_epochs,
+        "seed": spec.seed,
+        "data": table.source,
+        "data_sha256": table.sha256,
+    }
+    results.write_csv(partial / results.TRIALS, trials)
+    results.write_csv(partial / results.EPOCHS, epoch_history(partial, data.metric))
+    results.write_json(partial / results.BEST_CONFIG, best_config)
+    finished = retrain_and_export(partial, spec, space, table, splits, trials)
+    now = time.time()
+    results.write_json(partial / results.TIMING, {
+        "search_s": searched - started, "retrain_and_export_s": now - searched, "total_s": now - started,
+        "resumed": (partial / results.SPEC).stat().st_mtime < started})
+    from search.report import render_report
+
+    render_report(partial)
+    run_dir = results.commit_run(partial, final)
     if spec.is_remote_results():
         run_dir = results.upload_run(run_dir, spec.results)  # type: ignore[assignment]
     return RunOutcome(run_dir, trials, best_config, tuple(space.params), finished)
 
 
+def _keep_if_resumable(partial: Path, exc: BaseException) -> None:
+    """On Ctrl-C after the search started, keep the partial folder; otherwise remove it."""
+    from search.tuning import EXPERIMENT_DIR
+
+    if isinstance(exc, Interrupted):
+        return
+    if isinstance(exc, KeyboardInterrupt) and (partial / EXPERIMENT_DIR).is_dir():
+        raise Interrupted("stopped by Ctrl-C.", partial) from None
+    results.abandon_run(partial)
+
+
 def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | None = None,
                 repeats: int | None = None, threshold: float | None = None) -> dict[str, Any]:
     """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
-    import json
-
-    from search.errors import DataError
     from search.tuning import ray_session
 
     folder = Path(run_dir).resolve()
-    try:
-        described = json.loads((folder / results.SPEC).read_text())
-        trials = pd.read_csv(folder / results.TRIALS)
-        options = dict(described["options"])
-        space = Space.from_dict(described["space"], source=f"{folder / results.SPEC}: space")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"{folder} is not a finished hpsearch run ({type(exc).__name__}: {str(exc)[:120]}). "
-            f"Give a folder written by `hpsearch run`."
-        ) from None
     overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold}
-    options.update({k: v for k, v in overrides.items() if v is not None})
-    spec = RunSpec.from_options(**{**options, "name": None})
-    table = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
-    if table.sha256 != described["data"]["sha256"]:
-        raise DataError(f"{spec.data} changed since the run (SHA-256 differs). Restore it, or start a new run.")
-    splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
+    spec, space, described = _read_run_spec(folder, overrides)
+    trials = _read_trials(folder)
+    table, splits = _reload_data(spec, described)
     with ray_session(spec):
         finished = retrain_and_export(folder, spec, space, table, splits, trials)
     from search.report import render_report
 
     render_report(folder)
     return finished
+
+
+def _read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tuple[RunSpec, Space, dict]:
+    """The RunSpec, Space and ``spec.json`` of a run folder; a foreign or damaged folder is a DataError."""
+    import json
+
+    try:
+        described = json.loads((folder / results.SPEC).read_text())
+        options = dict(described["options"])
+        space = Space.from_dict(described["space"], source=f"{folder / results.SPEC}: space")
+        options.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        spec = RunSpec.from_options(**{**options, "name": None})
+        _ = described["data"]["sha256"], described["name"]  # needed later: a KeyError here is clearer
+    except (OSError, ValueError, KeyError, TypeError, HpsearchError) as exc:
+        raise DataError(
+            f"{folder} is not an hpsearch run folder: {results.SPEC} is missing or damaged "
+            f"({type(exc).__name__}: {str(exc)[:120]}). Give a folder written by `hpsearch run`."
+        ) from None
+    return spec, space, described
+
+
+def _read_trials(folder: Path) -> pd.DataFrame:
+    try:
+        trials = pd.read_csv(folder / results.TRIALS)
+        _ = trials[["trial_id", "status", "best_epoch"]]  # the columns retrain needs
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(
+            f"{folder / results.TRIALS} is missing or damaged ({type(exc).__name__}: {str(exc)[:120]}). "
+            f"Give a finished run's folder (see `hpsearch runs`)."
+        ) from None
+    return trials
+
+
+def _reload_data(spec: RunSpec, described: dict) -> tuple[Table, Splits]:
+    """The run's table, checked against its recorded SHA-256, and the same splits."""
+    table = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
+    if table.sha256 != described["data"]["sha256"]:
+        raise DataError(f"{spec.data} changed since the run (SHA-256 differs). Restore it, or start a new run.")
+    return table, split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
 
 
 def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table, splits: Splits,
@@ -236,6 +322,7 @@ def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits)
         seed=spec.seed,
         cpus=spec.cpus_per_trial,
         fixed={k: v for k, v in space.fixed.items() if k != "epochs"},
+        checkpoint_every=spec.checkpoint_every,
     )
 
 

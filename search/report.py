@@ -153,7 +153,10 @@ def _read_json(folder: Path, name: str) -> Any:
 def _read_trials(folder: Path) -> pd.DataFrame:
     path = folder / results.TRIALS
     if path.is_file():
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except (ValueError, OSError):
+            raise DataError(f"{path} is damaged (not a readable CSV). Re-run the search.") from None
     # An interrupted run: rebuild a rough table from Ray Tune's per-trial progress files.
     epochs = read_epochs(folder)
     if epochs.empty:
@@ -163,18 +166,13 @@ def _read_trials(folder: Path) -> pd.DataFrame:
                          "status": "interrupted"}).reset_index(drop=True)
 
 
-def read_epochs(folder: Path) -> pd.DataFrame:
+def read_epochs(folder: Path, metric: str = "roc_auc") -> pd.DataFrame:
     """Per-trial, per-epoch scores: epochs.csv, or Ray Tune's progress files for an interrupted run."""
+    from search.tuning import epoch_history  # reads files only: no Ray import
+
     if (folder / results.EPOCHS).is_file():
         return pd.read_csv(folder / results.EPOCHS)
-    frames = []
-    for progress in sorted(folder.glob("tune/*/progress.csv")):
-        try:
-            df = pd.read_csv(progress)
-        except (pd.errors.EmptyDataError, OSError):
-            continue
-        frames.append(df.rename(columns={"training_iteration": "epoch"}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
+    return epoch_history(folder, metric)
 
 
 def _top_trials(trials: pd.DataFrame, metric: str, n: int = 10) -> list[dict[str, Any]]:
@@ -232,7 +230,7 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
 
     metric = report["metric"]
     figures: dict[str, str] = {}
-    epochs = read_epochs(folder)
+    epochs = read_epochs(folder, metric)
     if metric in epochs and len(epochs):
         fig, ax = plt.subplots(figsize=(8, 4))
         for _, trial in epochs.groupby("trial_id"):

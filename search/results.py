@@ -25,6 +25,7 @@ BEST_CONFIG = "best_config.json"
 CV = "cv.json"
 TEST = "test.json"
 TIMING = "timing.json"
+FAULTS = "faults.jsonl"  # trials Ray retried or gave up on (lost workers), one JSON per line
 
 
 def check_free(results_root: Path, name: str) -> None:
@@ -123,3 +124,17 @@ def _clean(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def read_faults(run_dir: Path) -> list[dict[str, Any]]:
+    """The fault records of a run (none when nothing failed)."""
+    path = run_dir / FAULTS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a killed driver
+    return records

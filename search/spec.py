@@ -54,6 +54,8 @@ class RunSpec(BaseModel):
     threshold: float | None = Field(None, ge=0, le=1)
     export_savedmodel: bool = False
     address: str | None = None
+    checkpoint_every: int = Field(5, ge=0)
+    max_failures: int = Field(2, ge=0)
 
     @field_validator("metric")
     @classmethod

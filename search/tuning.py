@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from search.errors import ClusterError
-from search.metrics import METRICS, is_better
+from search.errors import ClusterError, Interrupted
+from search.metrics import METRICS
+from search.results import read_faults
 from search.space import ChoiceParam, FloatParam, IntParam, Space
 from search.trainable import TrialData, train_trial
 
@@ -31,8 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPERIMENT_DIR = "tune"
-# Quiet TensorFlow's C++ start-up chatter in every worker.
+# Quiet TensorFlow's C++ start-up chatter in every worker; pass the test-only hooks on to them.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
+
+
+def worker_env() -> dict[str, str]:
+    return {**WORKER_ENV, **{k: v for k, v in os.environ.items() if k.startswith("HPSEARCH_TEST_")}}
 STATUSES = ("completed", "stopped early", "diverged", "errored")
 
 
@@ -47,7 +54,6 @@ class Progress:
     stopped_early: int = 0
     failed: int = 0
     best: float | None = None
-    best_trial: str | None = None
 
 
 def to_ray_space(space: Space) -> dict[str, Any]:
@@ -73,9 +79,15 @@ def run_trials(
     run_dir: Path,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> pd.DataFrame:
-    """Run the search and return the trial table (one row per trial, see :func:`trial_table`)."""
+    """Run the search and return the trial table (one row per trial, see :func:`trial_table`).
+
+    Raises:
+        Interrupted: the search was stopped (Ctrl-C); its state is in ``run_dir`` for :func:`resume_trials`.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+
+    from search.callbacks import FaultLog, ProgressCallback
 
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
@@ -83,13 +95,8 @@ def run_trials(
         grace_period=min(spec.grace_period, data.max_epochs),
         reduction_factor=spec.reduction_factor,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
-    )
-    callbacks = [_ProgressCallback(spec.samples, data, on_progress)] if on_progress else []
     tuner = tune.Tuner(
-        trainable,
+        _trainable(spec, data),
         param_space=to_ray_space(space),
         tune_config=tune.TuneConfig(
             metric=data.metric,
@@ -104,31 +111,123 @@ def run_trials(
             name=EXPERIMENT_DIR,
             storage_path=str(run_dir),
             verbose=0,
-            callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[ProgressCallback(spec.samples, data.metric, data.max_epochs), FaultLog()],
+            # Trials catch their own errors (see trainable.py): what Ray retries is a lost worker.
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-    grid = tuner.fit()
-    return trial_table(grid, data, space)
+    return _fit(tuner, spec, space, data, run_dir, on_progress)
 
 
-def trial_table(grid: ResultGrid, data: TrialData, space: Space) -> pd.DataFrame:
-    """One row per trial: id, hyperparameters, epochs, best/last metric, best epoch, status, node."""
+def resume_trials(
+    spec: RunSpec,
+    space: Space,
+    data: TrialData,
+    run_dir: Path,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> pd.DataFrame:
+    """Continue an interrupted search from its experiment folder: finished trials stay, the rest go on."""
+    from ray import tune
+
+    tuner = tune.Tuner.restore(
+        str(run_dir / EXPERIMENT_DIR),
+        trainable=_trainable(spec, data),
+        resume_unfinished=True,
+        resume_errored=True,  # trials Ray gave up on (lost nodes) continue from their checkpoints
+    )
+    return _fit(tuner, spec, space, data, run_dir, on_progress)
+
+
+def can_resume(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a Ray Tune experiment that ``Tuner.restore`` can continue."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(run_dir / EXPERIMENT_DIR))
+
+
+def _trainable(spec: RunSpec, data: TrialData) -> Any:
+    from ray import tune
+
+    return tune.with_resources(
+        tune.with_parameters(train_trial, data=data),
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+    )
+
+
+def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path,
+         on_progress: Callable[[Progress], None] | None) -> pd.DataFrame:
+    from search import callbacks
+
+    callbacks.attach(run_dir, on_progress)
+    started = time.time()
+    try:
+        grid = tuner.fit()
+    finally:
+        callbacks.attach(run_dir, None)
+    finished = _interrupted_at(run_dir, spec, time.time() - started)
+    if finished is not None:
+        raise Interrupted(f"the search was stopped with {finished} of {spec.samples} trials finished.", run_dir)
+    table = trial_table(grid, data, space, read_faults(run_dir))
+    _prune_checkpoints(grid, table, data.metric, spec.top_k)
+    return table
+
+
+def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float) -> int | None:
+    """The number of trials finished, if the search was stopped early; None when it ran to its end.
+
+    Ray Tune returns from ``fit`` normally on Ctrl-C: unfinished or missing trials tell it apart.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(run_dir / EXPERIMENT_DIR)).trials
+    unfinished = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    out_of_time = spec.time_budget is not None and elapsed >= spec.time_budget * 0.95
+    if unfinished or (len(trials) < spec.samples and not out_of_time):
+        return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    return None
+
+
+def _prune_checkpoints(grid: ResultGrid, table: pd.DataFrame, metric: str, keep: int) -> None:
+    """Keep disk bounded: only the top-``keep`` trials keep their last checkpoint."""
+    column = f"best_{metric}"
+    usable = table[table["status"].isin(["completed", "stopped early"])].dropna(subset=[column])
+    kept = set(usable.sort_values(column, ascending=METRICS[metric] == "min", kind="stable")
+               ["trial_id"].head(keep))
+    for result in grid:
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id in kept or not result.path:
+            continue
+        for folder in Path(result.path).glob("checkpoint_*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def trial_table(grid: ResultGrid, data: TrialData, space: Space,
+                faults: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per trial: id, hyperparameters, epochs, best/last metric, best epoch, status, node, retries."""
+    retries: dict[str, int] = {}
+    for record in faults or []:
+        if record.get("event") == "retried":
+            retries[record["trial_id"]] = retries.get(record["trial_id"], 0) + 1
     rows = []
     for result in grid:
         metrics = result.metrics or {}
         history = result.metrics_dataframe
         row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name}
-        row.update({name: _plain(result.config.get(name)) for name in space.params})
+        row.update({name: _plain((result.config or {}).get(name)) for name in space.params})
         epochs = int(metrics.get("training_iteration") or 0)
         best = best_epoch = last = np.nan
         if history is not None and data.metric in history and len(history):
+            history = history.drop_duplicates("training_iteration", keep="last")
             values = history[data.metric].to_numpy(dtype=float)
             pick = np.nanargmax(values) if METRICS[data.metric] == "max" else np.nanargmin(values)
             best, last = float(values[pick]), float(values[-1])
             best_epoch = int(history["training_iteration"].iloc[pick])
-        if result.error is not None:
+        error = _first_line(result.error)
+        if result.error is not None or metrics.get("errored"):
             status = "errored"
+            error = error or str(metrics.get("error", ""))
+            best = best_epoch = last = np.nan
         elif metrics.get("diverged"):
             status = "diverged"
             best = best_epoch = last = np.nan
@@ -143,7 +242,9 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space) -> pd.DataFrame
             status=status,
             node_ip=metrics.get("node_ip", ""),
             node_id=metrics.get("node_id", ""),
-            error=_first_line(result.error),
+            retries=retries.get(row["trial_id"], 0),
+            restored_from=int(metrics.get("restored_from") or 0),
+            error=error,
         )
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -162,7 +263,9 @@ def epoch_history(run_dir: Path, metric: str) -> pd.DataFrame:
         frames.append(df[keep].rename(columns={"training_iteration": "epoch"}))
     if not frames:
         return pd.DataFrame(columns=["trial_id", "epoch", metric])
-    return pd.concat(frames, ignore_index=True)
+    # A trial continued from a checkpoint repeats the epochs after it: the later rows count.
+    history = pd.concat(frames, ignore_index=True)
+    return history.drop_duplicates(["trial_id", "epoch"], keep="last").reset_index(drop=True)
 
 
 @contextmanager
@@ -201,7 +304,7 @@ def _start_ray(spec: RunSpec) -> bool:
         try:
             ray.init(address=spec.address, log_to_driver=log.isEnabledFor(logging.DEBUG),
                      logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
-                     runtime_env=None if in_job else {"env_vars": WORKER_ENV})
+                     runtime_env=None if in_job else {"env_vars": worker_env()})
         except (ConnectionError, ValueError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ClusterError(
@@ -216,7 +319,7 @@ def _start_ray(spec: RunSpec) -> bool:
         log_to_driver=log.isEnabledFor(logging.DEBUG),
         # Ray's token authentication stays on (its default); its notice about it is not shown.
         logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
-        runtime_env={"env_vars": WORKER_ENV},
+        runtime_env={"env_vars": worker_env()},
     )
     return True
 
@@ -242,51 +345,3 @@ def _first_line(error: BaseException | None) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     # Ray wraps the trial's exception; its last line is the original "Type: message".
     return (lines[-1] if lines else type(error).__name__)[:300]
-
-
-class _ProgressCallback:
-    """A Ray Tune callback (built lazily, so importing this module does not import Ray)."""
-
-    def __new__(cls, total: int, data: TrialData, sink: Callable[[Progress], None]) -> Any:
-        from ray.tune import Callback
-
-        class ProgressCallback(Callback):
-            def __init__(self) -> None:
-                self.state = Progress(total=total, metric=data.metric)
-
-            def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self._count_running(trials)
-                sink(self.state)
-
-            def on_trial_result(
-                self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-            ) -> None:
-                self._count_running(trials)
-                value = result.get(data.metric)
-                if value is None or result.get("diverged"):
-                    return
-                best = self.state.best
-                if best is None or is_better(float(value), best, data.metric):
-                    self.state.best, self.state.best_trial = float(value), trial.trial_id
-                    sink(self.state)
-
-            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self._finish(trials, trial, failed=bool((trial.last_result or {}).get("diverged")))
-
-            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                self._finish(trials, trial, failed=True)
-
-            def _count_running(self, trials: list, finishing: Any = None) -> None:
-                self.state.running = sum(t.status == "RUNNING" and t is not finishing for t in trials)
-
-            def _finish(self, trials: list, trial: Any, failed: bool) -> None:
-                self._count_running(trials, finishing=trial)
-                self.state.finished += 1
-                epochs = (trial.last_result or {}).get("training_iteration", 0)
-                if failed:
-                    self.state.failed += 1
-                elif epochs < data.max_epochs:
-                    self.state.stopped_early += 1
-                sink(self.state)
-
-        return ProgressCallback()

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -39,8 +41,9 @@ def node_args() -> list[str]:
             f"--object-manager-port={free_port()}", f"--min-worker-port={free_port()}"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextmanager
+def ray_cluster(extra_env: dict[str, str] | None = None) -> Iterator[dict]:
+    """A head and one worker node (1 CPU each), each `ray start --block` in its own process group."""
     # Ray's session sockets must fit in 107 bytes: a short folder, not pytest's deep tmp_path.
     tmp = Path(tempfile.mkdtemp(prefix="hps-", dir="/tmp"))
     port, dashboard = free_port(), free_port()
@@ -48,7 +51,7 @@ def cluster():
     # commands get no RAY_AUTH_MODE and must find the token by themselves.
     # PATH starts with this venv, as for a user who activated it before `ray start`: a job's
     # `python` is the nodes' python.
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token",
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", **(extra_env or {}),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     started = []
     logs = [open(tmp / f"{name}.log", "w") for name in ("head", "worker")]  # noqa: SIM115
@@ -64,8 +67,10 @@ def cluster():
         worker_args.remove(next(a for a in worker_args if a.startswith("--min-worker-port")))
         started.append(subprocess.Popen(worker_args, stdout=logs[1], stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True))
-        wait_for_nodes(port, 2, started, tmp)
-        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}", "tmp": tmp}
+        nodes = wait_for_nodes(port, 2, started, tmp)
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}", "tmp": tmp,
+               "head_id": next(n for n, head in nodes if head), "worker_id": next(n for n, head in nodes if not head),
+               "worker": started[1]}
     finally:
         for proc in reversed(started):  # each node's process group: the node and what it started
             try:
@@ -81,17 +86,27 @@ def cluster():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def wait_for_nodes(port: int, count: int, started: list[subprocess.Popen], log_dir: Path) -> None:
-    code = ("import ray, sys; ray.init(address=sys.argv[1], logging_level=40); "
-            "print(sum(n['Alive'] for n in ray.nodes()))")
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_cluster() as nodes:
+        yield nodes
+
+
+def wait_for_nodes(port: int, count: int, started: list[subprocess.Popen], log_dir: Path) -> list[tuple[str, bool]]:
+    """Wait until ``count`` nodes are alive; returns (node id, is head) for each."""
+    code = ("import json, ray, sys; ray.init(address=sys.argv[1], logging_level=40); "
+            "print(json.dumps([[n['NodeID'], 'node:__internal_head__' in n['Resources']] "
+            "for n in ray.nodes() if n['Alive']]))")
     deadline = time.time() + 90
     while time.time() < deadline:
         if any(p.poll() is not None for p in started):
             pytest.fail(f"a ray start process exited early: {tail_logs(log_dir)}")
         out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{port}"], capture_output=True, text=True,
                              env={**os.environ, "RAY_AUTH_MODE": "token"})
-        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
+        if out.returncode == 0:
+            nodes = json.loads(out.stdout.strip().splitlines()[-1])
+            if len(nodes) == count:
+                return [(node_id, bool(head)) for node_id, head in nodes]
         time.sleep(2)
     pytest.fail(f"the cluster did not reach {count} nodes in 90 s: {tail_logs(log_dir)}")
 
@@ -135,3 +150,59 @@ def test_bad_cluster_addresses_are_one_line_errors(tmp_path, mixed_csv):
     port = free_port()
     proc = run_cli(["status", "raysubmit_x", "--address", f"http://127.0.0.1:{port}"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --address") and "Traceback" not in proc.stderr
+
+
+def test_a_lost_worker_node_is_retried_from_its_checkpoint(tmp_path, mixed_csv):
+    """Kill the worker node mid-search (as a reclaimed spot instance): its trial continues on the head."""
+    out = tmp_path / "out"
+    with ray_cluster() as nodes:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search", "run", str(mixed_csv), "--target", "label", "--address",
+             nodes["address"], "--samples", "3", "--max-epochs", "10", "--grace-period", "10",
+             "--checkpoint-every", "2", "--max-failures", "3", "--top-k", "1", "--folds", "2",
+             "--results", str(out), "--name", "lost", "--quiet"],
+            cwd=tmp_path, env={**os.environ, "HPSEARCH_TEST_EPOCH_SECONDS": "0.5"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_for(lambda: _checkpointed_trial_on(out / ".lost.partial", nodes["worker_id"]), proc, 240)
+            os.killpg(nodes["worker"].pid, signal.SIGKILL)  # the node and everything it started
+            _, stderr = proc.communicate(timeout=400)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    run_dir = out / "lost"
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3 and (trials["status"] == "completed").all(), trials
+    lost = trials[trials["retries"] >= 1]
+    assert len(lost) >= 1, trials[["trial_id", "node_id", "retries", "restored_from"]]
+    assert (lost["restored_from"] >= 2).all() and (lost["node_id"] == nodes["head_id"]).all()
+    faults = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    assert {f["trial_id"] for f in faults if f["event"] == "retried"} == set(lost["trial_id"])
+    epochs = pd.read_csv(run_dir / "epochs.csv")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.groupby("trial_id")["epoch"].max() == 10).all()
+
+
+def _checkpointed_trial_on(partial: Path, node_id: str) -> bool:
+    """Whether a trial on ``node_id`` has saved a checkpoint and is still running."""
+    for progress in partial.glob("tune/*/progress.csv"):
+        try:
+            rows = pd.read_csv(progress)
+        except (pd.errors.EmptyDataError, OSError, ValueError):
+            continue
+        on_node = "node_id" in rows and (rows["node_id"] == node_id).any()
+        if on_node and list(progress.parent.glob("checkpoint_*")) and len(rows) < 9:
+            return True
+    return False
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float) -> None:  # noqa: ANN001
+    deadline = time.time() + seconds
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the search ended before the test could act: {proc.stderr.read()[-2000:]}")
+        if time.time() > deadline:
+            pytest.fail(f"the condition was not met in {seconds} s")
+        time.sleep(0.5)

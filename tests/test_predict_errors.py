@@ -85,10 +85,10 @@ def test_predict_refuses_a_damaged_model(run_dir, tmp_path):
 
 
 def test_retrain_refuses_a_foreign_folder(tmp_path):
-    one_error_line(invoke(["retrain", str(tmp_path)]), r"is not a finished hpsearch run")
+    one_error_line(invoke(["retrain", str(tmp_path)]), r"is not an hpsearch run folder: spec.json is missing or damaged")
     (tmp_path / "spec.json").write_text(json.dumps({"options": {}})[:5])  # truncated
     (tmp_path / "trials.csv").write_text("trial_id\n")
-    one_error_line(invoke(["retrain", str(tmp_path)]), r"is not a finished hpsearch run")
+    one_error_line(invoke(["retrain", str(tmp_path)]), r"is not an hpsearch run folder: spec.json is missing or damaged")
 
 
 def test_savedmodel_export_serves_the_same_probabilities(tmp_path):
