@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,14 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float = 240) -> None:  # noqa: ANN001
+    """Poll ``condition`` until it holds; fail if ``proc`` (the command under test) ends first or time runs out."""
+    deadline = time.time() + seconds
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the command ended before the test could act on it: {proc.stderr.read()[-2000:]}")
+        if time.time() > deadline:
+            pytest.fail(f"the awaited state was not reached in {seconds} s")
+        time.sleep(0.3)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -196,13 +196,3 @@ def _checkpointed_trial_on(partial: Path, node_id: str) -> bool:
         if on_node and list(progress.parent.glob("checkpoint_*")) and len(rows) < 9:
             return True
     return False
-
-
-def wait_for(condition, proc: subprocess.Popen, seconds: float) -> None:  # noqa: ANN001
-    deadline = time.time() + seconds
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"the search ended before the test could act: {proc.stderr.read()[-2000:]}")
-        if time.time() > deadline:
-            pytest.fail(f"the condition was not met in {seconds} s")
-        time.sleep(0.5)

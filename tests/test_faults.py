@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import descendants, run_cli
+from tests.conftest import descendants, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 SLOW_EPOCHS = {"HPSEARCH_TEST_EPOCH_SECONDS": "0.3"}  # test-only: trials long enough to stop mid-way
@@ -42,16 +41,6 @@ def a_trial_mid_way(partial: Path, max_epochs: int) -> bool:
     """A trial has saved a checkpoint and is not finished: stopping now must cost it nothing."""
     return any(len(rows) < max_epochs and list((partial / "tune" / name).glob("checkpoint_*"))
                for name, rows in trial_progress(partial).items())
-
-
-def wait_for(condition, proc: subprocess.Popen, seconds: float = 240) -> None:  # noqa: ANN001
-    deadline = time.time() + seconds
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"hpsearch ended before the test could stop it: {proc.stderr.read()[-2000:]}")
-        if time.time() > deadline:
-            pytest.fail(f"no trial reached a checkpoint in {seconds} s")
-        time.sleep(0.3)
 
 
 def test_a_stopped_then_killed_search_resumes_to_completion(tmp_path):
