@@ -74,7 +74,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = N
             data = encode_for_trials(spec, space, table, splits)
             results.write_json(partial / results.SPEC, describe_run(spec, space, table, splits, final.name))
             trials = run_trials(spec, space, data, partial, on_progress)
-            return _finish(spec, space, table, splits, data, trials, partial, final, started)
+            return _finish(spec, space, table, splits, data, trials, partial, final, started, resumed=False)
     except BaseException as exc:
         _keep_if_resumable(partial, exc)
         raise
@@ -102,7 +102,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Progress], None] | None =
         with ray_session(spec):
             data = encode_for_trials(spec, space, table, splits)
             trials = resume_trials(spec, space, data, partial, on_progress)
-            return _finish(spec, space, table, splits, data, trials, partial, final, started)
+            return _finish(spec, space, table, splits, data, trials, partial, final, started, resumed=True)
     except BaseException as exc:
         _keep_if_resumable(partial, exc)
         raise
@@ -123,7 +123,7 @@ def find_interrupted(run: str | Path) -> Path:
 
 
 def _finish(spec: RunSpec, space: Space, table: Table, splits: Splits, data: Any, trials: pd.DataFrame,
-            partial: Path, final: Path, started: float) -> RunOutcome:
+            partial: Path, final: Path, started: float, *, resumed: bool) -> RunOutcome:
     """After the search: trials and best config, CV retrain and export, report, then publish the folder."""
     from search.tuning import epoch_history
 
@@ -149,7 +149,7 @@ def _finish(spec: RunSpec, space: Space, table: Table, splits: Splits, data: Any
     now = time.time()
     results.write_json(partial / results.TIMING, {
         "search_s": searched - started, "retrain_and_export_s": now - searched, "total_s": now - started,
-        "resumed": (partial / results.SPEC).stat().st_mtime < started})
+        "resumed": resumed})
     from search.report import render_report
 
     render_report(partial)
