@@ -6,6 +6,7 @@ Heavy imports (TensorFlow, Ray) happen inside the commands, never at import time
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from search.errors import HpsearchError, Interrupted
+from search.errors import HpsearchError, Interrupted, SpecError
 
 app = typer.Typer(
     add_completion=False,
@@ -61,12 +62,14 @@ def run(
     val_size: float = typer.Option(0.2, help="Share of the remaining rows the trials validate on."),
     top_k: int = typer.Option(3, help="Best configurations re-scored by stratified k-fold CV."),
     folds: int = typer.Option(5, help="CV folds."),
-    repeats: int = typer.Option(1, help="CV repeats (repeated k-fold, for tiny tables)."),
+    repeats: int | None = typer.Option(None, help="CV repeats. Default: 3 below 300 non-test rows, else 1."),
+    class_weight: str = typer.Option("auto", help="balanced, none, or auto: balanced when a class is under 30%."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
     export_savedmodel: bool = typer.Option(False, "--export-savedmodel", help="Also write a TF SavedModel."),
     address: str | None = typer.Option(None, help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
     checkpoint_every: int = typer.Option(5, help="Checkpoint each trial every N epochs (0: never), for retries."),
     max_failures: int = typer.Option(2, help="Retries of a trial whose worker or node was lost."),
+    backend: str = typer.Option("tensorflow", help="Keras backend of the trials and CV fits: jax or tensorflow."),
     from_spec: str | None = typer.Option(None, "--from-spec", hidden=True, help="Run a spec written by submit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -97,6 +100,42 @@ def _run(options: dict, quiet: bool) -> None:
         outcome = run_search(spec, on_progress, prepared=(space, table, splits))
     if not quiet:
         _print_summary(outcome, spec.metric)
+
+
+def evaluate(outer_folds: int = 5, **options: object) -> None:
+    """Nested CV of the whole procedure on DATA: the honest estimate of what a run delivers."""
+    quiet = bool(options.pop("quiet"))
+    _guard(lambda: _evaluate(options, outer_folds, quiet))
+
+
+def _evaluate(options: dict, outer_folds: int, quiet: bool) -> None:
+    if not 2 <= outer_folds <= 20:
+        raise SpecError(f"--outer-folds: must be between 2 and 20, got {outer_folds}.")
+    spec = _spec_from({**options, "from_spec": None})
+    from search.evaluate import evaluate as run_nested
+
+    _quiet_libraries()
+
+    def on_fold(k: int, fold: dict) -> None:
+        if not quiet:
+            s = fold["scores"]
+            out.print(f"outer fold {k}/{outer_folds}: roc_auc {s['roc_auc']:.4f}, accuracy {s['accuracy']:.4f} "
+                      f"at threshold {fold['threshold']:.3f} ({fold['seconds'] / 60:.1f} min)")
+
+    folder = run_nested(spec, outer_folds, on_fold)
+    if not quiet:
+        out.print((folder / "evaluation.md").read_text(), markup=False)
+        out.print(f"results: {folder}")
+
+
+# `evaluate` takes every option of `run` that applies to a run on part of the table, plus --outer-folds.
+_NOT_FOR_EVALUATE = {"test_size", "address", "from_spec", "export_savedmodel", "checkpoint_every", "max_failures"}
+evaluate.__signature__ = inspect.signature(run).replace(parameters=[  # type: ignore[attr-defined]
+    *(p for name, p in inspect.signature(run).parameters.items() if name not in _NOT_FOR_EVALUATE),
+    inspect.Parameter("outer_folds", inspect.Parameter.KEYWORD_ONLY, annotation=int,
+                      default=typer.Option(5, help="Outer folds: each is scored by a run on the others.")),
+])
+app.command()(evaluate)
 
 
 @app.command()

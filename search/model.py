@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "activation": "relu",
     "optimizer": "adam",
     "batch_norm": False,
+    "class_weight": "none",
 }
 # Tiny MLPs are bound by per-step dispatch; running many steps per call cuts it (MEASURED.md).
 STEPS_PER_EXECUTION = 16

@@ -8,7 +8,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -47,6 +47,8 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
     )
     splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
+    if "class_weight" not in space.params and "class_weight" not in space.fixed:
+        space = replace(space, fixed={**space.fixed, "class_weight": spec.class_weights(table.y)})
     return space, table, splits
 
 
@@ -240,9 +242,11 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
 
     fixed = {k: v for k, v in space.fixed.items() if k != "epochs"}
     candidates = pick_candidates(trials, spec.metric, spec.top_k, list(space.params), fixed)
-    cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds, repeats=spec.repeats,
+    cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds,
+                        repeats=spec.cv_repeats(len(splits.train) + len(splits.val)),
                         seed=spec.seed, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
-                        threshold=spec.threshold)
+                        threshold=spec.threshold, max_epochs=spec.epochs(space.fixed),
+                        backend=spec.backend)
     rows = np.sort(np.concatenate([splits.train, splits.val]))
     from search.baseline import score_baselines
 
@@ -252,7 +256,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     train = table.features.iloc[rows]
     preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
     network = fit_network(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
-                          table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed, spec.cpus_per_trial)
+                          table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed)
     model = join_model(preprocessor, network)
     winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
     test: dict[str, Any] | None = None
@@ -323,6 +327,7 @@ def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits)
         cpus=spec.cpus_per_trial,
         fixed={k: v for k, v in space.fixed.items() if k != "epochs"},
         checkpoint_every=spec.checkpoint_every,
+        backend=spec.backend,
     )
 
 

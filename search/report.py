@@ -75,7 +75,8 @@ def collect(folder: Path) -> dict[str, Any]:
                           "reduction_factor": options["reduction_factor"]},
             "samples": options["samples"],
             "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
-                          "gpus_per_trial": options["gpus_per_trial"]},
+                          "gpus_per_trial": options["gpus_per_trial"],
+                          "backend": options.get("backend", "tensorflow")},
             "nodes": _nodes(trials),
             "timing": timing,
             "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
@@ -327,7 +328,7 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                      f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
                      f"factor {s['scheduler']['reduction_factor']})"],
                     ["resources", f"{s['resources']['cpus_per_trial']} CPU and {s['resources']['gpus_per_trial']} GPU "
-                     f"per trial; nodes: {', '.join(s['nodes']) or 'local'}"],
+                     f"per trial, Keras on {s['resources']['backend']}; nodes: {', '.join(s['nodes']) or 'local'}"],
                     ["wall time", ", ".join(f"{k} {v:.0f} s" for k, v in timing.items()) or "not recorded"],
                     ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
     status = (f"**Partial run**: missing {', '.join(report['missing'])}; the sections below show what exists."

@@ -2,9 +2,10 @@
 
 Each fold fits its own preprocessing on its own training rows, so no statistic of a validation
 fold reaches its model. Folds run as Ray tasks with the trials' resources, so on a cluster they
-spread across nodes. Each configuration trains for the epoch at which its search trial peaked
-(recorded as ``epochs_rule`` in ``cv.json``): the search already paid for that choice, and it
-needs no inner split on tables that are small to begin with.
+spread across nodes. Early stopping is chosen by CV: every fold trains up to the search's
+``max_epochs`` and scores its held-out rows after each epoch; a configuration's epochs are those at
+which its mean fold score peaks, and the final fit trains that long on all rows (no rows are held
+back from it for a stopping rule). ``hpsearch evaluate`` measures what this choice costs in optimism.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from search.data import Splits, Table
 from search.metrics import METRICS, score_all
 
-EPOCHS_RULE = "the epoch at which the configuration's search trial scored best"
+EPOCHS_RULE = "early stopping by CV: the epoch at which the mean held-out fold score peaked"
 TIE_RULE = "best mean CV metric; on a tie (equal to 4 decimals) the smaller network (depth x width) wins"
 
 
@@ -77,7 +78,7 @@ def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: lis
 
 def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, folds: int,
                    repeats: int, seed: int, cpus_per_trial: float, gpus_per_trial: float,
-                   threshold: float | None) -> CvSummary:
+                   threshold: float | None, max_epochs: int, backend: str = "tensorflow") -> CvSummary:
     """Score every candidate on the same folds, in parallel Ray tasks; pick the winner and its threshold."""
     import ray
     from sklearn.model_selection import RepeatedStratifiedKFold
@@ -91,18 +92,19 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
     data_refs = [(ray.put(x_tr), ray.put(x_va)) for x_tr, x_va in encoded]
     futures = {
         (c, f): remote_fit.remote(cand.hyperparameters, data_refs[f][0], y[tr].astype(np.float32),
-                                  data_refs[f][1], cand.epochs, seed + f)
+                                  data_refs[f][1], max_epochs, seed + f, backend, cpus_per_trial)
         for c, cand in enumerate(candidates) for f, (tr, _) in enumerate(fold_plan)
     }
     outputs = dict(zip(futures, ray.get(list(futures.values())), strict=True))
 
     summaries = []
     for c, cand in enumerate(candidates):
+        epochs = _cv_epochs([(y[va], outputs[(c, f)]["probability"]) for f, (_, va) in enumerate(fold_plan)], metric)
         oof_sum, oof_n = np.zeros(len(rows)), np.zeros(len(rows))
         fold_scores = []
         for f, (_, va) in enumerate(fold_plan):
             out = outputs[(c, f)]
-            probability = out["probability"]
+            probability = out["probability"][epochs - 1]
             oof_sum[va] += probability
             oof_n[va] += 1
             fold_scores.append({"fold": f % folds, "repeat": f // folds, **score_all(y[va], probability),
@@ -111,7 +113,8 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
         summaries.append({
             "trial_id": cand.trial_id,
             "hyperparameters": cand.hyperparameters,
-            "epochs": cand.epochs,
+            "epochs": epochs,
+            "search_best_epoch": cand.epochs,
             "mean": {m: float(scores[m].mean()) for m in METRICS},
             "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS},
             "fold_scores": fold_scores,
@@ -124,7 +127,15 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
     else:
         rule = "fixed by --threshold"
     fold_rows = [rows[va].tolist() for _, va in fold_plan]
-    return CvSummary(summaries, candidates[best], float(threshold), rule, folds, repeats, fold_rows)
+    winner = Candidate(candidates[best].trial_id, candidates[best].hyperparameters, summaries[best]["epochs"])
+    return CvSummary(summaries, winner, float(threshold), rule, folds, repeats, fold_rows)
+
+
+def _cv_epochs(folds: list[tuple[np.ndarray, np.ndarray]], metric: str) -> int:
+    """The epoch (1-based) at which the mean fold score peaks; ties go to the earlier epoch."""
+    n_epochs = min(len(p) for _, p in folds)
+    curve = np.array([np.mean([score_all(y, p[e])[metric] for y, p in folds]) for e in range(n_epochs)])
+    return int(np.argmax(curve) if METRICS[metric] == "max" else np.argmin(curve)) + 1
 
 
 def choose_threshold(y: np.ndarray, probability: np.ndarray, metric: str) -> tuple[float, str]:
@@ -141,15 +152,15 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, metric: str) -> tup
 
 
 def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray,
-                    epochs: int, seed: int) -> dict[str, Any]:
-    """Train one network for a fixed number of epochs; return its probabilities on ``x_eval``."""
+                    epochs: int, seed: int, backend: str, cpus: float) -> dict[str, Any]:
+    """Train one network for ``epochs``; its probabilities on ``x_eval`` after each epoch (a Ray task)."""
     import ray
 
-    from search.trainable import fit_network
+    from search.trainable import fit_network, use_backend
 
+    use_backend(backend, cpus)
     started = time.time()
-    model = fit_network(config, x_train, y_train, epochs, seed)
-    probability = np.asarray(model(x_eval, training=False)).ravel()
+    probability = np.nan_to_num(fit_network(config, x_train, y_train, epochs, seed, x_eval=x_eval), nan=0.5)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     return {"probability": probability, "started": started, "ended": time.time(), "node": node}
 

@@ -32,6 +32,7 @@ KNOWN_PARAMS: dict[str, tuple[type, Any]] = {
     "activation": (str, ACTIVATIONS),
     "optimizer": (str, OPTIMIZERS),
     "batch_norm": (bool, (False, True)),
+    "class_weight": (str, ("none", "balanced")),
 }
 FIXED_ONLY = {"epochs": (int, (1, 100000, True))}
 HINT_YAML_NUMBERS = " (write small numbers as 1.0e-4, not 1e-4: YAML 1.1 reads the latter as text)"

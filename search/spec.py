@@ -19,6 +19,9 @@ from search.metrics import DEFAULT_METRIC, METRICS
 from search.space import DEFAULT_SPACE
 
 DEFAULT_MAX_EPOCHS = 60
+TINY_TABLE_ROWS = 300
+TINY_TABLE_REPEATS = 3
+SKEWED_SHARE = 0.3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -50,12 +53,14 @@ class RunSpec(BaseModel):
     val_size: float = Field(0.2, ge=0.05, le=0.5)
     top_k: int = Field(3, ge=1)
     folds: int = Field(5, ge=2, le=50)
-    repeats: int = Field(1, ge=1, le=20)
+    repeats: int | None = Field(None, ge=1, le=20)
+    class_weight: Literal["auto", "balanced", "none"] = "auto"
     threshold: float | None = Field(None, ge=0, le=1)
     export_savedmodel: bool = False
     address: str | None = None
     checkpoint_every: int = Field(5, ge=0)
     max_failures: int = Field(2, ge=0)
+    backend: Literal["jax", "tensorflow"] = "tensorflow"
 
     @field_validator("metric")
     @classmethod
@@ -96,6 +101,19 @@ class RunSpec(BaseModel):
     def epochs(self, space_fixed: dict[str, Any]) -> int:
         """``--max-epochs``, else the space's ``fixed.epochs``, else the default."""
         return int(self.max_epochs or space_fixed.get("epochs", DEFAULT_MAX_EPOCHS))
+
+    def cv_repeats(self, rows: int) -> int:
+        """``--repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""
+        return self.repeats or (TINY_TABLE_REPEATS if rows < TINY_TABLE_ROWS else 1)
+
+    def class_weights(self, y: Any) -> str:
+        """``--class-weight``; ``auto`` is ``balanced`` when the rarer class is under ``SKEWED_SHARE`` of the rows."""
+        if self.class_weight != "auto":
+            return self.class_weight
+        import numpy as np
+
+        share = float(np.mean(y))
+        return "balanced" if min(share, 1 - share) < SKEWED_SHARE else "none"
 
     def is_remote_results(self) -> bool:
         """``--results`` names a storage URI (``file://``, ``s3://``, ``gs://``): work locally, then upload."""

@@ -24,7 +24,13 @@ import numpy as np
 
 from search.metrics import WORST, score_all
 
-_threads_limited = False
+_backend_ready = False
+# A tiny MLP trains in milliseconds per epoch but takes seconds to compile, and most trials are
+# stopped after a few epochs: XLA's optimisation level 0 compiles a new model 40% faster for 20%
+# slower epochs (bench/levers.py). One thread per 1-CPU trial: two trials do not fight over cores.
+JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0",)
+SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
+BACKENDS = ("jax", "tensorflow")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class TrialData:
     cpus: float
     fixed: dict[str, Any]
     checkpoint_every: int = 0
+    backend: str = "tensorflow"
 
 
 STATE_FILE = "state.npz"
@@ -48,7 +55,8 @@ STATE_FILE = "state.npz"
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable: one ``ray.tune.report`` per epoch, one ``training_iteration`` each."""
-    _limit_threads(data.cpus)
+    use_backend(data.backend, data.cpus)
+    _forget_compiled_models(data.backend)
     import keras
 
     from search.model import build_network, resolve_config
@@ -59,12 +67,15 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         keras.utils.set_random_seed(data.seed)
         model = build_network(resolved, data.x_train.shape[1])
         start = _restore_state(model)
+        batch_size = int(resolved["batch_size"])
+        x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size, data.seed)
         model.fit(
-            data.x_train,
-            data.y_train,
-            batch_size=int(resolved["batch_size"]),
+            x_train,
+            y_train,
+            batch_size=batch_size,
             initial_epoch=start,
             epochs=data.max_epochs,
+            class_weight=class_weights(resolved, y_train),
             shuffle=True,
             verbose=0,
             callbacks=[_EpochReporter(data, start)],
@@ -77,9 +88,12 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
 
 
 def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                cpus: float = 1.0) -> Any:
-    """Train a fresh network for a fixed number of epochs (the retrain and final fits)."""
-    _limit_threads(cpus)
+                x_eval: np.ndarray | None = None) -> Any:
+    """Train a fresh network for ``epochs`` (the CV and final fits).
+
+    Returns the model; with ``x_eval``, instead its probabilities on ``x_eval`` after every epoch
+    (an ``epochs x rows`` array), from which CV picks the number of epochs.
+    """
     import keras
 
     from search.model import build_network, resolve_config
@@ -87,8 +101,39 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     resolved = resolve_config(config)
     keras.utils.set_random_seed(seed)
     model = build_network(resolved, x.shape[1])
-    model.fit(x, y, batch_size=int(resolved["batch_size"]), epochs=epochs, shuffle=True, verbose=0)
-    return model
+    batch_size = int(resolved["batch_size"])
+    x, y = whole_batches(x, y, batch_size, seed)
+    curve: list[np.ndarray] = []
+    callbacks = []
+    if x_eval is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: curve.append(np.asarray(model(x_eval, training=False)).ravel())))
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=class_weights(resolved, y), shuffle=True,
+              verbose=0, callbacks=callbacks)
+    return model if x_eval is None else np.stack(curve)
+
+
+def class_weights(config: dict[str, Any], y: np.ndarray) -> dict[int, float] | None:
+    """Keras' ``class_weight`` for ``balanced``: each class weighs n / (2 x its count), as in scikit-learn."""
+    if config.get("class_weight") != "balanced":
+        return None
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=2)
+    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1) if counts[c]}
+
+
+def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad the rows with a few random repeats so that every batch is full.
+
+    A last, smaller batch has another shape, and every new shape costs one more trace (TensorFlow)
+    or compile (JAX) per model: that was half of a new model's first epoch. At most
+    ``batch_size - 1`` rows are repeated, chosen once per fit.
+    """
+    n = len(x)
+    missing = (-n) % batch_size if n > batch_size else 0
+    if not missing:
+        return x, y
+    extra = np.random.default_rng(seed).choice(n, size=missing, replace=False)
+    return np.concatenate([x, x[extra]]), np.concatenate([y, y[extra]])
 
 
 def _report(metrics: dict[str, Any], state_of: Any = None, epoch: int = 0) -> None:
@@ -134,7 +179,11 @@ class _EpochReporter:
         pause = float(os.environ.get("HPSEARCH_TEST_EPOCH_SECONDS", "0"))  # test-only: slow trials down
 
         class EpochReporter(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                self.began = time.perf_counter()
+
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                train_seconds = time.perf_counter() - self.began  # the fit's own time, compile included
                 loss = float((logs or {}).get("loss", np.nan))
                 # A direct call avoids tracing a predict function for every new model.
                 probability = np.asarray(self.model(data.x_val, training=False)).ravel()
@@ -149,7 +198,7 @@ class _EpochReporter:
                     scores.update(loss=loss, diverged=0)
                     every = data.checkpoint_every
                     save = bool(every) and done % every == 0 and done < data.max_epochs
-                scores.update(restored_from=start, errored=0, node_id=_node_id())
+                scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds)
                 if pause:
                     time.sleep(pause)
                 _report(scores, state_of=self.model if save else None, epoch=done)
@@ -163,20 +212,69 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _limit_threads(cpus: float) -> None:
-    """Size TensorFlow's pools to the trial's CPU share, once per (reused) worker process."""
-    global _threads_limited
-    if _threads_limited:
-        return
-    _threads_limited = True
-    n = max(1, int(round(cpus)))
-    import tensorflow as tf
+def use_backend(backend: str, cpus: float) -> None:
+    """Set up Keras' backend in this worker once: its threads sized to the CPU share, JAX's compile cache.
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
-    except RuntimeError:  # TensorFlow was initialised already in this process
-        pass
+    Keras reads ``KERAS_BACKEND`` when it is first imported, so this runs before any Keras import
+    in the worker process (which Ray reuses across trials and retrain tasks of the same run).
+    """
+    global _backend_ready
+    if _backend_ready:
+        return
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise RuntimeError(f"this worker already runs Keras on {keras.backend.backend()}, not {backend}")
+    os.environ["KERAS_BACKEND"] = backend
+    n = max(1, int(round(cpus)))
+    if backend == "jax":
+        _add_xla_flags(JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if n == 1 else ()))
+        _use_compile_cache()
+    else:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(n)
+        except RuntimeError:  # TensorFlow was initialised already in this process
+            pass
+    _backend_ready = True
+
+
+def _forget_compiled_models(backend: str) -> None:
+    """Drop the programs JAX compiled for earlier trials in this (reused) worker: they are never run
+    again, and kept they grew a worker past 1 GB in 25 trials. The disk cache keeps them for reuse."""
+    if backend == "jax":
+        import gc
+
+        import jax
+
+        gc.collect()
+        jax.clear_caches()
+
+
+def _add_xla_flags(flags: tuple[str, ...]) -> None:
+    """Append XLA flags the user did not set (their own ``XLA_FLAGS`` win)."""
+    current = os.environ.get("XLA_FLAGS", "")
+    added = [f for f in flags if f.split("=")[0] not in current]
+    os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+
+
+def _use_compile_cache() -> None:
+    """JAX's persistent compilation cache: a network whose shapes were compiled before (same depth,
+    width, batch size...) in any trial, worker or earlier run skips XLA's compile (2-3 s -> 0.4 s).
+    ``HPSEARCH_XLA_CACHE`` moves it; ``off`` turns it off."""
+    folder = os.environ.get("HPSEARCH_XLA_CACHE", str(Path.home() / ".cache" / "hpsearch" / "xla"))
+    if folder == "off":
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _first_line(error: BaseException) -> str:

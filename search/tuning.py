@@ -38,8 +38,10 @@ EXPERIMENT_DIR = "tune"
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
 
 
-def worker_env() -> dict[str, str]:
-    return {**WORKER_ENV, **{k: v for k, v in os.environ.items() if k.startswith("HPSEARCH_TEST_")}}
+def worker_env(backend: str) -> dict[str, str]:
+    """The workers' variables; Ray keeps one pool of workers per set, so runs on other backends share none."""
+    passed = {k: v for k, v in os.environ.items() if k.startswith(("HPSEARCH_TEST_", "HPSEARCH_XLA"))}
+    return {**WORKER_ENV, "KERAS_BACKEND": backend, **passed}
 STATUSES = ("completed", "stopped early", "diverged", "errored")
 
 
@@ -111,7 +113,7 @@ def run_trials(
             name=EXPERIMENT_DIR,
             storage_path=str(run_dir),
             verbose=0,
-            callbacks=[ProgressCallback(spec.samples, data.metric, data.max_epochs), FaultLog()],
+            callbacks=[ProgressCallback(spec.samples, data.metric, data.max_epochs), FaultLog(), *_loggers()],
             # Trials catch their own errors (see trainable.py): what Ray retries is a lost worker.
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -137,6 +139,15 @@ def resume_trials(
         resume_errored=True,  # trials Ray gave up on (lost nodes) continue from their checkpoints
     )
     return _fit(tuner, spec, space, data, run_dir, on_progress)
+
+
+def _loggers() -> list[Any]:
+    """Ray Tune's CSV and JSON loggers (``progress.csv`` feeds ``epochs.csv``), but not its TensorBoard
+    one: with tensorboardX installed, Tune adds it by default and it writes event files on every result."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # read when the Tuner starts its loop
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
 def can_resume(run_dir: Path) -> bool:
@@ -259,7 +270,7 @@ def epoch_history(run_dir: Path, metric: str) -> pd.DataFrame:
             df = pd.read_csv(progress)
         except (pd.errors.EmptyDataError, OSError):
             continue
-        keep = [c for c in ("trial_id", "training_iteration", *METRICS, "loss") if c in df]
+        keep = [c for c in ("trial_id", "training_iteration", *METRICS, "loss", "train_seconds") if c in df]
         frames.append(df[keep].rename(columns={"training_iteration": "epoch"}))
     if not frames:
         return pd.DataFrame(columns=["trial_id", "epoch", metric])
@@ -304,7 +315,7 @@ def _start_ray(spec: RunSpec) -> bool:
         try:
             ray.init(address=spec.address, log_to_driver=log.isEnabledFor(logging.DEBUG),
                      logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
-                     runtime_env=None if in_job else {"env_vars": worker_env()})
+                     runtime_env=None if in_job else {"env_vars": worker_env(spec.backend)})
         except (ConnectionError, ValueError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ClusterError(
@@ -319,7 +330,7 @@ def _start_ray(spec: RunSpec) -> bool:
         log_to_driver=log.isEnabledFor(logging.DEBUG),
         # Ray's token authentication stays on (its default); its notice about it is not shown.
         logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
-        runtime_env={"env_vars": worker_env()},
+        runtime_env={"env_vars": worker_env(spec.backend)},
     )
     return True
 

@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_compile_cache(tmp_path_factory):
+    """JAX's compile cache in a folder of this test session's, not the user's ~/.cache/hpsearch."""
+    os.environ["HPSEARCH_XLA_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
+
+
 @pytest.fixture
 def seed() -> int:
     return 7

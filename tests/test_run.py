@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,9 @@ def check_retrain_outputs(run_dir: Path, trials: pd.DataFrame, spec: dict) -> No
     assert test["accuracy"] == pytest.approx((cm["tp"] + cm["tn"]) / test["rows"])
     metadata = json.loads((run_dir / "model" / "metadata.json").read_text())
     assert metadata["threshold"] == cv["threshold"] and metadata["trial_id"] == cv["winner"]
+    # early stopping chosen by CV: the final fit trains as long as the winner's mean fold score peaked
+    winner = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
+    assert metadata["epochs"] == winner["epochs"] and 1 <= winner["epochs"] <= spec["max_epochs"]
     assert metadata["labels"] == spec["data"]["labels"] and metadata["test"]["roc_auc"] == test["roc_auc"]
     assert {"python", "tensorflow", "keras", "ray", "hpsearch"} <= set(metadata["versions"])
 
@@ -168,10 +172,16 @@ def check_predict_round_trip(tmp_path: Path, run_dir: Path, csv: Path) -> None:
         "assert 'search' not in sys.modules\n"
         "print(json.dumps(np.asarray(m(x)).ravel().tolist()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", plain], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", plain], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert out.returncode == 0, out.stderr[-2000:]
     fresh = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(fresh, preds["probability"].to_numpy(), atol=1e-6)
+    # On the JAX backend it loads too; with a text column it runs only on TensorFlow (see README)
+    load_only = plain.split("df = ")[0] + "assert keras.backend.backend() == 'jax' and m.count_params() > 0\n"
+    out = subprocess.run([sys.executable, "-c", load_only], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-2000:]
 
     retrained = run_cli(["retrain", str(run_dir), "--folds", "2", "--top-k", "1", "--quiet"], cwd=tmp_path)
     assert retrained.returncode == 0, retrained.stderr[-2000:]

@@ -1,0 +1,140 @@
+"""Each speed lever on its own: the cost of a sequence of fresh models in one warm worker process.
+
+``python -m bench.levers [--table breast_cancer] [--models 8] [--epochs 10]`` runs, in a child
+process per setting, the same sequence of configurations from the default space, each trained as a
+trial trains (fit on the padded rows, validation every epoch), and prints per setting: the median
+seconds a new model costs before its second epoch (build, trace/compile, first epoch, first
+validation) and the median later epoch. Settings switch one lever at a time, from Keras'
+defaults to hpsearch's trial recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+# name -> (backend, steps_per_execution, TF/XLA threads = 1, whole batches, XLA flags, compile cache)
+SETTINGS: dict[str, dict[str, Any]] = {
+    "tf: Keras defaults": {"backend": "tensorflow", "spe": 1},
+    "tf: + 1 thread per trial": {"backend": "tensorflow", "spe": 1, "threads1": True},
+    "tf: + steps_per_execution 16": {"backend": "tensorflow", "spe": 16, "threads1": True},
+    "tf: + whole batches": {"backend": "tensorflow", "spe": 16, "threads1": True, "whole": True},
+    "tf: + metrics in NumPy": {"backend": "tensorflow", "spe": 16, "threads1": True, "whole": True, "numpy": True},
+    "jax: Keras defaults": {"backend": "jax", "spe": 1},
+    "jax: + 1 thread per trial": {"backend": "jax", "spe": 1, "threads1": True},
+    "jax: + whole batches": {"backend": "jax", "spe": 16, "threads1": True, "whole": True},
+    "jax: + metrics in NumPy": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True},
+    "jax: + XLA optimisation level 0": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
+                                        "opt0": True},
+    "jax: + compile cache, cold": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
+                                   "cache": "cold"},
+    "jax: + compile cache, warm": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
+                                   "cache": "warm"},
+}
+
+
+def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> None:
+    """In a fresh process: set the levers, then train ``models`` configurations as trials do."""
+    os.environ["KERAS_BACKEND"] = setting["backend"]
+    flags = []
+    if setting["backend"] == "jax" and setting.get("threads1"):
+        flags.append("--xla_cpu_multi_thread_eigen=false")
+    if setting.get("opt0"):
+        flags.append("--xla_backend_optimization_level=0")
+    os.environ["XLA_FLAGS"] = " ".join(flags)
+    import keras
+
+    if setting["backend"] == "jax" and setting.get("cache"):
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(workdir / "xla"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if setting["backend"] == "tensorflow" and setting.get("threads1"):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    from bench.methods import sample_configs
+    from search import model as network
+    from search.metrics import score_all
+    from search.trainable import whole_batches
+
+    score = score_all if setting.get("numpy") else scikit_learn_scores
+
+    network.STEPS_PER_EXECUTION = setting["spe"]
+    with np.load(workdir / "data.npz") as npz:
+        x, y, xv, yv = npz["x_train"], npz["y_train"], npz["x_val"], npz["y_val"]
+    out = []
+    for i, config in enumerate(sample_configs(models, seed=1)):
+        config["depth"] = min(config["depth"], 3)
+        began = time.perf_counter()
+        keras.utils.set_random_seed(i)
+        model = network.build_network(config, x.shape[1])
+        xt, yt = whole_batches(x, y, int(config["batch_size"]), i) if setting.get("whole") else (x, y)
+        stamps = []
+
+        class Clock(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                score(yv, np.asarray(self.model(xv, training=False)).ravel())
+                stamps.append(time.perf_counter())  # noqa: B023 (fit runs inside this iteration)
+
+        model.fit(xt, yt, batch_size=int(config["batch_size"]), epochs=epochs, verbose=0, callbacks=[Clock()])
+        out.append({"new_model": stamps[0] - began, "later_epoch": float(np.median(np.diff(stamps)))})
+    (workdir / "levers.json").write_text(json.dumps(out))
+
+
+def scikit_learn_scores(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """The four validation metrics the way hpsearch first computed them, with scikit-learn."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    p = np.clip(probability, 1e-7, 1 - 1e-7)
+    return {"roc_auc": roc_auc_score(y, p), "accuracy": accuracy_score(y, p >= 0.5),
+            "f1": f1_score(y, p >= 0.5, zero_division=0.0), "log_loss": log_loss(y, p, labels=[0, 1])}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.levers")
+    parser.add_argument("--table", default="breast_cancer")
+    parser.add_argument("--models", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        setting, workdir = json.loads(args.child)
+        child(setting, Path(workdir), args.models, args.epochs)
+        return
+    from bench.run import prepare
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hpsearch-levers-") as tmp:
+        workdir = Path(tmp)
+        prepare(args.table, workdir, 10, 1, 0)
+        for name, setting in SETTINGS.items():
+            if setting.get("cache") == "cold":
+                (workdir / "xla").mkdir(exist_ok=True)
+            command = [sys.executable, "-m", "bench.levers", "--models", str(args.models), "--epochs",
+                       str(args.epochs), "--child", json.dumps([setting, str(workdir)])]
+            # One core, as a trial with --cpus-per-trial 1 gets.
+            subprocess.run(["taskset", "-c", "0", *command], cwd=ROOT, check=True, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            out = json.loads((workdir / "levers.json").read_text())
+            row = {"setting": name, "new_model_s": float(np.median([o["new_model"] for o in out])),
+                   "later_epoch_s": float(np.median([o["later_epoch"] for o in out]))}
+            rows.append(row)
+            print(f"| {name} | {row['new_model_s']:.2f} | {row['later_epoch_s']:.4f} |", flush=True)
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
