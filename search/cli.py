@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
 
 import typer
@@ -130,8 +131,10 @@ def _evaluate(options: dict, outer_folds: int, quiet: bool) -> None:
 
 # `evaluate` takes every option of `run` that applies to a run on part of the table, plus --outer-folds.
 _NOT_FOR_EVALUATE = {"test_size", "address", "from_spec", "export_savedmodel", "checkpoint_every", "max_failures"}
+_RUN_TYPES = typing.get_type_hints(run)  # real types: typer cannot read `from __future__` strings here
 evaluate.__signature__ = inspect.signature(run).replace(parameters=[  # type: ignore[attr-defined]
-    *(p for name, p in inspect.signature(run).parameters.items() if name not in _NOT_FOR_EVALUATE),
+    *(p.replace(annotation=_RUN_TYPES[name]) for name, p in inspect.signature(run).parameters.items()
+      if name not in _NOT_FOR_EVALUATE),
     inspect.Parameter("outer_folds", inspect.Parameter.KEYWORD_ONLY, annotation=int,
                       default=typer.Option(5, help="Outer folds: each is scored by a run on the others.")),
 ])
