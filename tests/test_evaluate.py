@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow
 def test_nested_cv_scores_each_outer_fold_with_a_run_that_never_saw_it(tmp_path, mixed_csv):
     """Also the JAX backend end to end: its trials and CV fits, then a TensorFlow final fit and export."""
     out = tmp_path / "out"
