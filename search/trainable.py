@@ -30,7 +30,6 @@ _backend_ready = False
 # slower epochs (bench/levers.py). One thread per 1-CPU trial: two trials do not fight over cores.
 JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0",)
 SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
-BACKENDS = ("jax", "tensorflow")
 
 
 @dataclass(frozen=True)

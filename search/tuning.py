@@ -42,6 +42,8 @@ def worker_env(backend: str) -> dict[str, str]:
     """The workers' variables; Ray keeps one pool of workers per set, so runs on other backends share none."""
     passed = {k: v for k, v in os.environ.items() if k.startswith(("HPSEARCH_TEST_", "HPSEARCH_XLA"))}
     return {**WORKER_ENV, "KERAS_BACKEND": backend, **passed}
+
+
 STATUSES = ("completed", "stopped early", "diverged", "errored")
 
 
@@ -143,10 +145,10 @@ def resume_trials(
 
 def _loggers() -> list[Any]:
     """Ray Tune's CSV and JSON loggers (``progress.csv`` feeds ``epochs.csv``), but not its TensorBoard
-    one: with tensorboardX installed, Tune adds it by default and it writes event files on every result."""
+    one: with tensorboardX installed, Tune adds it by default and it writes event files on every result.
+    :func:`_fit` turns Tune's automatic loggers off; a restored Tuner brings these two back from its state."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # read when the Tuner starts its loop
     return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
@@ -171,6 +173,7 @@ def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path
     from search import callbacks
 
     callbacks.attach(run_dir, on_progress)
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # see _loggers; read when fit starts Tune's loop
     started = time.time()
     try:
         grid = tuner.fit()
