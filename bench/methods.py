@@ -221,6 +221,7 @@ def run_ray_tune(method: str, arrays: dict[str, np.ndarray], budget: dict[str, A
 def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, Any], workdir: Path,
                   started: float) -> dict:
     """hpsearch's search step (``tuning.run_trials``) on the same arrays: Ray start-up included."""
+    from search.devices import Compute
     from search.space import load_space
     from search.spec import RunSpec
     from search.trainable import TrialData
@@ -232,7 +233,7 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
     space = load_space(spec.space)
     data = TrialData(x_train=arrays["x_train"], y_train=arrays["y_train"], x_val=arrays["x_val"],
                      y_val=arrays["y_val"], metric="roc_auc", max_epochs=budget["max_epochs"], seed=budget["seed"],
-                     cpus=1.0, fixed={}, checkpoint_every=spec.checkpoint_every, backend=backend)
+                     fixed={}, checkpoint_every=spec.checkpoint_every, compute=Compute.of(spec))
     run_dir = workdir / method
     run_dir.mkdir()
     with ray_session(spec):

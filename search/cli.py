@@ -71,6 +71,8 @@ def run(
     checkpoint_every: int = typer.Option(5, help="Checkpoint each trial every N epochs (0: never), for retries."),
     max_failures: int = typer.Option(2, help="Retries of a trial whose worker or node was lost."),
     backend: str = typer.Option("tensorflow", help="Keras backend of the trials and CV fits: jax or tensorflow."),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision",
+                                         help="Train in float16 with float32 weights (GPUs); the export is float32."),
     from_spec: str | None = typer.Option(None, "--from-spec", hidden=True, help="Run a spec written by submit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -423,7 +425,11 @@ def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
             row["status"], *(_short(row[p]) for p in params),
         )
     out.print(table)
+    from search.devices import describe
+
+    on_gpu = int(trials["device"].astype(str).str.startswith("GPU").sum()) if "device" in trials else 0
     out.print(
+        f"devices: {describe(outcome.devices)}; {on_gpu} of {len(trials)} trials trained on a GPU\n"
         "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in counts.index)
         + f"\nbest: {metric} {outcome.best['value']:.4f} (trial {outcome.best['trial_id']}, "
         f"epoch {outcome.best['best_epoch']})"

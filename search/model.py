@@ -35,8 +35,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def build_network(config: dict[str, Any], n_features: int) -> keras.Model:
-    """A compiled MLP for ``config`` on ``n_features`` encoded inputs."""
+def build_network(config: dict[str, Any], n_features: int, compiled: bool = True) -> keras.Model:
+    """An MLP for ``config`` on ``n_features`` encoded inputs, compiled for training unless ``compiled`` is off."""
     import keras
 
     c = resolve_config(config)
@@ -52,8 +52,11 @@ def build_network(config: dict[str, Any], n_features: int) -> keras.Model:
         x = keras.layers.Activation(c["activation"], name=f"{c['activation']}_{i}")(x)
         if c["dropout"] > 0:
             x = keras.layers.Dropout(float(c["dropout"]), name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    # float32 even under mixed precision: a float16 sigmoid saturates, and the loss needs the precision.
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
     model = keras.Model(inputs, outputs, name="network")
+    if not compiled:
+        return model
     model.compile(
         optimizer=_optimizer(c["optimizer"], float(c["learning_rate"])),
         loss="binary_crossentropy",

@@ -19,6 +19,7 @@ import pandas as pd
 
 from search import results
 from search.data import Splits, Table, load_table, split_rows
+from search.devices import Compute, cluster_devices
 from search.errors import DataError, HpsearchError, Interrupted, SearchError
 from search.metrics import METRICS, is_better, score_all
 from search.model import resolve_config
@@ -36,6 +37,7 @@ class RunOutcome:
     best: dict[str, Any]
     searched: tuple[str, ...]
     final: dict[str, Any]
+    devices: dict[str, Any]
 
 
 def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
@@ -158,7 +160,7 @@ def _finish(spec: RunSpec, space: Space, table: Table, splits: Splits, data: Any
     run_dir = results.commit_run(partial, final)
     if spec.is_remote_results():
         run_dir = results.upload_run(run_dir, spec.results)  # type: ignore[assignment]
-    return RunOutcome(run_dir, trials, best_config, tuple(space.params), finished)
+    return RunOutcome(run_dir, trials, best_config, tuple(space.params), finished, cluster_devices())
 
 
 def _keep_if_resumable(partial: Path, exc: BaseException) -> None:
@@ -237,16 +239,14 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     """
     from search.export import INPUT_FORM, join_model, save_model
     from search.preprocess import build_preprocessor, encode, fit_stats, input_name, raw_inputs
-    from search.retrain import cross_validate, pick_candidates
-    from search.trainable import fit_network
+    from search.retrain import cross_validate, fit_final, pick_candidates
 
     fixed = {k: v for k, v in space.fixed.items() if k != "epochs"}
     candidates = pick_candidates(trials, spec.metric, spec.top_k, list(space.params), fixed)
     cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds,
                         repeats=spec.cv_repeats(len(splits.train) + len(splits.val)),
-                        seed=spec.seed, cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
-                        threshold=spec.threshold, max_epochs=spec.epochs(space.fixed),
-                        backend=spec.backend)
+                        seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
+                        max_epochs=spec.epochs(space.fixed))
     rows = np.sort(np.concatenate([splits.train, splits.val]))
     from search.baseline import score_baselines
 
@@ -255,8 +255,8 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
 
     train = table.features.iloc[rows]
     preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
-    network = fit_network(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
-                          table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed)
+    network = fit_final(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
+                        table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed, Compute.of(spec))
     model = join_model(preprocessor, network)
     winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
     test: dict[str, Any] | None = None
@@ -324,10 +324,9 @@ def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits)
         metric=spec.metric,
         max_epochs=spec.epochs(space.fixed),
         seed=spec.seed,
-        cpus=spec.cpus_per_trial,
         fixed={k: v for k, v in space.fixed.items() if k != "epochs"},
         checkpoint_every=spec.checkpoint_every,
-        backend=spec.backend,
+        compute=Compute.of(spec),
     )
 
 
@@ -372,6 +371,7 @@ def describe_run(spec: RunSpec, space: Space, table: Table, splits: Splits, name
             "features": [{"name": f.name, "kind": f.kind} for f in table.schema],
         },
         "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "devices": cluster_devices(),
         "versions": _versions(),
     }
 

@@ -76,7 +76,10 @@ def collect(folder: Path) -> dict[str, Any]:
             "samples": options["samples"],
             "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
                           "gpus_per_trial": options["gpus_per_trial"],
-                          "backend": options.get("backend", "tensorflow")},
+                          "backend": options.get("backend", "tensorflow"),
+                          "mixed_precision": bool(options.get("mixed_precision", False)),
+                          "devices": spec.get("devices"),
+                          "trials_on_gpu": _trials_on_gpu(trials)},
             "nodes": _nodes(trials),
             "timing": timing,
             "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
@@ -100,6 +103,11 @@ def collect(folder: Path) -> dict[str, Any]:
     if test is not None:
         report["test"] = {k: v for k, v in test.items() if k not in ("y", "probability")}
     return report
+
+
+def _trials_on_gpu(trials: pd.DataFrame) -> int:
+    """Trials whose worker had a GPU (the ``device`` each trial reported)."""
+    return int(trials["device"].astype(str).str.startswith("GPU").sum()) if "device" in trials else 0
 
 
 def _nodes(trials: pd.DataFrame) -> list[str]:
@@ -312,6 +320,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _resources(r: dict[str, Any], nodes: list[str]) -> str:
+    from search.devices import describe
+
+    text = (f"{r['cpus_per_trial']} CPU and {r['gpus_per_trial']} GPU per trial, Keras on {r['backend']}"
+            f"{' in mixed precision' if r.get('mixed_precision') else ''}; nodes: {', '.join(nodes) or 'local'}")
+    if r.get("devices"):
+        text += f"; devices: {describe(r['devices'])}, {r.get('trials_on_gpu', 0)} trials trained on a GPU"
+    return text
+
+
 def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]] | None, str]]:
     """(title, paragraphs, table rows with a header row, figure key) for every section."""
     s, metric = report["summary"], report["metric"]
@@ -327,8 +345,7 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                     ["search", f"{s['samples']} trials, {s['searcher']} search, ASHA "
                      f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
                      f"factor {s['scheduler']['reduction_factor']})"],
-                    ["resources", f"{s['resources']['cpus_per_trial']} CPU and {s['resources']['gpus_per_trial']} GPU "
-                     f"per trial, Keras on {s['resources']['backend']}; nodes: {', '.join(s['nodes']) or 'local'}"],
+                    ["resources", _resources(s['resources'], s['nodes'])],
                     ["wall time", ", ".join(f"{k} {v:.0f} s" for k, v in timing.items()) or "not recorded"],
                     ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
     status = (f"**Partial run**: missing {', '.join(report['missing'])}; the sections below show what exists."

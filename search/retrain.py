@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from search.data import Splits, Table
+from search.devices import Compute
 from search.metrics import METRICS, score_all
 
 EPOCHS_RULE = "early stopping by CV: the epoch at which the mean held-out fold score peaked"
@@ -77,8 +78,8 @@ def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: lis
 
 
 def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, folds: int,
-                   repeats: int, seed: int, cpus_per_trial: float, gpus_per_trial: float,
-                   threshold: float | None, max_epochs: int, backend: str = "tensorflow") -> CvSummary:
+                   repeats: int, seed: int, compute: Compute, threshold: float | None,
+                   max_epochs: int) -> CvSummary:
     """Score every candidate on the same folds, in parallel Ray tasks; pick the winner and its threshold."""
     import ray
     from sklearn.model_selection import RepeatedStratifiedKFold
@@ -88,11 +89,11 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     fold_plan = list(splitter.split(rows, y))
     encoded = [_encode_fold(table, rows[tr], rows[va]) for tr, va in fold_plan]
-    remote_fit = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(fit_and_predict)
+    remote_fit = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(fit_and_predict)
     data_refs = [(ray.put(x_tr), ray.put(x_va)) for x_tr, x_va in encoded]
     futures = {
         (c, f): remote_fit.remote(cand.hyperparameters, data_refs[f][0], y[tr].astype(np.float32),
-                                  data_refs[f][1], max_epochs, seed + f, backend, cpus_per_trial)
+                                  data_refs[f][1], max_epochs, seed + f, compute)
         for c, cand in enumerate(candidates) for f, (tr, _) in enumerate(fold_plan)
     }
     outputs = dict(zip(futures, ray.get(list(futures.values())), strict=True))
@@ -152,17 +153,44 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, metric: str) -> tup
 
 
 def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray,
-                    epochs: int, seed: int, backend: str, cpus: float) -> dict[str, Any]:
+                    epochs: int, seed: int, compute: Compute) -> dict[str, Any]:
     """Train one network for ``epochs``; its probabilities on ``x_eval`` after each epoch (a Ray task)."""
     import ray
 
     from search.trainable import fit_network, use_backend
 
-    use_backend(backend, cpus)
+    device = use_backend(compute)
     started = time.time()
-    probability = np.nan_to_num(fit_network(config, x_train, y_train, epochs, seed, x_eval=x_eval), nan=0.5)
+    curve = fit_network(config, x_train, y_train, epochs, seed, x_eval=x_eval,
+                        mixed_precision=compute.mixed_precision)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    return {"probability": probability, "started": started, "ended": time.time(), "node": node}
+    return {"probability": np.nan_to_num(curve, nan=0.5), "started": started, "ended": time.time(), "node": node,
+            "device": device}
+
+
+def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+              compute: Compute) -> Any:
+    """The winner trained on all non-test rows in a Ray task with a trial's resources (its GPU share,
+    its precision); returned as a float32 network built in the driver, for the export."""
+    import ray
+
+    from search.model import build_network
+
+    remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(train_weights)
+    weights = ray.get(remote.remote(config, x, y, epochs, seed, compute))
+    network = build_network(config, x.shape[1], compiled=False)  # float32, whatever the trials used
+    network.set_weights(weights)
+    return network
+
+
+def train_weights(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+                  compute: Compute) -> list[np.ndarray]:
+    """Fit one network (a Ray task); its weights as NumPy arrays (float32 under mixed precision too)."""
+    from search.trainable import fit_network, use_backend
+
+    use_backend(compute)
+    model = fit_network(config, x, y, epochs, seed, mixed_precision=compute.mixed_precision)
+    return [np.asarray(w) for w in model.get_weights()]
 
 
 def _encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

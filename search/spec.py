@@ -61,6 +61,7 @@ class RunSpec(BaseModel):
     checkpoint_every: int = Field(5, ge=0)
     max_failures: int = Field(2, ge=0)
     backend: Literal["jax", "tensorflow"] = "tensorflow"
+    mixed_precision: bool = False
 
     @field_validator("metric")
     @classmethod

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from search.devices import Compute, confirm_gpu, set_up_worker, use_precision
 from search.metrics import WORST, score_all
 
-_backend_ready = False
+_worker_device: str | None = None  # this worker's devices in words, once set up
 # A tiny MLP trains in milliseconds per epoch but takes seconds to compile, and most trials are
 # stopped after a few epochs: XLA's optimisation level 0 compiles a new model 40% faster for 20%
 # slower epochs (bench/levers.py). One thread per 1-CPU trial: two trials do not fight over cores.
@@ -43,10 +44,9 @@ class TrialData:
     metric: str
     max_epochs: int
     seed: int
-    cpus: float
     fixed: dict[str, Any]
     checkpoint_every: int = 0
-    backend: str = "tensorflow"
+    compute: Compute = Compute()
 
 
 STATE_FILE = "state.npz"
@@ -54,8 +54,8 @@ STATE_FILE = "state.npz"
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable: one ``ray.tune.report`` per epoch, one ``training_iteration`` each."""
-    use_backend(data.backend, data.cpus)
-    _forget_compiled_models(data.backend)
+    device = use_backend(data.compute)
+    _forget_compiled_models(data.compute.backend)
     import keras
 
     from search.model import build_network, resolve_config
@@ -64,6 +64,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         _maybe_fail_for_tests(config)
         resolved = resolve_config({**data.fixed, **config})
         keras.utils.set_random_seed(data.seed)
+        use_precision(data.compute.mixed_precision)
         model = build_network(resolved, data.x_train.shape[1])
         start = _restore_state(model)
         batch_size = int(resolved["batch_size"])
@@ -77,17 +78,17 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             class_weight=class_weights(resolved, y_train),
             shuffle=True,
             verbose=0,
-            callbacks=[_EpochReporter(data, start)],
+            callbacks=[_EpochReporter(data, start, device)],
         )
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise  # Ray's own signals (a stop, a lost session) are Ray's to handle
         _report({**WORST, "loss": -1.0, "errored": 1, "diverged": 0, "error": _first_line(exc),
-                 "node_id": _node_id()})
+                 "node_id": _node_id(), "device": device})
 
 
 def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                x_eval: np.ndarray | None = None) -> Any:
+                x_eval: np.ndarray | None = None, mixed_precision: bool = False) -> Any:
     """Train a fresh network for ``epochs`` (the CV and final fits).
 
     Returns the model; with ``x_eval``, instead its probabilities on ``x_eval`` after every epoch
@@ -99,6 +100,7 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
 
     resolved = resolve_config(config)
     keras.utils.set_random_seed(seed)
+    use_precision(mixed_precision)
     model = build_network(resolved, x.shape[1])
     batch_size = int(resolved["batch_size"])
     x, y = whole_batches(x, y, batch_size, seed)
@@ -172,7 +174,7 @@ def _restore_state(model: Any) -> int:
 class _EpochReporter:
     """A Keras callback (duck-typed, built lazily) that scores the validation part each epoch."""
 
-    def __new__(cls, data: TrialData, start: int) -> Any:
+    def __new__(cls, data: TrialData, start: int, device: str) -> Any:
         import keras
 
         pause = float(os.environ.get("HPSEARCH_TEST_EPOCH_SECONDS", "0"))  # test-only: slow trials down
@@ -197,7 +199,8 @@ class _EpochReporter:
                     scores.update(loss=loss, diverged=0)
                     every = data.checkpoint_every
                     save = bool(every) and done % every == 0 and done < data.max_epochs
-                scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds)
+                scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds,
+                              device=device, compute_dtype=self.model.layers[1].compute_dtype)
                 if pause:
                     time.sleep(pause)
                 _report(scores, state_of=self.model if save else None, epoch=done)
@@ -211,24 +214,28 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def use_backend(backend: str, cpus: float) -> None:
-    """Set up Keras' backend in this worker once: its threads sized to the CPU share, JAX's compile cache.
+def use_backend(compute: Compute) -> str:
+    """Set up this worker once: its devices, Keras' backend, threads sized to the CPU share, JAX's
+    compile cache; returns the worker's devices in words (``CPU``, ``GPU 0``).
 
-    Keras reads ``KERAS_BACKEND`` when it is first imported, so this runs before any Keras import
-    in the worker process (which Ray reuses across trials and retrain tasks of the same run).
+    Keras reads ``KERAS_BACKEND`` when it is first imported, and CUDA its visible devices when first
+    loaded, so this runs before any Keras import in the worker process (which Ray reuses across
+    trials and retrain tasks of the same run).
     """
-    global _backend_ready
-    if _backend_ready:
-        return
+    global _worker_device
+    if _worker_device is not None:
+        return _worker_device
     import sys
 
+    backend = compute.backend
     if "keras" in sys.modules:
         import keras
 
         if keras.backend.backend() != backend:
             raise RuntimeError(f"this worker already runs Keras on {keras.backend.backend()}, not {backend}")
     os.environ["KERAS_BACKEND"] = backend
-    n = max(1, int(round(cpus)))
+    device = set_up_worker(compute)
+    n = max(1, int(round(compute.cpus)))
     if backend == "jax":
         _add_xla_flags(JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if n == 1 else ()))
         _use_compile_cache()
@@ -240,7 +247,8 @@ def use_backend(backend: str, cpus: float) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(n)
         except RuntimeError:  # TensorFlow was initialised already in this process
             pass
-    _backend_ready = True
+    _worker_device = confirm_gpu(backend, device)
+    return _worker_device
 
 
 def _forget_compiled_models(backend: str) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from search.devices import keep_driver_off_gpus, largest_node
 from search.errors import ClusterError, Interrupted
 from search.metrics import METRICS
 from search.results import read_faults
@@ -256,6 +257,8 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
             status=status,
             node_ip=metrics.get("node_ip", ""),
             node_id=metrics.get("node_id", ""),
+            device=metrics.get("device", ""),
+            compute_dtype=metrics.get("compute_dtype", ""),
             retries=retries.get(row["trial_id"], 0),
             restored_from=int(metrics.get("restored_from") or 0),
             error=error,
@@ -289,10 +292,29 @@ def ray_session(spec: RunSpec) -> Iterator[None]:
 
     started_here = _start_ray(spec)
     try:
+        _check_trials_fit(spec)
+        keep_driver_off_gpus()
         yield
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_trials_fit(spec: RunSpec) -> None:
+    """Refuse a GPU reservation no node can meet: Ray would wait for it forever."""
+    if spec.gpus_per_trial <= 0:
+        return
+    most = largest_node("GPU")
+    if most == 0 and not spec.address:
+        raise ClusterError(
+            f"--gpus-per-trial {spec.gpus_per_trial:g}: Ray found no GPU on this machine. Leave the option out "
+            f"to train on CPUs, or run on a machine with an NVIDIA GPU and the GPU extra (pip install -e '.[gpu]')."
+        )
+    if most and spec.gpus_per_trial > most:
+        raise ClusterError(
+            f"--gpus-per-trial {spec.gpus_per_trial:g}: no node has more than {most:g} GPUs, and a trial runs on "
+            f"one node. Ask for at most {most:g} (fractions such as 0.25 put several trials on one GPU)."
+        )
 
 
 def _start_ray(spec: RunSpec) -> bool:
