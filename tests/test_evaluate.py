@@ -15,11 +15,12 @@ from tests.conftest import run_cli
 
 @pytest.mark.slow
 def test_nested_cv_scores_each_outer_fold_with_a_run_that_never_saw_it(tmp_path, mixed_csv):
-    """Also the JAX backend end to end: its trials and CV fits, then a TensorFlow final fit and export."""
+    """Also the JAX backend and mixed precision end to end: trials, CV fits and the final fit on JAX in
+    float16, then the final weights in a float32 TensorFlow network for the export."""
     out = tmp_path / "out"
     proc = run_cli(["evaluate", str(mixed_csv), "--target", "label", "--outer-folds", "2", "--samples", "2",
                     "--max-epochs", "3", "--grace-period", "3", "--top-k", "1", "--folds", "2", "--cpus", "2",
-                    "--backend", "jax", "--results", str(out), "--name", "nested"], cwd=tmp_path)
+                    "--backend", "jax", "--mixed-precision", "--results", str(out), "--name", "nested"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "outer fold 2/2" in proc.stdout
     folder = out / "nested"
@@ -35,6 +36,8 @@ def test_nested_cv_scores_each_outer_fold_with_a_run_that_never_saw_it(tmp_path,
         assert spec["data"]["rows"] == len(table) - len(rows)  # the outer run saw only the other fold
         cv = json.loads((run / "cv.json").read_text())
         assert cv["repeats"] == 3  # a tiny table gets repeated CV without asking
+        trials = pd.read_csv(run / "trials.csv")  # what each trial's own network computed in
+        assert set(trials["compute_dtype"]) == {"float16"} and set(trials["device"]) == {"CPU"}
     # JAX really compiled the trials' and CV's networks: its disk cache (this session's) filled up
     assert any(Path(os.environ["HPSEARCH_XLA_CACHE"]).iterdir())
 
@@ -43,6 +46,7 @@ def test_nested_cv_scores_each_outer_fold_with_a_run_that_never_saw_it(tmp_path,
 
     for k, (fold, rows) in enumerate(zip(summary["folds"], held_out, strict=True), start=1):
         model = keras.saving.load_model(folder / f"outer-{k}" / "model" / "model.keras", safe_mode=True)
+        assert {layer.compute_dtype for layer in model.get_layer("network").layers} == {"float32"}
         meta = json.loads((folder / f"outer-{k}" / "model" / "metadata.json").read_text())
         part = table.iloc[rows]
         x = {f["input"]: (part[f["name"]].to_numpy("float32") if f["kind"] == "numeric"
