@@ -66,6 +66,8 @@ def run(
     repeats: int | None = typer.Option(None, help="CV repeats. Default: 3 below 300 non-test rows, else 1."),
     class_weight: str = typer.Option("auto", help="balanced, none, or auto: balanced when a class is under 30%."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
+    threshold_rule: str = typer.Option("auto", help="How the threshold is chosen out of fold: youden, accuracy, "
+                                       "f1, or auto (accuracy/f1 for those metrics, else youden)."),
     export_savedmodel: bool = typer.Option(False, "--export-savedmodel", help="Also write a TF SavedModel."),
     address: str | None = typer.Option(None, help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
     checkpoint_every: int = typer.Option(5, help="Checkpoint each trial every N epochs (0: never), for retries."),
@@ -169,6 +171,7 @@ def retrain(
     folds: int | None = typer.Option(None, help="CV folds (default: the run's)."),
     repeats: int | None = typer.Option(None, help="CV repeats (default: the run's)."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold."),
+    threshold_rule: str | None = typer.Option(None, help="youden, accuracy, f1 or auto (default: the run's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Re-score a finished search's best configurations by CV and export the winner again."""
@@ -177,7 +180,8 @@ def retrain(
         from search.pipeline import retrain_run
 
         _quiet_libraries()
-        outcome = retrain_run(run_dir, top_k=top_k, folds=folds, repeats=repeats, threshold=threshold)
+        outcome = retrain_run(run_dir, top_k=top_k, folds=folds, repeats=repeats, threshold=threshold,
+                              threshold_rule=threshold_rule)
         if not quiet:
             _print_final(outcome, run_dir)
 

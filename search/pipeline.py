@@ -175,12 +175,14 @@ def _keep_if_resumable(partial: Path, exc: BaseException) -> None:
 
 
 def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | None = None,
-                repeats: int | None = None, threshold: float | None = None) -> dict[str, Any]:
+                repeats: int | None = None, threshold: float | None = None,
+                threshold_rule: str | None = None) -> dict[str, Any]:
     """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
     from search.tuning import ray_session
 
     folder = Path(run_dir).resolve()
-    overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold}
+    overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold,
+                 "threshold_rule": threshold_rule}
     spec, space, described = _read_run_spec(folder, overrides)
     trials = _read_trials(folder)
     table, splits = _reload_data(spec, described)
@@ -196,6 +198,7 @@ def _read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tup
     """The RunSpec, Space and ``spec.json`` of a run folder; a foreign or damaged folder is a DataError."""
     import json
 
+    RunSpec.from_options(**(overrides or {}))  # a bad override is the user's flag, not a damaged folder
     try:
         described = json.loads((folder / results.SPEC).read_text())
         options = dict(described["options"])
@@ -246,7 +249,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds,
                         repeats=spec.cv_repeats(len(splits.train) + len(splits.val)),
                         seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
-                        max_epochs=spec.epochs(space.fixed))
+                        max_epochs=spec.epochs(space.fixed), threshold_rule=spec.threshold_rule)
     rows = np.sort(np.concatenate([splits.train, splits.val]))
     from search.baseline import score_baselines
 

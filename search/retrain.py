@@ -79,7 +79,7 @@ def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: lis
 
 def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, folds: int,
                    repeats: int, seed: int, compute: Compute, threshold: float | None,
-                   max_epochs: int) -> CvSummary:
+                   max_epochs: int, threshold_rule: str = "auto") -> CvSummary:
     """Score every candidate on the same folds, in parallel Ray tasks; pick the winner and its threshold."""
     import ray
     from sklearn.model_selection import RepeatedStratifiedKFold
@@ -124,7 +124,8 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
     best = _winner(summaries, metric)
     oof = summaries[best]["oof"]
     if threshold is None:
-        threshold, rule = choose_threshold(np.array(oof["y"]), np.array(oof["probability"]), metric)
+        threshold, rule = choose_threshold(np.array(oof["y"]), np.array(oof["probability"]),
+                                           metric if threshold_rule == "auto" else threshold_rule)
     else:
         rule = "fixed by --threshold"
     fold_rows = [rows[va].tolist() for _, va in fold_plan]
@@ -139,14 +140,15 @@ def _cv_epochs(folds: list[tuple[np.ndarray, np.ndarray]], metric: str) -> int:
     return int(np.argmax(curve) if METRICS[metric] == "max" else np.argmin(curve)) + 1
 
 
-def choose_threshold(y: np.ndarray, probability: np.ndarray, metric: str) -> tuple[float, str]:
-    """Best accuracy for ``accuracy``, best F1 for ``f1``, else Youden's J, on out-of-fold predictions."""
+def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple[float, str]:
+    """The decision threshold on out-of-fold predictions: best ``accuracy`` or ``f1`` for those rules
+    (and metrics), else Youden's J (``youden``; the rule for ``roc_auc`` and ``log_loss``)."""
     from sklearn.metrics import roc_curve
 
     candidates = np.unique(np.clip(probability, 0, 1))
-    if metric in ("accuracy", "f1"):
-        scores = [score_all(y, probability, t)[metric] for t in candidates]
-        return float(candidates[int(np.argmax(scores))]), f"maximises out-of-fold {metric}"
+    if rule in ("accuracy", "f1"):
+        scores = [score_all(y, probability, t)[rule] for t in candidates]
+        return float(candidates[int(np.argmax(scores))]), f"maximises out-of-fold {rule}"
     fpr, tpr, thresholds = roc_curve(y, probability)
     best = int(np.argmax(tpr - fpr))
     return float(min(1.0, thresholds[best])), "maximises Youden's J (TPR - FPR) out of fold"

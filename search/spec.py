@@ -56,6 +56,7 @@ class RunSpec(BaseModel):
     repeats: int | None = Field(None, ge=1, le=20)
     class_weight: Literal["auto", "balanced", "none"] = "auto"
     threshold: float | None = Field(None, ge=0, le=1)
+    threshold_rule: Literal["auto", "youden", "accuracy", "f1"] = "auto"
     export_savedmodel: bool = False
     address: str | None = None
     checkpoint_every: int = Field(5, ge=0)

@@ -68,6 +68,9 @@ def test_default_table_search_end_to_end(builtin_run):
     epochs = pd.read_csv(run_dir / "epochs.csv")
     assert epochs.groupby("trial_id")["epoch"].max().sum() == trials["epochs"].sum()
     assert "best: roc_auc" in proc.stdout and str(run_dir) in proc.stdout
+    # The devices Ray had (--cpus 2), and where each trial trained: no GPU was asked for
+    assert spec["devices"]["cpus"] == 2 and set(trials["device"]) == {"CPU"}
+    assert f"devices: 2 CPUs, {spec['devices']['gpus']:g} GPUs; 0 of {len(trials)} trials" in proc.stdout
     check_retrain_outputs(run_dir, trials, spec)
 
 
@@ -183,10 +186,19 @@ def check_predict_round_trip(tmp_path: Path, run_dir: Path, csv: Path) -> None:
                          timeout=120, env={**os.environ, "KERAS_BACKEND": "jax"})
     assert out.returncode == 0, out.stderr[-2000:]
 
-    retrained = run_cli(["retrain", str(run_dir), "--folds", "2", "--top-k", "1", "--quiet"], cwd=tmp_path)
+    retrained = run_cli(["retrain", str(run_dir), "--folds", "2", "--top-k", "1", "--threshold-rule", "accuracy",
+                         "--quiet"], cwd=tmp_path)
     assert retrained.returncode == 0, retrained.stderr[-2000:]
     cv = json.loads((run_dir / "cv.json").read_text())
     assert cv["folds"] == 2 and len(cv["candidates"]) == 1
+    # The threshold now maximises out-of-fold accuracy: no cut-off between predictions does better.
+    from sklearn.metrics import accuracy_score
+
+    oof = cv["candidates"][0]["oof"]
+    y_oof, p_oof = np.array(oof["y"]), np.array(oof["probability"])
+    best = max(accuracy_score(y_oof, p_oof >= t) for t in np.unique(p_oof))
+    assert accuracy_score(y_oof, p_oof >= cv["threshold"]) == best and "accuracy" in cv["threshold_rule"]
+    assert json.loads((run_dir / "model" / "metadata.json").read_text())["threshold"] == cv["threshold"]
 
 
 def test_a_search_where_every_trial_fails_exits_2_and_saves_nothing(tmp_path, mixed_csv):
