@@ -237,7 +237,8 @@ def use_backend(compute: Compute) -> str:
     device = set_up_worker(compute)
     n = max(1, int(round(compute.cpus)))
     if backend == "jax":
-        _add_xla_flags(JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if n == 1 else ()))
+        if device == "CPU":  # on a GPU, level 0 would slow the kernels that the GPU is there to run
+            _add_xla_flags(JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if n == 1 else ()))
         _use_compile_cache()
     else:
         import tensorflow as tf
