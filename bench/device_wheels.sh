@@ -5,7 +5,7 @@
 # second half and the small wheels), both ignored by git. Then, on the device, two calls in a row
 # (a machine stays warm only 30 s after a call, and ignored files stay while it is warm):
 #   1. carry [".whl-a"]:  mkdir -p /tmp/w && cp .whl-a/* /tmp/w/
-#   2. carry [".whl-b"]:  cp .whl-b/* /tmp/w/ && bash bench/device_install.sh && <the measurement>
+#   2. carry [".whl-b"]:  cp .whl-b/* /tmp/w/ && source bench/device_install.sh && <the measurement>
 # TensorFlow's wheel (hundreds of MB) cannot travel: on the device hpsearch runs with --backend jax and
 # KERAS_BACKEND=jax in the driver (numeric tables only: StringLookup needs TensorFlow).
 set -euo pipefail
