@@ -8,11 +8,10 @@ Run by hand on the machine to measure (the 16-core GPU machine for the issue's f
 Every setting runs hpsearch's search step (``tuning.run_trials``: Ray Tune, reused workers, the
 data through the object store once) in a fresh local Ray with exactly N trial slots, on one fixed
 network (no hyperparameter varies and ASHA stops nothing), so settings differ only in concurrency:
-``3 x N`` trials of ``--epochs`` epochs each. Figures per setting: wall time of the search step (Ray's
-start excluded, the workers' start-up included),
-trained epochs per second, efficiency (epochs/s over N x the one-trial figure), the mean epoch's fit
-time, and with GPUs each trial process's peak GPU memory (nvidia-smi). Writes
-``bench/results/scaling-<stamp>.json`` and ``.md``.
+``3 x N`` trials of ``--epochs`` epochs each. Figures per setting: wall time of the search step
+(Ray's start excluded, the workers' start-up included), trained epochs per second, efficiency
+(epochs/s over N x the one-trial figure), the mean later epoch's fit time, and with GPUs each trial
+process's peak GPU memory (nvidia-smi). Writes ``bench/results/scaling-<stamp>.json`` and ``.md``.
 """
 
 from __future__ import annotations
