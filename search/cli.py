@@ -429,11 +429,10 @@ def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
             row["status"], *(_short(row[p]) for p in params),
         )
     out.print(table)
-    from search.devices import describe
+    from search.devices import describe, trials_on_gpu
 
-    on_gpu = int(trials["device"].astype(str).str.startswith("GPU").sum()) if "device" in trials else 0
     out.print(
-        f"devices: {describe(outcome.devices)}; {on_gpu} of {len(trials)} trials trained on a GPU\n"
+        f"devices: {describe(outcome.devices)}; {trials_on_gpu(trials)} of {len(trials)} trials trained on a GPU\n"
         "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in counts.index)
         + f"\nbest: {metric} {outcome.best['value']:.4f} (trial {outcome.best['trial_id']}, "
         f"epoch {outcome.best['best_epoch']})"

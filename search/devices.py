@@ -171,6 +171,11 @@ def largest_node(resource: str) -> float:
     return max((float(n["Resources"].get(resource, 0)) for n in ray.nodes() if n.get("Alive")), default=0.0)
 
 
+def trials_on_gpu(trials: Any) -> int:
+    """How many trials trained on a GPU, from the ``device`` each one reported (a trials table)."""
+    return int(trials["device"].astype(str).str.startswith("GPU").sum()) if "device" in trials else 0
+
+
 def describe(devices: dict[str, Any]) -> str:
     """``4 CPUs, 1 GPU (H100)`` for the console and the report."""
     cpus, gpus = devices["cpus"], devices["gpus"]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from search import results
+from search.devices import describe, trials_on_gpu
 from search.errors import DataError
 from search.metrics import METRICS
 
@@ -79,7 +80,7 @@ def collect(folder: Path) -> dict[str, Any]:
                           "backend": options.get("backend", "tensorflow"),
                           "mixed_precision": bool(options.get("mixed_precision", False)),
                           "devices": spec.get("devices"),
-                          "trials_on_gpu": _trials_on_gpu(trials)},
+                          "trials_on_gpu": trials_on_gpu(trials)},
             "nodes": _nodes(trials),
             "timing": timing,
             "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
@@ -103,11 +104,6 @@ def collect(folder: Path) -> dict[str, Any]:
     if test is not None:
         report["test"] = {k: v for k, v in test.items() if k not in ("y", "probability")}
     return report
-
-
-def _trials_on_gpu(trials: pd.DataFrame) -> int:
-    """Trials whose worker had a GPU (the ``device`` each trial reported)."""
-    return int(trials["device"].astype(str).str.startswith("GPU").sum()) if "device" in trials else 0
 
 
 def _nodes(trials: pd.DataFrame) -> list[str]:
@@ -321,8 +317,6 @@ def _fmt(value: Any) -> str:
 
 
 def _resources(r: dict[str, Any], nodes: list[str]) -> str:
-    from search.devices import describe
-
     text = (f"{r['cpus_per_trial']} CPU and {r['gpus_per_trial']} GPU per trial, Keras on {r['backend']}"
             f"{' in mixed precision' if r.get('mixed_precision') else ''}; nodes: {', '.join(nodes) or 'local'}")
     if r.get("devices"):
