@@ -14,7 +14,9 @@ memory is sampled. Then each method's best configuration is scored by the same 5
 Figures per method: wall time of the search, trained epochs per second, trials per minute,
 overhead (the share of the search's slot-seconds not spent in steady-state training: start-up,
 compile and tracing, validation, scheduling), peak private RSS (RSS less shared pages) of one
-worker process, best validation ROC AUC, CV ROC AUC and accuracy. Writes ``bench/results/<stamp>.json`` and ``.md``.
+worker process (the process that trains: a Ray worker, or the method's own process) and, for the
+Ray methods, of the driver (Tune's loop), best validation ROC AUC, CV ROC AUC and accuracy.
+Writes ``bench/results/<stamp>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -112,8 +114,12 @@ def run_method(method: str, workdir: Path) -> dict[str, Any]:
         raise RuntimeError(f"{method} failed (exit {code}):\n{tail}")
     outcome = json.loads((workdir / f"{method}.json").read_text())
     outcome["process_seconds"] = time.perf_counter() - started
-    workers = [rss for pid, (name, rss) in peaks.items() if name.startswith("ray::") or pid == child.pid]
-    outcome["worker_rss_mb"] = max(workers) / 2**20 if workers else None
+    # The process that trains: Ray's workers where there are some, else the method's own process
+    # (KerasTuner, the plain loop). A Ray method's own process is its driver, reported apart.
+    workers = [rss for name, rss in peaks.values() if name.startswith("ray::")]
+    driver = peaks.get(child.pid, ("", 0))[1]
+    outcome["worker_rss_mb"] = max(workers or [driver]) / 2**20
+    outcome["driver_rss_mb"] = driver / 2**20 if workers else None
     outcome["tree_peak_rss_mb"] = sum(rss for _, rss in peaks.values()) / 2**20
     return outcome
 
@@ -152,6 +158,7 @@ def summarise(outcome: dict[str, Any]) -> dict[str, Any]:
         "median_first_epoch_seconds": float(np.median(first_epoch)) if first_epoch else None,
         "median_later_epoch_seconds": overall,
         "worker_rss_mb": outcome["worker_rss_mb"],
+        "driver_rss_mb": outcome.get("driver_rss_mb"),
         "best_val_roc_auc": outcome["best_val_roc_auc"],
         "best_config": outcome["best_config"],
         "best_epoch": outcome["best_epoch"],
@@ -217,8 +224,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                   f"Max epochs {b['max_epochs']}; RandomSearch/plain loop {b['full_trials']} full trials; "
                   f"ASHA methods {b['samples']} samples; {b['cpus']} CPUs.", "",
                   "| method | search s | epochs | epochs/s | x Hyperband | trials/min | overhead | first epoch s "
-                  "| later epoch s | worker RSS MB | best val AUC | CV AUC | CV acc |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| later epoch s | worker RSS MB | driver RSS MB | best val AUC | CV AUC | CV acc |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         ms = r["methods"]
         ref = ms.get("keras_tuner_hyperband", {}).get("epochs_per_second")
         for m, s in ms.items():
@@ -227,7 +234,9 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"| {LABELS.get(m, m)} | {s['search_seconds']:.1f} | {s['epochs']} | {s['epochs_per_second']:.2f} | "
                 f"{ratio} | {s['trials_per_minute']:.1f} | {s['overhead']:.0%} | "
                 f"{s['median_first_epoch_seconds']:.2f} | "
-                f"{s['median_later_epoch_seconds']:.3f} | {s['worker_rss_mb']:.0f} | {s['best_val_roc_auc']:.4f} | "
+                f"{s['median_later_epoch_seconds']:.3f} | {s['worker_rss_mb']:.0f} | "
+                f"{'-' if s.get('driver_rss_mb') is None else round(s['driver_rss_mb'])} | "
+                f"{s['best_val_roc_auc']:.4f} | "
                 f"{s['cv_roc_auc']:.4f} ± {s['cv_roc_auc_std']:.4f} | {s['cv_accuracy']:.4f} |")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -6,7 +6,10 @@ from any valid space builds. The network ends in a sigmoid: it returns P(class 1
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import keras
@@ -35,37 +38,108 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def build_network(config: dict[str, Any], n_features: int, compiled: bool = True) -> keras.Model:
-    """An MLP for ``config`` on ``n_features`` encoded inputs, compiled for training unless ``compiled`` is off."""
+def build_network(config: dict[str, Any], n_features: int, compiled: bool = True,
+                  seed: int | None = None) -> keras.Model:
+    """An MLP for ``config`` on ``n_features`` encoded inputs, compiled for training unless ``compiled`` is off.
+
+    With ``seed``, its initial weights are drawn on the host (:func:`host_initializers`) and its
+    dropout layers are seeded from it; without, Keras' global seed and initializers are used (the
+    network the export assembles, whose weights are then set).
+    """
     import keras
 
     c = resolve_config(config)
+    init = host_initializers(seed) if seed is not None else {}
+    dense = {k: v for k, v in init.items() if k in ("kernel_initializer", "bias_initializer")}
+    norm = {k: v for k, v in init.items() if k not in dense}
     regularizer = keras.regularizers.L2(c["l2"]) if c["l2"] > 0 else None
     inputs = keras.Input(shape=(n_features,), name="encoded")
     x = inputs
     for i in range(int(c["depth"])):
         x = keras.layers.Dense(
-            int(c["width"]), kernel_regularizer=regularizer, name=f"dense_{i}"
+            int(c["width"]), kernel_regularizer=regularizer, name=f"dense_{i}", **dense
         )(x)
         if c["batch_norm"]:
-            x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"batch_norm_{i}", **norm)(x)
         x = keras.layers.Activation(c["activation"], name=f"{c['activation']}_{i}")(x)
         if c["dropout"] > 0:
-            x = keras.layers.Dropout(float(c["dropout"]), name=f"dropout_{i}")(x)
+            x = keras.layers.Dropout(float(c["dropout"]), name=f"dropout_{i}",
+                                     seed=None if seed is None else seed + i)(x)
     # float32 even under mixed precision: a float16 sigmoid saturates, and the loss needs the precision.
-    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability", **dense)(x)
     model = keras.Model(inputs, outputs, name="network")
     if not compiled:
         return model
     model.compile(
-        optimizer=_optimizer(c["optimizer"], float(c["learning_rate"])),
+        optimizer=_optimizer(c["optimizer"], float(c["learning_rate"]), host_slots=seed is not None),
         loss="binary_crossentropy",
         steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model
 
 
-def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def host_initializers(seed: int) -> dict[str, Any]:
+    """Keras' default initial weights (Glorot-uniform kernels, zero biases, unit scales), drawn with NumPy.
+
+    On JAX every Keras initializer, and even copying a NumPy array in, is an XLA program compiled
+    for each new weight shape (0.2 s per Glorot kernel, 15-25 ms per copy or zeros): most of a new
+    network's build. NumPy draws from the same distributions and ``device_put`` compiles nothing;
+    a ``seed`` gives the same weights again.
+    """
+    glorot, constant = _host_initializer_classes()
+    rng = np.random.default_rng(seed)
+    zeros, ones = constant(0.0), constant(1.0)
+    return {"kernel_initializer": glorot(rng), "bias_initializer": zeros,
+            "gamma_initializer": ones, "beta_initializer": zeros,
+            "moving_mean_initializer": zeros, "moving_variance_initializer": ones}
+
+
+@functools.cache
+def _host_initializer_classes() -> tuple[type, type]:
+    import keras
+
+    def on_device(value: np.ndarray) -> Any:
+        if keras.backend.backend() == "jax":
+            import jax
+
+            return jax.device_put(value)  # Keras takes a JAX array of the right dtype as it is
+        return value
+
+    class HostGlorotUniform(keras.initializers.Initializer):
+        def __init__(self, rng: np.random.Generator) -> None:
+            self.rng = rng
+
+        def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
+            fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
+            limit = np.sqrt(6.0 / max(1.0, fan_in + fan_out))
+            dtype = keras.backend.standardize_dtype(dtype)
+            return on_device(self.rng.uniform(-limit, limit, size=shape).astype(dtype))
+
+    class HostConstant(keras.initializers.Initializer):
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
+            return on_device(np.full(shape, self.value, dtype=keras.backend.standardize_dtype(dtype)))
+
+    return HostGlorotUniform, HostConstant
+
+
+@functools.cache
+def _with_host_slots(optimizer: type) -> type:
+    """``optimizer`` whose slot variables (Adam's moments, RMSprop's averages) start as host zeros."""
+    _, constant = _host_initializer_classes()
+
+    def add_variable_from_reference(self: Any, reference_variable: Any, name: str | None = None,
+                                    initializer: Any = "zeros") -> Any:
+        if initializer == "zeros":
+            initializer = constant(0.0)
+        return optimizer.add_variable_from_reference(self, reference_variable, name=name, initializer=initializer)
+
+    return type(optimizer.__name__, (optimizer,), {"add_variable_from_reference": add_variable_from_reference})
+
+
+def _optimizer(name: str, learning_rate: float, host_slots: bool = False) -> keras.optimizers.Optimizer:
     import keras
 
     optimizers = {
@@ -74,4 +148,5 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
         "rmsprop": keras.optimizers.RMSprop,
         "sgd": keras.optimizers.SGD,
     }
-    return optimizers[name](learning_rate=learning_rate)
+    optimizer = _with_host_slots(optimizers[name]) if host_slots else optimizers[name]
+    return optimizer(learning_rate=learning_rate)

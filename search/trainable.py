@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ from search.devices import Compute, confirm_gpu, set_up_worker, use_precision
 from search.metrics import WORST, score_all
 
 _worker_device: str | None = None  # this worker's devices in words, once set up
-# A tiny MLP trains in milliseconds per epoch but takes seconds to compile, and most trials are
-# stopped after a few epochs: XLA's optimisation level 0 compiles a new model 40% faster for 20%
-# slower epochs (bench/levers.py). One thread per 1-CPU trial: two trials do not fight over cores.
-JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0",)
+# A tiny MLP trains in milliseconds per epoch but takes a second to compile, and most trials are
+# stopped after a few epochs, so CPU trials compile cheaply (bench/levers.py): XLA's optimisation
+# level 0 (40% faster compiles for 20% slower epochs) and its older CPU emitters, which compile a
+# tiny network's training step in 0.2-0.3 s instead of 0.8-1.0 s for the same epoch times.
+# One thread per 1-CPU trial: two trials do not fight over cores.
+JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
+# A worker that a JAX trial starts in with more private memory than this drops JAX's compiled programs.
+JAX_WORKER_MEMORY_MB = 450
 
 
 @dataclass(frozen=True)
@@ -55,17 +60,15 @@ STATE_FILE = "state.npz"
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable: one ``ray.tune.report`` per epoch, one ``training_iteration`` each."""
     device = use_backend(data.compute)
-    _forget_compiled_models(data.compute.backend)
-    import keras
 
     from search.model import build_network, resolve_config
 
     try:
         _maybe_fail_for_tests(config)
         resolved = resolve_config({**data.fixed, **config})
-        keras.utils.set_random_seed(data.seed)
+        seed_rngs(data.seed)
         use_precision(data.compute.mixed_precision)
-        model = build_network(resolved, data.x_train.shape[1])
+        model = build_network(resolved, data.x_train.shape[1], seed=data.seed)
         start = _restore_state(model)
         batch_size = int(resolved["batch_size"])
         x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size, data.seed)
@@ -99,19 +102,59 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     from search.model import build_network, resolve_config
 
     resolved = resolve_config(config)
-    keras.utils.set_random_seed(seed)
+    seed_rngs(seed)
     use_precision(mixed_precision)
-    model = build_network(resolved, x.shape[1])
+    model = build_network(resolved, x.shape[1], seed=seed)
     batch_size = int(resolved["batch_size"])
     x, y = whole_batches(x, y, batch_size, seed)
     curve: list[np.ndarray] = []
     callbacks = []
     if x_eval is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: curve.append(np.asarray(model(x_eval, training=False)).ravel())))
+        predict = predictor(model)
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: curve.append(predict(x_eval))))
     model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=class_weights(resolved, y), shuffle=True,
               verbose=0, callbacks=callbacks)
     return model if x_eval is None else np.stack(curve)
+
+
+def seed_rngs(seed: int) -> None:
+    """Seed what a fit draws from: Python's and NumPy's generators (Keras shuffles with NumPy on
+    JAX) and, on TensorFlow, its own. The network seeds its weights and dropout itself (model.py).
+
+    ``keras.utils.set_random_seed`` would import TensorFlow into every JAX worker to seed it:
+    4 s and 200 MB per worker for nothing.
+    """
+    import random
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """P(class 1) for rows from the model's current weights: the validation after every epoch.
+
+    On JAX a direct call runs each layer's ops one by one, each compiled for its shapes on a new
+    model (0.2-0.4 s); one jitted forward pass compiles once (about 0.1 s) and then takes 1-2 ms
+    instead of 5-20. On TensorFlow the direct (eager) call is cheap and traces nothing.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return lambda x: np.asarray(model(x, training=False)).ravel()
+    import jax
+
+    forward = jax.jit(lambda trainable, fixed, x: model.stateless_call(trainable, fixed, x, training=False)[0])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+        return np.asarray(forward(*values, x)).ravel()
+
+    return predict
 
 
 def class_weights(config: dict[str, Any], y: np.ndarray) -> dict[int, float] | None:
@@ -180,14 +223,16 @@ class _EpochReporter:
         pause = float(os.environ.get("HPSEARCH_TEST_EPOCH_SECONDS", "0"))  # test-only: slow trials down
 
         class EpochReporter(keras.callbacks.Callback):
+            def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+                self.predict = predictor(self.model)
+
             def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 self.began = time.perf_counter()
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 train_seconds = time.perf_counter() - self.began  # the fit's own time, compile included
                 loss = float((logs or {}).get("loss", np.nan))
-                # A direct call avoids tracing a predict function for every new model.
-                probability = np.asarray(self.model(data.x_val, training=False)).ravel()
+                probability = self.predict(data.x_val)
                 done = epoch + 1
                 save = False
                 if not np.isfinite(loss) or not np.all(np.isfinite(probability)):
@@ -216,7 +261,8 @@ def _node_id() -> str:
 
 def use_backend(compute: Compute) -> str:
     """Set up this worker once: its devices, Keras' backend, threads sized to the CPU share, JAX's
-    compile cache; returns the worker's devices in words (``CPU``, ``GPU 0``).
+    compile cache; returns the worker's devices in words (``CPU``, ``GPU 0``). Called at the start
+    of every trial and fit, it also keeps a reused JAX worker's memory bounded.
 
     Keras reads ``KERAS_BACKEND`` when it is first imported, and CUDA its visible devices when first
     loaded, so this runs before any Keras import in the worker process (which Ray reuses across
@@ -224,6 +270,7 @@ def use_backend(compute: Compute) -> str:
     """
     global _worker_device
     if _worker_device is not None:
+        _forget_compiled_models(compute.backend)
         return _worker_device
     import sys
 
@@ -253,15 +300,34 @@ def use_backend(compute: Compute) -> str:
 
 
 def _forget_compiled_models(backend: str) -> None:
-    """Drop the programs JAX compiled for earlier trials in this (reused) worker: they are never run
-    again, and kept they grew a worker past 1 GB in 25 trials. The disk cache keeps them for reuse."""
-    if backend == "jax":
-        import gc
+    """Drop the programs JAX compiled for earlier trials in this (reused) worker once it holds more
+    than ``JAX_WORKER_MEMORY_MB``: kept, they grow a worker by about 13 MB per trial; dropped at
+    every trial's start, each trial recompiles a dozen small programs (0.3-0.5 s). The disk cache
+    keeps them for reuse either way. ``malloc_trim`` hands the freed memory back to the system
+    (without it the worker's size stays at its peak)."""
+    if backend != "jax" or private_memory_mb() < JAX_WORKER_MEMORY_MB:
+        return
+    import ctypes
+    import gc
 
-        import jax
+    import jax
 
-        gc.collect()
-        jax.clear_caches()
+    gc.collect()
+    jax.clear_caches()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def private_memory_mb() -> float:
+    """This process's resident memory less its shared pages (Ray maps its object store into every
+    worker); infinite where ``/proc`` is missing (not Linux), so that caches are always dropped."""
+    try:
+        fields = Path("/proc/self/statm").read_text().split()
+        return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("inf")
 
 
 def _add_xla_flags(flags: tuple[str, ...]) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from search.devices import keep_driver_off_gpus, largest_node
+from search.devices import keep_driver_off_gpus, largest_node, restore_driver_devices
 from search.errors import ClusterError, Interrupted
 from search.metrics import METRICS
 from search.results import read_faults
@@ -291,13 +291,14 @@ def ray_session(spec: RunSpec) -> Iterator[None]:
     import ray
 
     started_here = _start_ray(spec)
+    devices_before = keep_driver_off_gpus()
     try:
         _check_trials_fit(spec)
-        keep_driver_off_gpus()
         yield
     finally:
         if started_here:
             ray.shutdown()
+        restore_driver_devices(devices_before)
 
 
 def _check_trials_fit(spec: RunSpec) -> None:
