@@ -5,7 +5,7 @@ process per setting, the same sequence of configurations from the default space,
 trial trains (fit on the padded rows, validation every epoch), and prints per setting: the median
 seconds a new model costs before its second epoch (build, trace/compile, first epoch, first
 validation) and the median later epoch. Settings switch one lever at a time, from Keras'
-defaults to hpsearch's trial recipe.
+defaults to hpsearch's trial recipe. ``--only "NAME;NAME"`` runs some settings only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# name -> (backend, steps_per_execution, TF/XLA threads = 1, whole batches, XLA flags, compile cache)
+# name -> (backend, steps_per_execution, TF/XLA threads = 1, whole batches, XLA flags, compile cache,
+# host-drawn initial weights, jitted validation pass)
 SETTINGS: dict[str, dict[str, Any]] = {
     "tf: Keras defaults": {"backend": "tensorflow", "spe": 1},
     "tf: + 1 thread per trial": {"backend": "tensorflow", "spe": 1, "threads1": True},
@@ -40,6 +41,16 @@ SETTINGS: dict[str, dict[str, Any]] = {
                                    "cache": "cold"},
     "jax: + compile cache, warm": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
                                    "cache": "warm"},
+    # From "XLA optimisation level 0" on, cache off, each row adding one lever to the row above.
+    "jax: level 0 + older CPU emitters": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
+                                          "opt0": True, "emitters": True},
+    "jax: + host initial weights": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
+                                    "opt0": True, "emitters": True, "host_init": True},
+    "jax: + jitted validation pass": {"backend": "jax", "spe": 16, "threads1": True, "whole": True, "numpy": True,
+                                      "opt0": True, "emitters": True, "host_init": True, "jit_val": True},
+    # The whole JAX recipe at XLA's default optimisation level: slower compiles, faster epochs.
+    "jax: recipe at XLA's default level": {"backend": "jax", "spe": 16, "threads1": True, "whole": True,
+                                           "numpy": True, "emitters": True, "host_init": True, "jit_val": True},
 }
 
 
@@ -51,6 +62,8 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
         flags.append("--xla_cpu_multi_thread_eigen=false")
     if setting.get("opt0"):
         flags.append("--xla_backend_optimization_level=0")
+    if setting.get("emitters"):
+        flags.append("--xla_cpu_use_fusion_emitters=false")
     os.environ["XLA_FLAGS"] = " ".join(flags)
     import keras
 
@@ -68,7 +81,7 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
     from bench.methods import sample_configs
     from search import model as network
     from search.metrics import score_all
-    from search.trainable import whole_batches
+    from search.trainable import predictor, whole_batches
 
     score = score_all if setting.get("numpy") else scikit_learn_scores
 
@@ -80,13 +93,17 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
         config["depth"] = min(config["depth"], 3)
         began = time.perf_counter()
         keras.utils.set_random_seed(i)
-        model = network.build_network(config, x.shape[1])
+        model = network.build_network(config, x.shape[1], seed=i if setting.get("host_init") else None)
+        if setting.get("jit_val"):
+            predict = predictor(model)
+        else:
+            predict = lambda v: np.asarray(model(v, training=False)).ravel()  # noqa: B023, E731
         xt, yt = whole_batches(x, y, int(config["batch_size"]), i) if setting.get("whole") else (x, y)
         stamps = []
 
         class Clock(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                score(yv, np.asarray(self.model(xv, training=False)).ravel())
+                score(yv, predict(xv))  # noqa: B023 (fit runs inside this iteration)
                 stamps.append(time.perf_counter())  # noqa: B023 (fit runs inside this iteration)
 
         model.fit(xt, yt, batch_size=int(config["batch_size"]), epochs=epochs, verbose=0, callbacks=[Clock()])
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default="breast_cancer")
     parser.add_argument("--models", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--only", help="Settings to run, separated by semicolons (default: all).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -120,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="hpsearch-levers-") as tmp:
         workdir = Path(tmp)
         prepare(args.table, workdir, 10, 1, 0)
-        for name, setting in SETTINGS.items():
+        chosen = args.only.split(";") if args.only else list(SETTINGS)
+        for name, setting in ((n, SETTINGS[n]) for n in chosen):
             if setting.get("cache") == "cold":
                 (workdir / "xla").mkdir(exist_ok=True)
             command = [sys.executable, "-m", "bench.levers", "--models", str(args.models), "--epochs",

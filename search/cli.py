@@ -72,7 +72,7 @@ def run(
     address: str | None = typer.Option(None, help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
     checkpoint_every: int = typer.Option(5, help="Checkpoint each trial every N epochs (0: never), for retries."),
     max_failures: int = typer.Option(2, help="Retries of a trial whose worker or node was lost."),
-    backend: str = typer.Option("tensorflow", help="Keras backend of the trials and CV fits: jax or tensorflow."),
+    backend: str = typer.Option("jax", help="Keras backend of the trials, CV and final fits: jax or tensorflow."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision",
                                          help="Train in float16 with float32 weights (GPUs); the export is float32."),
     from_spec: str | None = typer.Option(None, "--from-spec", hidden=True, help="Run a spec written by submit."),
@@ -364,17 +364,10 @@ def _quiet_libraries() -> None:
     # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    # TensorFlow's C++ start-up lines (CUDA probing, absl) bypass TF_CPP_MIN_LOG_LEVEL: import it
-    # once with the stderr file descriptor pointed at /dev/null.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    from search.devices import native_stderr_silenced
+
+    with native_stderr_silenced():  # TensorFlow's C++ start-up lines
+        import keras  # noqa: F401
 
 
 class _progress_display:

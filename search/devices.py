@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +26,27 @@ GPU_SHARE_USED = 0.9
 MIXED_POLICY = "mixed_float16"
 
 
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null: TensorFlow's C++ lines (CUDA probing, absl) ignore
+    ``TF_CPP_MIN_LOG_LEVEL``, and a CPU machine with NVIDIA's driver libraries but no card prints
+    "failed call to cuInit" the first time TensorFlow lists its devices."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @dataclass(frozen=True)
 class Compute:
     """Where and how one network trains: Keras backend, CPU and GPU share, precision."""
 
-    backend: str = "tensorflow"
+    backend: str = "jax"
     cpus: float = 1.0
     gpus: float = 0.0
     mixed_precision: bool = False
@@ -137,8 +156,6 @@ def keep_driver_off_gpus() -> str | None:
     in this process counts GPUs from it). TensorFlow is not imported for this (4 s, 200 MB): one
     imported later reads the variable; one imported already is told directly.
     """
-    import sys
-
     before = os.environ.get("CUDA_VISIBLE_DEVICES")
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -153,7 +170,8 @@ def keep_driver_off_gpus() -> str | None:
         import tensorflow as tf
 
         try:
-            tf.config.set_visible_devices([], "GPU")
+            with native_stderr_silenced():  # listing the devices is TensorFlow's first CUDA probe
+                tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # TensorFlow already started its GPUs in this process
             pass
     return before

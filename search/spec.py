@@ -61,7 +61,7 @@ class RunSpec(BaseModel):
     address: str | None = None
     checkpoint_every: int = Field(5, ge=0)
     max_failures: int = Field(2, ge=0)
-    backend: Literal["jax", "tensorflow"] = "tensorflow"
+    backend: Literal["jax", "tensorflow"] = "jax"
     mixed_precision: bool = False
 
     @field_validator("metric")

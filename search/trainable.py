@@ -214,6 +214,52 @@ def _restore_state(model: Any) -> int:
         return int(state["epoch"])
 
 
+class NewestCheckpointFallback:
+    """Ray trainable mixin: resume from the trial's newest checkpoint when the recorded one is gone.
+
+    Ray deletes a trial's older checkpoint (``num_to_keep=1``) as it registers a newer one, and
+    saves the experiment state a moment later; a driver killed in between leaves a state that names
+    the deleted checkpoint, and ``Tuner.restore`` would fail the trial ("does not exist on storage
+    anymore"). The newer checkpoint is on storage and holds its own epoch; with none, the trial
+    starts again from its first epoch.
+    """
+
+    def restore(self, checkpoint_path: Any) -> None:
+        try:
+            super().restore(checkpoint_path)
+        except ValueError as exc:
+            if "does not exist on storage" not in str(exc):
+                raise
+            newest = _newest_checkpoint_beside(checkpoint_path.checkpoint)
+            if newest is not None:
+                super().restore(newest)
+
+
+def _newest_checkpoint_beside(missing: Any) -> Any:
+    """The newest ``checkpoint_*`` folder with a state file next to ``missing``, as Ray's training
+    result (the epoch from the file: one report per epoch), or None."""
+    from pyarrow import fs as pafs
+    from ray import tune
+    from ray.train._internal.session import _TrainingResult
+
+    parent = missing.path.rstrip("/").rsplit("/", 1)[0]
+    found = missing.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    folders = sorted((f.path for f in found if f.type == pafs.FileType.Directory
+                      and f.base_name.startswith("checkpoint_")), reverse=True)
+    for folder in folders:
+        checkpoint = tune.Checkpoint(folder, filesystem=missing.filesystem)
+        try:
+            with checkpoint.as_directory() as local, np.load(Path(local) / STATE_FILE, allow_pickle=False) as state:
+                epoch = int(state["epoch"])
+        except (OSError, KeyError, ValueError):  # a checkpoint cut short when the driver was killed
+            continue
+        return _TrainingResult(checkpoint=checkpoint, metrics={"training_iteration": epoch})
+    return None
+
+
+train_trial.__mixins__ = (NewestCheckpointFallback,)  # read by Ray's wrap_function
+
+
 class _EpochReporter:
     """A Keras callback (duck-typed, built lazily) that scores the validation part each epoch."""
 
@@ -245,7 +291,8 @@ class _EpochReporter:
                     every = data.checkpoint_every
                     save = bool(every) and done % every == 0 and done < data.max_epochs
                 scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds,
-                              device=device, compute_dtype=self.model.layers[1].compute_dtype)
+                              device=device, compute_dtype=self.model.layers[1].compute_dtype,
+                              backend=keras.backend.backend())
                 if pause:
                     time.sleep(pause)
                 _report(scores, state_of=self.model if save else None, epoch=done)

@@ -70,6 +70,7 @@ def test_default_table_search_end_to_end(builtin_run):
     assert "best: roc_auc" in proc.stdout and str(run_dir) in proc.stdout
     # The devices Ray had (--cpus 2), and where each trial trained: no GPU was asked for
     assert spec["devices"]["cpus"] == 2 and set(trials["device"]) == {"CPU"}
+    assert set(trials["backend"]) == {"jax"}  # the Keras each trial's worker really ran: JAX by default
     assert f"devices: 2 CPUs, {spec['devices']['gpus']:g} GPUs; 0 of {len(trials)} trials" in proc.stdout
     check_retrain_outputs(run_dir, trials, spec)
 
