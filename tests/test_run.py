@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +223,32 @@ def test_sonar_from_the_shared_tables(tmp_path):
     assert spec["data"]["rows"] == 208 and len(spec["data"]["features"]) == 60
     assert spec["data"]["labels"] == {"0": "M", "1": "R"}
     assert len(trials) == 4 and best["value"] > 0.5
+
+
+RAY_SESSION_CHECK = """
+import json, os, ray
+from search.spec import RunSpec
+from search.tuning import ray_session
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+with ray_session(RunSpec(cpus=2, backend="jax")):
+    @ray.remote(num_cpus=1)
+    def seen():
+        return os.environ.get("KERAS_BACKEND"), os.environ.get("TF_CPP_MIN_LOG_LEVEL"), os.getpid()
+
+    workers = ray.get([seen.remote(), seen.remote()])
+    inside = os.environ.get("KERAS_BACKEND"), os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+print(json.dumps({"workers": workers, "inside": inside, "after": os.environ.get("KERAS_BACKEND")}))
+"""
+
+
+def test_a_local_ray_hands_the_workers_their_variables_and_leaves_the_driver_as_it_was(tmp_path):
+    """The workers' variables go in through the environment Ray starts with (so that Ray's prestarted
+    workers can serve the first trials); the driver's own environment is put back at once."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", RAY_SESSION_CHECK], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [w[:2] for w in seen["workers"]] == [["jax", "3"], ["jax", "3"]]
+    assert seen["inside"] == ["tensorflow", None] and seen["after"] == "tensorflow"
