@@ -233,6 +233,8 @@ class NewestCheckpointFallback:
             newest = _newest_checkpoint_beside(checkpoint_path.checkpoint)
             if newest is not None:
                 super().restore(newest)
+            else:  # Ray had already counted the missing checkpoint's epochs: count from the start
+                self._iteration, self._time_total = 0, 0.0
 
 
 def _newest_checkpoint_beside(missing: Any) -> Any:
