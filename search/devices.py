@@ -147,16 +147,16 @@ def use_precision(mixed: bool) -> None:
     keras.config.set_dtype_policy(MIXED_POLICY if mixed else "float32")
 
 
-def keep_driver_off_gpus() -> str | None:
+def keep_driver_off_gpus() -> dict[str, str | None]:
     """The driver encodes data and assembles the exported model: it must not take a GPU's memory.
 
     Called once Ray has started: Ray counts the GPUs from ``CUDA_VISIBLE_DEVICES`` and its workers
     inherit the environment the driver had then, so neither sees this change. Returns the driver's
-    earlier ``CUDA_VISIBLE_DEVICES``, which the session puts back when it ends (a later ``ray.init``
-    in this process counts GPUs from it). TensorFlow is not imported for this (4 s, 200 MB): one
-    imported later reads the variable; one imported already is told directly.
+    earlier ``CUDA_VISIBLE_DEVICES``, which the session puts back (:func:`put_back_variables`) when
+    it ends (a later ``ray.init`` in this process counts GPUs from it). TensorFlow is not imported
+    for this (4 s, 200 MB): one imported later reads the variable; one imported already is told directly.
     """
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    before = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if "jax" in sys.modules:
@@ -177,12 +177,13 @@ def keep_driver_off_gpus() -> str | None:
     return before
 
 
-def restore_driver_devices(before: str | None) -> None:
-    """Undo :func:`keep_driver_off_gpus`' variable at the session's end."""
-    if before is None:
-        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-    else:
-        os.environ["CUDA_VISIBLE_DEVICES"] = before
+def put_back_variables(before: dict[str, str | None]) -> None:
+    """Give environment variables their earlier values again (None: unset)."""
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def cluster_devices() -> dict[str, Any]:
