@@ -31,7 +31,8 @@ def builtin_run(tmp_path_factory):
     """One small search on the builtin table, shared by the tests that read its outputs."""
     tmp_path = tmp_path_factory.mktemp("builtin")
     proc = run_cli(["run", "--samples", "10", "--max-epochs", "9", "--seed", "1", "--name", "bc",
-                    "--searcher", "optuna", "--results", str(tmp_path / "out"), *FAST], cwd=tmp_path)
+                    "--searcher", "optuna", "--results", str(tmp_path / "out"), *FAST], cwd=tmp_path,
+                   env={"HPSEARCH_XLA_CACHE": str(tmp_path / "xla")})
     return tmp_path, proc
 
 
@@ -73,6 +74,7 @@ def test_default_table_search_end_to_end(builtin_run):
     # The devices Ray had (--cpus 2), and where each trial trained: no GPU was asked for
     assert spec["devices"]["cpus"] == 2 and set(trials["device"]) == {"CPU"}
     assert set(trials["backend"]) == {"jax"}  # the Keras each trial's worker really ran: JAX by default
+    assert any((tmp_path / "xla").iterdir())  # and its persistent compile cache (HPSEARCH_XLA_CACHE) filled
     assert f"devices: 2 CPUs, {spec['devices']['gpus']:g} GPUs; 0 of {len(trials)} trials" in proc.stdout
     check_retrain_outputs(run_dir, trials, spec)
 
