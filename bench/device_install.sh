@@ -7,4 +7,4 @@ for first in *.part-aa; do cat "${first%.part-aa}".part-* > "${first%.part-aa}";
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/w/*.whl
 export PYTHONPATH=/tmp/site:$OLDPWD
 cd "$OLDPWD"
-python3 -c "import ray, keras, jax; print('ray', ray.__version__, 'keras', keras.__version__, 'jax', jax.__version__, jax.devices())"
+KERAS_BACKEND=jax python3 -c "import ray, optuna, keras, jax; print('ray', ray.__version__, 'optuna', optuna.__version__, 'keras', keras.__version__, 'jax', jax.__version__, jax.devices())"

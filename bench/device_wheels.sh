@@ -16,7 +16,7 @@ rm -rf .whl-a .whl-b && mkdir -p .whl-a .whl-b
     --platform manylinux2014_x86_64 -d .whl-b \
     "ray==$("$pip" show ray | awk '/^Version/{print $2}')" "keras==$("$pip" show keras | awk '/^Version/{print $2}')" \
     pydantic pydantic-core annotated-types typing-inspection namex optree jsonschema jsonschema-specifications \
-    referencing rpds-py tensorboardX
+    referencing rpds-py tensorboardX optuna alembic mako sqlalchemy colorlog greenlet
 ray_wheel=$(ls .whl-b/ray-*.whl)
 split -b 40M "$ray_wheel" ".whl-a/$(basename "$ray_wheel").part-"
 mv .whl-a/*.part-ab .whl-b/ 2>/dev/null || true

@@ -31,8 +31,12 @@ _worker_device: str | None = None  # this worker's devices in words, once set up
 # stopped after a few epochs, so CPU trials compile cheaply (bench/levers.py): XLA's optimisation
 # level 0 (40% faster compiles for 20% slower epochs) and its older CPU emitters, which compile a
 # tiny network's training step in 0.2-0.3 s instead of 0.8-1.0 s for the same epoch times.
-# One thread per 1-CPU trial: two trials do not fight over cores.
-JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+# One thread per 1-CPU trial: two trials do not fight over cores. XLA aborts the process on a flag
+# it does not know, and jaxlib 0.11 dropped the older emitters (and their flag): seen on the GPU
+# machine's jaxlib 0.11.2, so that flag goes only to the jaxlib releases that have it.
+JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0",)
+OLDER_EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters=false"
+LAST_JAXLIB_WITH_OLDER_EMITTERS = (0, 10)
 SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
 # A worker that a JAX trial starts in with more private memory than this drops JAX's compiled programs.
 JAX_WORKER_MEMORY_MB = 450
@@ -334,7 +338,7 @@ def use_backend(compute: Compute) -> str:
     n = max(1, int(round(compute.cpus)))
     if backend == "jax":
         if device == "CPU":  # on a GPU, level 0 would slow the kernels that the GPU is there to run
-            _add_xla_flags(JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if n == 1 else ()))
+            _add_xla_flags(jax_cpu_trial_flags(threads=n))
         _use_compile_cache()
     else:
         import tensorflow as tf
@@ -377,6 +381,25 @@ def private_memory_mb() -> float:
         return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return float("inf")
+
+
+def jax_cpu_trial_flags(threads: int) -> tuple[str, ...]:
+    """The XLA flags of a JAX trial on ``threads`` CPUs, only those the installed jaxlib knows."""
+    flags = JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if threads == 1 else ())
+    if _jaxlib_release() <= LAST_JAXLIB_WITH_OLDER_EMITTERS:
+        flags += (OLDER_EMITTERS_FLAG,)
+    return flags
+
+
+def _jaxlib_release() -> tuple[int, int]:
+    """(major, minor) of the installed jaxlib, read from its metadata (importing JAX reads XLA_FLAGS)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor = version("jaxlib").split(".")[:2]
+        return int(major), int(minor)
+    except (PackageNotFoundError, ValueError):
+        return (0, 0)
 
 
 def _add_xla_flags(flags: tuple[str, ...]) -> None:

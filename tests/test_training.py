@@ -96,3 +96,20 @@ def test_networks_start_from_host_drawn_weights_on_jax(tmp_path):
     assert out["fast_vs_keras"] < 1e-5
     assert len(out["slots"]) == 2 * 10 and not any(out["slots"].values())  # Adam's moments start at zero
     assert not out["tensorflow_imported"]
+
+
+def test_a_cpu_trials_xla_flags_are_ones_the_installed_jaxlib_accepts():
+    """XLA aborts the whole worker on a flag it does not know (jaxlib 0.11 dropped one we used on
+    0.10): JAX must start and compute with exactly the flags a 1-CPU and a 2-CPU trial get."""
+    import os
+    import subprocess
+    import sys
+
+    from search.trainable import jax_cpu_trial_flags
+
+    for threads in (1, 2):
+        flags = " ".join(jax_cpu_trial_flags(threads=threads))
+        done = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))"],
+                              env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "3.0", (flags, done.stderr[-2000:])
