@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -32,6 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIALS_PER_SLOT = 3
+# Variables that change the figures, recorded with them.
+TUNING_VARIABLES = ("XLA_FLAGS", "PJRT_NPROC", "NPROC", "KERAS_BACKEND")
 
 
 def fixed_space(width: int, depth: int, batch_size: int) -> Any:
@@ -57,7 +60,7 @@ def generated_arrays(rows: int, features: int, seed: int) -> dict[str, np.ndarra
 
 def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """One setting: ``slots`` concurrent trials (each a CPU, or a 1/slots share of one GPU)."""
-    from search.devices import Compute
+    from search.devices import Compute, quick_compiles_pay
     from search.spec import RunSpec
     from search.trainable import TrialData
     from search.tuning import epoch_history, ray_session, run_trials
@@ -69,7 +72,9 @@ def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argpa
     space = fixed_space(args.width, args.depth, args.batch_size)
     data = TrialData(x_train=arrays["x_train"], y_train=arrays["y_train"], x_val=arrays["x_val"],
                      y_val=arrays["y_val"], metric="roc_auc", max_epochs=args.epochs, seed=args.seed,
-                     fixed=dict(space.fixed), checkpoint_every=0, compute=Compute.of(spec))
+                     fixed=dict(space.fixed), checkpoint_every=0,
+                     compute=Compute.of(spec, quick_compiles_pay(len(arrays["x_train"]) + len(arrays["x_val"]),
+                                                                 arrays["x_train"].shape[1], space)))
     with tempfile.TemporaryDirectory(prefix="hpsearch-scaling-") as folder:
         run_dir = Path(folder)
         watcher = GpuWatcher() if on_gpu else None
@@ -127,13 +132,22 @@ def _gpu_processes() -> dict[int, int]:
     return found
 
 
+def add_efficiency(rows: list[dict[str, Any]]) -> None:
+    """Each row's epochs/s over N x the 1-trial figure on the same device, whatever order they ran in."""
+    for row in rows:
+        base = next((r for r in rows if r["device"] == row["device"] and r["slots"] == 1), None)
+        if base:
+            row["efficiency"] = row["epochs_per_s"] / (row["slots"] * base["epochs_per_s"])
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     a = report["args"]
     lines = [f"# Scaling: concurrent trials ({report['stamp']})", "",
              f"Machine: {report['machine']}. Table: {a['rows']} rows x {a['features']} features (generated); "
              f"network {a['depth']}x{a['width']}, batch {a['batch_size']}, {a['epochs']} epochs per trial, "
              f"{TRIALS_PER_SLOT} trials per slot, Keras on {a['backend']}"
-             f"{' in mixed precision' if a['mixed_precision'] else ''}. Command: `{report['command']}`.", "",
+             f"{' in mixed precision' if a['mixed_precision'] else ''}. Command: `{report['command']}`"
+             f"{' with ' + report['environment'] if report.get('environment') else ''}.", "",
              "| device | concurrent trials | trials (on GPU) | epochs | wall s | epochs/s | efficiency | "
              "later epoch s | GPU MiB per process |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
@@ -167,18 +181,14 @@ def main(argv: list[str] | None = None) -> None:
     arrays = generated_arrays(args.rows, args.features, args.seed)
     rows = []
     for device, slots in levels:
-        row = measure(slots, device == "GPU", arrays, args)
-        base = next((r for r in rows if r["device"] == device and r["slots"] == 1), None)
-        if base:
-            row["efficiency"] = row["epochs_per_s"] / (slots * base["epochs_per_s"])
-        elif slots == 1:
-            row["efficiency"] = 1.0
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(measure(slots, device == "GPU", arrays, args))
+        print(json.dumps(rows[-1]), flush=True)
+    add_efficiency(rows)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     report = {"stamp": stamp, "args": vars(args), "rows": rows, "command": "python -m bench.scaling " +
               " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-              "machine": f"{platform.node()}, {__import__('os').cpu_count()} CPUs"}
+              "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
+              "environment": " ".join(f"{k}={os.environ[k]}" for k in TUNING_VARIABLES if k in os.environ)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"scaling-{stamp}.json").write_text(json.dumps(report, indent=2))

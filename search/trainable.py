@@ -28,13 +28,14 @@ from search.metrics import WORST, score_all
 
 _worker_device: str | None = None  # this worker's devices in words, once set up
 # A tiny MLP trains in milliseconds per epoch but takes a second to compile, and most trials are
-# stopped after a few epochs, so CPU trials compile cheaply (bench/levers.py): XLA's optimisation
-# level 0 (40% faster compiles for 20% slower epochs) and its older CPU emitters, which compile a
-# tiny network's training step in 0.2-0.3 s instead of 0.8-1.0 s for the same epoch times.
-# One thread per 1-CPU trial: two trials do not fight over cores. XLA aborts the process on a flag
+# stopped after a few epochs, so CPU trials on small tables compile cheaply (bench/levers.py; when,
+# devices.quick_compiles_pay): XLA's optimisation level 0 (40% faster compiles for 20% slower epochs
+# on the classic tables) and its older CPU emitters, which compile a tiny network's training step in
+# 0.2-0.3 s instead of 0.8-1.0 s for the same epoch times.
+# One Eigen thread per 1-CPU trial: two trials do not fight over cores. XLA aborts the process on a flag
 # it does not know, and jaxlib 0.11 dropped the older emitters (and their flag): seen on the GPU
 # machine's jaxlib 0.11.2, so that flag goes only to the jaxlib releases that have it.
-JAX_TRIAL_FLAGS = ("--xla_backend_optimization_level=0",)
+QUICK_COMPILE_FLAGS = ("--xla_backend_optimization_level=0",)
 OLDER_EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters=false"
 LAST_JAXLIB_WITH_OLDER_EMITTERS = (0, 10)
 SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
@@ -338,7 +339,10 @@ def use_backend(compute: Compute) -> str:
     n = max(1, int(round(compute.cpus)))
     if backend == "jax":
         if device == "CPU":  # on a GPU, level 0 would slow the kernels that the GPU is there to run
-            _add_xla_flags(jax_cpu_trial_flags(threads=n))
+            _add_xla_flags(jax_cpu_trial_flags(threads=n, quick_compiles=compute.quick_compiles))
+            # XLA's CPU client sizes its thread pool from this (else from every core of the machine:
+            # 16 one-CPU trials on 16 cores ran 16 threads each, and each epoch 6x slower than alone)
+            os.environ.setdefault("PJRT_NPROC", str(n))
         _use_compile_cache()
     else:
         import tensorflow as tf
@@ -383,11 +387,13 @@ def private_memory_mb() -> float:
         return float("inf")
 
 
-def jax_cpu_trial_flags(threads: int) -> tuple[str, ...]:
+def jax_cpu_trial_flags(threads: int, quick_compiles: bool = True) -> tuple[str, ...]:
     """The XLA flags of a JAX trial on ``threads`` CPUs, only those the installed jaxlib knows."""
-    flags = JAX_TRIAL_FLAGS + (SINGLE_THREAD_FLAGS if threads == 1 else ())
-    if _jaxlib_release() <= LAST_JAXLIB_WITH_OLDER_EMITTERS:
-        flags += (OLDER_EMITTERS_FLAG,)
+    flags = SINGLE_THREAD_FLAGS if threads == 1 else ()
+    if quick_compiles:
+        flags += QUICK_COMPILE_FLAGS
+        if _jaxlib_release() <= LAST_JAXLIB_WITH_OLDER_EMITTERS:
+            flags += (OLDER_EMITTERS_FLAG,)
     return flags
 
 

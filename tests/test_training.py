@@ -100,16 +100,80 @@ def test_networks_start_from_host_drawn_weights_on_jax(tmp_path):
 
 def test_a_cpu_trials_xla_flags_are_ones_the_installed_jaxlib_accepts():
     """XLA aborts the whole worker on a flag it does not know (jaxlib 0.11 dropped one we used on
-    0.10): JAX must start and compute with exactly the flags a 1-CPU and a 2-CPU trial get."""
+    0.10): JAX must start and compute with exactly the flags a 1-CPU and a 2-CPU trial get, with
+    quick compiles (small tables) and without."""
     import os
     import subprocess
     import sys
 
     from search.trainable import jax_cpu_trial_flags
 
-    for threads in (1, 2):
-        flags = " ".join(jax_cpu_trial_flags(threads=threads))
+    for threads, quick in ((1, True), (2, True), (1, False)):
+        flags = " ".join(jax_cpu_trial_flags(threads=threads, quick_compiles=quick))
         done = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))"],
                               env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and done.stdout.strip() == "3.0", (flags, done.stderr[-2000:])
+
+
+ONE_CPU_JAX_SCRIPT = """
+import json, os, time
+from search.devices import Compute
+from search.trainable import use_backend
+use_backend(Compute(backend="jax", cpus=1.0))
+import jax, jax.numpy as jnp
+key = jax.random.PRNGKey(0)
+ws = [jax.random.normal(key, s) * 0.05 for s in [(50, 256), (256, 256), (256, 256), (256, 1)]]
+x = jax.random.normal(key, (256, 50))
+def loss(ws):
+    h = x
+    for w in ws[:-1]:
+        h = jax.nn.relu(h @ w)
+    return jnp.mean((h @ ws[-1]) ** 2)
+step = jax.jit(lambda ws: [w - 0.01 * g for w, g in zip(ws, jax.grad(loss)(ws))])
+ws = jax.block_until_ready(step(ws))
+wall, cpu = time.perf_counter(), os.times()
+for _ in range(200):
+    ws = step(ws)
+jax.block_until_ready(ws)
+wall, after = time.perf_counter() - wall, os.times()
+print(json.dumps({"cpu_per_wall": (after.user - cpu.user + after.system - cpu.system) / wall}))
+"""
+
+
+def test_a_one_cpu_jax_trial_computes_on_one_core():
+    """XLA's CPU thread pool takes every core of the machine unless told otherwise: 16 one-CPU
+    trials on 16 cores ran 16 threads each (each epoch 6x slower than alone). A worker set up for
+    a 1-CPU trial must use about one core while it trains (measured: 1.6-1.7 without PJRT_NPROC)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from tests.conftest import REPO
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores to tell one thread from several")
+    env = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "NPROC", "XLA_FLAGS")}
+    done = subprocess.run([sys.executable, "-c", ONE_CPU_JAX_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["cpu_per_wall"] < 1.2
+
+
+def test_quick_compiles_are_kept_for_small_tables_and_networks_only():
+    """XLA's level 0 saves about 1.4 s a new network but slows every epoch in proportion to rows x
+    weights: the classic tables with the default space keep it; a big table, or the GPU space's
+    wide networks, do not (bench.scaling: 3x256 on 4000 rows 0.50 s an epoch at level 0, 0.14 s)."""
+    from search.devices import quick_compiles_pay
+    from search.space import load_space
+
+    default, wide = load_space("default"), load_space("gpu")
+    assert quick_compiles_pay(569, 30, default)  # breast cancer
+    assert quick_compiles_pay(4240, 15, default)  # framingham
+    assert not quick_compiles_pay(200_000, 50, default)
+    assert not quick_compiles_pay(4240, 15, wide)
+    fixed_256 = type(default)(name="fixed", params={}, fixed={"depth": 3, "width": 256})
+    assert not quick_compiles_pay(4000, 30, fixed_256) and quick_compiles_pay(500, 30, fixed_256)
