@@ -51,6 +51,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # The whole JAX recipe at XLA's default optimisation level: slower compiles, faster epochs.
     "jax: recipe at XLA's default level": {"backend": "jax", "spe": 16, "threads1": True, "whole": True,
                                            "numpy": True, "emitters": True, "host_init": True, "jit_val": True},
+    # hpsearch's trials now: an epoch per compiled call, XLA's level chosen per network (search/epochs.py).
+    "jax: one call per epoch, level per network": {"backend": "jax", "threads1": True, "whole": True,
+                                                   "numpy": True, "host_init": True, "fused": True, "spe": 1},
 }
 
 
@@ -80,8 +83,9 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from bench.methods import sample_configs
     from search import model as network
+    from search.epochs import EpochRunner
     from search.metrics import score_all
-    from search.trainable import predictor, whole_batches
+    from search.trainable import whole_batches
 
     score = score_all if setting.get("numpy") else scikit_learn_scores
 
@@ -95,11 +99,19 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
         keras.utils.set_random_seed(i)
         model = network.build_network(config, x.shape[1], seed=i if setting.get("host_init") else None)
         if setting.get("jit_val"):
-            predict = predictor(model)
+            predict = jitted_forward_pass(model)
         else:
             predict = lambda v: np.asarray(model(v, training=False)).ravel()  # noqa: B023, E731
         xt, yt = whole_batches(x, y, int(config["batch_size"]), i) if setting.get("whole") else (x, y)
         stamps = []
+        if setting.get("fused"):
+            runner = EpochRunner(model, xt, yt, int(config["batch_size"]), seed=i, x_eval=xv)
+            for epoch in range(epochs):
+                runner.train_epoch(epoch)
+                score(yv, runner.evaluated)
+                stamps.append(time.perf_counter())
+            out.append({"new_model": stamps[0] - began, "later_epoch": float(np.median(np.diff(stamps)))})
+            continue
 
         class Clock(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
@@ -109,6 +121,20 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
         model.fit(xt, yt, batch_size=int(config["batch_size"]), epochs=epochs, verbose=0, callbacks=[Clock()])
         out.append({"new_model": stamps[0] - began, "later_epoch": float(np.median(np.diff(stamps)))})
     (workdir / "levers.json").write_text(json.dumps(out))
+
+
+def jitted_forward_pass(model: Any) -> Any:
+    """P(class 1) from one jitted forward pass (compiled once per network) instead of Keras' direct
+    call, which on JAX runs and compiles each layer's ops one by one."""
+    import jax
+
+    forward = jax.jit(lambda trainable, fixed, x: model.stateless_call(trainable, fixed, x, training=False)[0])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+        return np.asarray(forward(*values, x)).ravel()
+
+    return predict
 
 
 def scikit_learn_scores(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
@@ -146,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                        str(args.epochs), "--child", json.dumps([setting, str(workdir)])]
             # One core, as a trial with --cpus-per-trial 1 gets.
             subprocess.run(["taskset", "-c", "0", *command], cwd=ROOT, check=True, stderr=subprocess.DEVNULL,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PJRT_NPROC": "1"})
             out = json.loads((workdir / "levers.json").read_text())
             row = {"setting": name, "new_model_s": float(np.median([o["new_model"] for o in out])),
                    "later_epoch_s": float(np.median([o["later_epoch"] for o in out]))}

@@ -221,7 +221,7 @@ def run_ray_tune(method: str, arrays: dict[str, np.ndarray], budget: dict[str, A
 def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, Any], workdir: Path,
                   started: float) -> dict:
     """hpsearch's search step (``tuning.run_trials``) on the same arrays: Ray start-up included."""
-    from search.devices import Compute, quick_compiles_pay
+    from search.devices import Compute
     from search.space import load_space
     from search.spec import RunSpec
     from search.trainable import TrialData
@@ -234,8 +234,7 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
     data = TrialData(x_train=arrays["x_train"], y_train=arrays["y_train"], x_val=arrays["x_val"],
                      y_val=arrays["y_val"], metric="roc_auc", max_epochs=budget["max_epochs"], seed=budget["seed"],
                      fixed={}, checkpoint_every=spec.checkpoint_every,
-                     compute=Compute.of(spec, quick_compiles_pay(len(arrays["x_train"]) + len(arrays["x_val"]),
-                                                                 arrays["x_train"].shape[1], space)))
+                     compute=Compute.of(spec))
     run_dir = workdir / method
     run_dir.mkdir()
     with ray_session(spec):

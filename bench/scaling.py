@@ -60,7 +60,7 @@ def generated_arrays(rows: int, features: int, seed: int) -> dict[str, np.ndarra
 
 def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """One setting: ``slots`` concurrent trials (each a CPU, or a 1/slots share of one GPU)."""
-    from search.devices import Compute, quick_compiles_pay
+    from search.devices import Compute
     from search.spec import RunSpec
     from search.trainable import TrialData
     from search.tuning import epoch_history, ray_session, run_trials
@@ -73,8 +73,7 @@ def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argpa
     data = TrialData(x_train=arrays["x_train"], y_train=arrays["y_train"], x_val=arrays["x_val"],
                      y_val=arrays["y_val"], metric="roc_auc", max_epochs=args.epochs, seed=args.seed,
                      fixed=dict(space.fixed), checkpoint_every=0,
-                     compute=Compute.of(spec, quick_compiles_pay(len(arrays["x_train"]) + len(arrays["x_val"]),
-                                                                 arrays["x_train"].shape[1], space)))
+                     compute=Compute.of(spec))
     with tempfile.TemporaryDirectory(prefix="hpsearch-scaling-") as folder:
         run_dir = Path(folder)
         watcher = GpuWatcher() if on_gpu else None

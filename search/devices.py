@@ -50,40 +50,10 @@ class Compute:
     cpus: float = 1.0
     gpus: float = 0.0
     mixed_precision: bool = False
-    quick_compiles: bool = True  # JAX on CPUs: XLA's level 0 (see quick_compiles_pay)
 
     @classmethod
-    def of(cls, spec: Any, quick_compiles: bool = True) -> Compute:
-        return cls(spec.backend, spec.cpus_per_trial, spec.gpus_per_trial, spec.mixed_precision, quick_compiles)
-
-
-# XLA's optimisation level 0 compiles a new network about 1.4 s faster than its default level, but
-# every epoch on CPUs then costs about 0.66 ns more per training row x weight (bench.scaling, 3x256
-# network: 4000 rows 0.50 vs 0.14 s an epoch, 8000 rows 0.99 vs 0.25 s; bench.levers: framingham's
-# networks 0.063 vs 0.027 s). Trials last about 10 epochs under ASHA, so level 0 pays below about
-# 2e8 row-weights an epoch: every classic table with the default space, no table with spaces/gpu.yaml.
-QUICK_COMPILE_MAX_ROW_WEIGHTS = 2e8
-
-
-def quick_compiles_pay(train_rows: int, features: int, space: Any) -> bool:
-    """Whether JAX trials on CPUs should compile at XLA's level 0: the space's middle network
-    (middle depth and width, the geometric middle where sampled on a log scale) times the rows."""
-    depth, width = (_middle(space, name, default) for name, default in (("depth", 2), ("width", 64)))
-    weights = features * width + max(depth - 1, 0) * width * width + width
-    return train_rows * weights <= QUICK_COMPILE_MAX_ROW_WEIGHTS
-
-
-def _middle(space: Any, name: str, default: int) -> int:
-    from search.space import ChoiceParam, IntParam
-
-    if name in space.fixed:
-        return int(space.fixed[name])
-    param = space.params.get(name)
-    if isinstance(param, IntParam):
-        return int(round((param.low * param.high) ** 0.5 if param.log else (param.low + param.high) / 2))
-    if isinstance(param, ChoiceParam):
-        return int(sorted(param.values)[len(param.values) // 2])
-    return default
+    def of(cls, spec: Any) -> Compute:
+        return cls(spec.backend, spec.cpus_per_trial, spec.gpus_per_trial, spec.mixed_precision)
 
 
 def usable_fraction(gpus: float) -> float:

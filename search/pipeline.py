@@ -19,7 +19,7 @@ import pandas as pd
 
 from search import results
 from search.data import Splits, Table, load_table, split_rows
-from search.devices import Compute, cluster_devices, quick_compiles_pay
+from search.devices import Compute, cluster_devices
 from search.errors import DataError, HpsearchError, Interrupted, SearchError
 from search.metrics import METRICS, is_better, score_all
 from search.model import resolve_config
@@ -248,7 +248,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     candidates = pick_candidates(trials, spec.metric, spec.top_k, list(space.params), fixed)
     cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds,
                         repeats=spec.cv_repeats(len(splits.train) + len(splits.val)),
-                        seed=spec.seed, compute=compute_for(spec, space, table), threshold=spec.threshold,
+                        seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
                         max_epochs=spec.epochs(space.fixed), threshold_rule=spec.threshold_rule)
     rows = np.sort(np.concatenate([splits.train, splits.val]))
     from search.baseline import score_baselines
@@ -260,7 +260,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
     network = fit_final(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
                         table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed,
-                        compute_for(spec, space, table))
+                        Compute.of(spec))
     model = join_model(preprocessor, network)
     winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
     test: dict[str, Any] | None = None
@@ -313,12 +313,6 @@ def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict
     }
 
 
-def compute_for(spec: RunSpec, space: Space, table: Table) -> Compute:
-    """How this run's networks train: the same for trials, CV and final fit (a reused worker keeps
-    the XLA flags it started with)."""
-    return Compute.of(spec, quick_compiles_pay(len(table.y), table.features.shape[1], space))
-
-
 def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits) -> Any:
     """Fit the preprocessing on the trials' training part only, and encode train and validation once."""
     from search.preprocess import build_preprocessor, encode, fit_stats
@@ -336,7 +330,7 @@ def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits)
         seed=spec.seed,
         fixed={k: v for k, v in space.fixed.items() if k != "epochs"},
         checkpoint_every=spec.checkpoint_every,
-        compute=compute_for(spec, space, table),
+        compute=Compute.of(spec),
     )
 
 

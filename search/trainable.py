@@ -28,17 +28,8 @@ from search.devices import Compute, confirm_gpu, set_up_worker, use_precision
 from search.metrics import WORST, score_all
 
 _worker_device: str | None = None  # this worker's devices in words, once set up
-# A tiny MLP trains in milliseconds per epoch but takes a second to compile, and most trials are
-# stopped after a few epochs, so CPU trials on small tables compile cheaply (bench/levers.py; when,
-# devices.quick_compiles_pay): XLA's optimisation level 0 (40% faster compiles for 20% slower epochs
-# on the classic tables) and its older CPU emitters, which compile a tiny network's training step in
-# 0.2-0.3 s instead of 0.8-1.0 s for the same epoch times.
-# One Eigen thread per 1-CPU trial: two trials do not fight over cores. XLA aborts the process on a flag
-# it does not know, and jaxlib 0.11 dropped the older emitters (and their flag): seen on the GPU
-# machine's jaxlib 0.11.2, so that flag goes only to the jaxlib releases that have it.
-QUICK_COMPILE_FLAGS = ("--xla_backend_optimization_level=0",)
-OLDER_EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters=false"
-LAST_JAXLIB_WITH_OLDER_EMITTERS = (0, 10)
+# One Eigen thread per 1-CPU trial: two trials do not fight over cores. (Each network's XLA
+# optimisation level is chosen where it is compiled: search/epochs.py.)
 SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
 # Keras imports these when it can, for what a trial never uses (plots, its scikit-learn wrapper,
 # DataFrame inputs): 2.3 s of its 3.3 s import in every worker (python -X importtime).
@@ -81,22 +72,61 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         start = _restore_state(model)
         batch_size = int(resolved["batch_size"])
         x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size, data.seed)
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=batch_size,
-            initial_epoch=start,
-            epochs=data.max_epochs,
-            class_weight=class_weights(resolved, y_train),
-            shuffle=True,
-            verbose=0,
-            callbacks=[_EpochReporter(data, start, device)],
-        )
+        weights = class_weights(resolved, y_train)
+        if data.compute.backend == "jax":
+            _train_jax_trial(model, x_train, y_train, batch_size, weights, start, data, device)
+            return
+        model.fit(x_train, y_train, batch_size=batch_size, initial_epoch=start, epochs=data.max_epochs,
+                  class_weight=weights, shuffle=True, verbose=0, callbacks=[_EpochReporter(data, start, device)])
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise  # Ray's own signals (a stop, a lost session) are Ray's to handle
         _report({**WORST, "loss": -1.0, "errored": 1, "diverged": 0, "error": _first_line(exc),
                  "node_id": _node_id(), "device": device})
+
+
+def _train_jax_trial(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, weights: dict[int, float] | None,
+                     start: int, data: TrialData, device: str) -> None:
+    """The trial's epochs on JAX, each one compiled call (search/epochs.py), scored and reported."""
+    from search.epochs import EpochRunner
+
+    runner = EpochRunner(model, x, y, batch_size, data.seed, weights, x_eval=data.x_val)
+    for epoch in range(start, data.max_epochs):
+        began = time.perf_counter()
+        loss = runner.train_epoch(epoch)
+        train_seconds = time.perf_counter() - began  # compile and validation included
+        if not _score_and_report(data, loss, runner.evaluated, epoch + 1, start, device, train_seconds,
+                                 model, save=lambda: runner.to_model()):
+            return
+
+
+def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, done: int, start: int, device: str,
+                      train_seconds: float, model: Any, save: Callable[[], Any] = lambda: None) -> bool:
+    """Score the validation rows after epoch ``done`` and report it (with a checkpoint every
+    ``checkpoint_every`` epochs; ``save`` first brings the model's variables up to date).
+    Returns whether training goes on: not after a NaN or infinite loss or prediction."""
+    import keras
+
+    pause = float(os.environ.get("HPSEARCH_TEST_EPOCH_SECONDS", "0"))  # test-only: slow trials down
+    keep_going = True
+    checkpoint = False
+    if not np.isfinite(loss) or not np.all(np.isfinite(probability)):
+        scores = dict(WORST)
+        scores.update(loss=loss if np.isfinite(loss) else -1.0, diverged=1)
+        keep_going = False
+    else:
+        scores = score_all(data.y_val, probability)
+        scores.update(loss=loss, diverged=0)
+        every = data.checkpoint_every
+        checkpoint = bool(every) and done % every == 0 and done < data.max_epochs
+    scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds, device=device,
+                  compute_dtype=model.layers[1].compute_dtype, backend=keras.backend.backend())
+    if pause:
+        time.sleep(pause)
+    if checkpoint:
+        save()
+    _report(scores, state_of=model if checkpoint else None, epoch=done)
+    return keep_going
 
 
 def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
@@ -116,13 +146,23 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     model = build_network(resolved, x.shape[1], seed=seed)
     batch_size = int(resolved["batch_size"])
     x, y = whole_batches(x, y, batch_size, seed)
+    weights = class_weights(resolved, y)
     curve: list[np.ndarray] = []
+    if keras.backend.backend() == "jax":
+        from search.epochs import EpochRunner
+
+        runner = EpochRunner(model, x, y, batch_size, seed, weights, epochs_expected=epochs, x_eval=x_eval)
+        for epoch in range(epochs):
+            runner.train_epoch(epoch)
+            if x_eval is not None:
+                curve.append(runner.evaluated)
+        return runner.to_model() if x_eval is None else np.stack(curve)
     callbacks = []
     if x_eval is not None:
-        predict = predictor(model)
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: curve.append(predict(x_eval))))
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=class_weights(resolved, y), shuffle=True,
-              verbose=0, callbacks=callbacks)
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: curve.append(np.asarray(model(x_eval, training=False)).ravel())))
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=weights, shuffle=True, verbose=0,
+              callbacks=callbacks)
     return model if x_eval is None else np.stack(curve)
 
 
@@ -142,28 +182,6 @@ def seed_rngs(seed: int) -> None:
         return
     random.seed(seed)
     np.random.seed(seed)
-
-
-def predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """P(class 1) for rows from the model's current weights: the validation after every epoch.
-
-    On JAX a direct call runs each layer's ops one by one, each compiled for its shapes on a new
-    model (0.2-0.4 s); one jitted forward pass compiles once (about 0.1 s) and then takes 1-2 ms
-    instead of 5-20. On TensorFlow the direct (eager) call is cheap and traces nothing.
-    """
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return lambda x: np.asarray(model(x, training=False)).ravel()
-    import jax
-
-    forward = jax.jit(lambda trainable, fixed, x: model.stateless_call(trainable, fixed, x, training=False)[0])
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        values = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-        return np.asarray(forward(*values, x)).ravel()
-
-    return predict
 
 
 def class_weights(config: dict[str, Any], y: np.ndarray) -> dict[int, float] | None:
@@ -272,41 +290,22 @@ train_trial.__mixins__ = (NewestCheckpointFallback,)  # read by Ray's wrap_funct
 
 
 class _EpochReporter:
-    """A Keras callback (duck-typed, built lazily) that scores the validation part each epoch."""
+    """A Keras callback (duck-typed, built lazily) that scores and reports each epoch of a TensorFlow fit."""
 
     def __new__(cls, data: TrialData, start: int, device: str) -> Any:
         import keras
 
-        pause = float(os.environ.get("HPSEARCH_TEST_EPOCH_SECONDS", "0"))  # test-only: slow trials down
-
         class EpochReporter(keras.callbacks.Callback):
-            def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
-                self.predict = predictor(self.model)
-
             def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 self.began = time.perf_counter()
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 train_seconds = time.perf_counter() - self.began  # the fit's own time, compile included
                 loss = float((logs or {}).get("loss", np.nan))
-                probability = self.predict(data.x_val)
-                done = epoch + 1
-                save = False
-                if not np.isfinite(loss) or not np.all(np.isfinite(probability)):
-                    scores = dict(WORST)
-                    scores.update(loss=loss if np.isfinite(loss) else -1.0, diverged=1)
+                probability = np.asarray(self.model(data.x_val, training=False)).ravel()
+                if not _score_and_report(data, loss, probability, epoch + 1, start, device, train_seconds,
+                                         self.model):
                     self.model.stop_training = True
-                else:
-                    scores = score_all(data.y_val, probability)
-                    scores.update(loss=loss, diverged=0)
-                    every = data.checkpoint_every
-                    save = bool(every) and done % every == 0 and done < data.max_epochs
-                scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds,
-                              device=device, compute_dtype=self.model.layers[1].compute_dtype,
-                              backend=keras.backend.backend())
-                if pause:
-                    time.sleep(pause)
-                _report(scores, state_of=self.model if save else None, epoch=done)
 
         return EpochReporter()
 
@@ -342,8 +341,8 @@ def use_backend(compute: Compute) -> str:
     device = set_up_worker(compute)
     n = max(1, int(round(compute.cpus)))
     if backend == "jax":
-        if device == "CPU":  # on a GPU, level 0 would slow the kernels that the GPU is there to run
-            _add_xla_flags(jax_cpu_trial_flags(threads=n, quick_compiles=compute.quick_compiles))
+        if device == "CPU":
+            _add_xla_flags(SINGLE_THREAD_FLAGS if n == 1 else ())
             # XLA's CPU client sizes its thread pool from this (else from every core of the machine:
             # 16 one-CPU trials on 16 cores ran 16 threads each, and each epoch 6x slower than alone)
             os.environ.setdefault("PJRT_NPROC", str(n))
@@ -408,27 +407,6 @@ def private_memory_mb() -> float:
         return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return float("inf")
-
-
-def jax_cpu_trial_flags(threads: int, quick_compiles: bool = True) -> tuple[str, ...]:
-    """The XLA flags of a JAX trial on ``threads`` CPUs, only those the installed jaxlib knows."""
-    flags = SINGLE_THREAD_FLAGS if threads == 1 else ()
-    if quick_compiles:
-        flags += QUICK_COMPILE_FLAGS
-        if _jaxlib_release() <= LAST_JAXLIB_WITH_OLDER_EMITTERS:
-            flags += (OLDER_EMITTERS_FLAG,)
-    return flags
-
-
-def _jaxlib_release() -> tuple[int, int]:
-    """(major, minor) of the installed jaxlib, read from its metadata (importing JAX reads XLA_FLAGS)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        major, minor = version("jaxlib").split(".")[:2]
-        return int(major), int(minor)
-    except (PackageNotFoundError, ValueError):
-        return (0, 0)
 
 
 def _add_xla_flags(flags: tuple[str, ...]) -> None:

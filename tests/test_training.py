@@ -39,7 +39,8 @@ compiles = []
 jax.monitoring.register_event_duration_secs_listener(
     lambda name, secs, **kw: compiles.append(kw.get("fun_name")) if "backend_compile" in name else None)
 from search.model import build_network
-from search.trainable import fit_network, predictor, seed_rngs
+from search.epochs import EpochRunner
+from search.trainable import fit_network, seed_rngs, whole_batches
 
 config = {"depth": 2, "width": 48, "dropout": 0.2, "batch_size": 16, "learning_rate": 0.01, "batch_norm": True}
 build_network({**config, "width": 20}, 7, seed=1)  # a worker's first network compiles a few scalar programs
@@ -53,6 +54,8 @@ x = rng.normal(size=(96, 12)).astype("float32")
 y = (x[:, 0] + x[:, 1] > 0).astype("float32")
 seed_rngs(3)
 model = fit_network(config, x, y, 3, seed=3)
+runner = EpochRunner(build_network(config, 12, seed=5), *whole_batches(x, y, 16, 5), 16, seed=5, x_eval=x)
+runner.train_epoch(0)
 fresh = build_network(config, 12, seed=3)
 fresh.optimizer.build(fresh.trainable_variables)
 slots = {v.name: float(np.abs(np.asarray(v)).sum()) for v in fresh.optimizer.variables
@@ -63,7 +66,7 @@ print(json.dumps({
     "other_seed_differs": not np.array_equal(first.get_weights()[0], other.get_weights()[0]),
     "kernels": [np.asarray(w).tolist() for w in first.get_weights() if np.asarray(w).ndim == 2],
     "others": [np.asarray(w).tolist() for w in first.get_weights() if np.asarray(w).ndim == 1],
-    "fast_vs_keras": float(np.max(np.abs(predictor(model)(x) - model.predict(x, verbose=0).ravel()))),
+    "fast_vs_keras": float(np.max(np.abs(runner.evaluated - runner.to_model().predict(x, verbose=0).ravel()))),
     "slots": slots,
     "tensorflow_imported": "tensorflow" in sys.modules,
 }))
@@ -72,8 +75,8 @@ print(json.dumps({
 
 def test_networks_start_from_host_drawn_weights_on_jax(tmp_path):
     """On JAX a new trial's network builds without compiling anything, from Glorot-uniform kernels and
-    zero biases drawn by NumPy (the same for the same seed); the jitted validation pass gives
-    Keras' own predictions; and nothing in a JAX fit imports TensorFlow (4 s, 200 MB per worker)."""
+    zero biases drawn by NumPy (the same for the same seed); the validation pass compiled with the
+    epoch gives the predictions of Keras' own model with the trained weights; and nothing in a JAX fit imports TensorFlow (4 s, 200 MB per worker)."""
     import json
     import os
     import subprocess
@@ -98,22 +101,144 @@ def test_networks_start_from_host_drawn_weights_on_jax(tmp_path):
     assert not out["tensorflow_imported"]
 
 
-def test_a_cpu_trials_xla_flags_are_ones_the_installed_jaxlib_accepts():
-    """XLA aborts the whole worker on a flag it does not know (jaxlib 0.11 dropped one we used on
-    0.10): JAX must start and compute with exactly the flags a 1-CPU and a 2-CPU trial get, with
-    quick compiles (small tables) and without."""
+XLA_OPTIONS_SCRIPT = r"""
+import json
+import numpy as np
+from search.devices import Compute
+from search.trainable import use_backend
+use_backend(Compute(backend="jax", cpus=1.0))
+import search.epochs as epochs
+from search.model import build_network
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 5)).astype("float32")
+y = (x[:, 0] > 0).astype("float32")
+losses = {}
+for quick in (True, False):
+    epochs.quick_compile_pays = lambda *_: quick
+    network = build_network({"depth": 1, "width": 8, "batch_size": 16}, 5, seed=0)
+    losses[str(quick)] = epochs.EpochRunner(network, x, y, 16, seed=0).train_epoch(0)
+print(json.dumps({"losses": losses}))
+"""
+
+
+def test_each_networks_xla_options_are_ones_the_installed_jaxlib_accepts():
+    """XLA refuses a compile option it does not know (jaxlib 0.11 dropped one we pass on 0.10): a
+    1-CPU worker must compile and train a network both at level 0 and at XLA's default level, with
+    exactly the options it would pass, and the two must train the same network alike."""
+    import json
     import os
     import subprocess
     import sys
 
-    from search.trainable import jax_cpu_trial_flags
+    from tests.conftest import REPO
 
-    for threads, quick in ((1, True), (2, True), (1, False)):
-        flags = " ".join(jax_cpu_trial_flags(threads=threads, quick_compiles=quick))
-        done = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))"],
-                              env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0 and done.stdout.strip() == "3.0", (flags, done.stderr[-2000:])
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-c", XLA_OPTIONS_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          env={**env, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    quick, default = out["losses"]["True"], out["losses"]["False"]
+    assert np.isfinite(quick) and abs(quick - default) < 1e-4 * max(1.0, abs(default))
+
+
+FUSED_EPOCH_SCRIPT = r"""
+import json
+import numpy as np
+from search.epochs import EpochRunner
+from search.model import build_network
+rng = np.random.default_rng(1)
+x = rng.normal(size=(80, 6)).astype("float32")
+y = (x[:, 0] - x[:, 1] > 0.5).astype("float32")
+config = {"depth": 2, "width": 12, "batch_size": 16, "learning_rate": 0.01, "l2": 1e-3, "batch_norm": True}
+runner = EpochRunner(build_network(config, 6, seed=2), x, y, 16, seed=7, class_weight={0: 0.7, 1: 1.9}, x_eval=x)
+losses = [runner.train_epoch(epoch) for epoch in range(2)]
+fused = runner.to_model().get_weights()
+reference = build_network(config, 6, seed=2)
+for epoch in range(2):
+    order = np.random.default_rng([7, epoch]).permutation(80)
+    for batch in order.reshape(5, 16):
+        reference.train_on_batch(x[batch], y[batch], sample_weight=np.where(y[batch] == 1, 1.9, 0.7))
+big = EpochRunner(build_network({**config, "batch_size": 128}, 6, seed=2), x, y, 128, seed=7)  # 80 rows
+big_loss = big.train_epoch(0)
+one_batch = build_network({**config, "batch_size": 128}, 6, seed=2)
+one_batch.train_on_batch(x[np.random.default_rng([7, 0]).permutation(80)],
+                         y[np.random.default_rng([7, 0]).permutation(80)])
+kernels = [i for i, w in enumerate(reference.weights) if w.path.endswith("kernel")]
+print(json.dumps({
+    "losses": losses,
+    "kernel_difference": max(float(np.max(np.abs(fused[i] - reference.get_weights()[i]))) for i in kernels),
+    "prediction_difference": float(np.max(np.abs(runner.evaluated - reference.predict(x, verbose=0).ravel()))),
+    "one_batch_difference": max(float(np.max(np.abs(a - b))) for a, b in
+                                zip(big.to_model().get_weights(), one_batch.get_weights(), strict=True)),
+    "big_loss": big_loss,
+    "moved": max(float(np.max(np.abs(a - b))) for a, b in
+                 zip(fused, build_network(config, 6, seed=2).get_weights(), strict=True)),
+}))
+"""
+
+
+def test_a_fused_epoch_takes_the_same_steps_as_keras():
+    """One compiled epoch on JAX (search/epochs.py) is Keras' own training, batch after batch: the
+    same weights as ``train_on_batch`` over the same batches in the same order, with L2, batch
+    normalisation, class weights and Adam's state carried from step to step."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", FUSED_EPOCH_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["moved"] > 0.01  # it trained
+    # Kernels, not every weight: a dense bias before batch normalisation has a zero gradient, which
+    # Adam turns into float noise of the learning rate's size, different in any two programs; through
+    # the moving means it moves predictions by about 3e-4 (a skipped or reordered batch: about 1e-2).
+    assert out["kernel_difference"] < 1e-5 and out["prediction_difference"] < 2e-3
+    assert out["losses"][1] < out["losses"][0]
+    # a batch larger than the table: one batch of all the rows, as Keras' fit does
+    assert np.isfinite(out["big_loss"]) and out["one_batch_difference"] < 1e-3
+
+
+MIXED_PRECISION_SCRIPT = r"""
+import json
+import numpy as np
+from search.devices import use_precision
+from search.epochs import EpochRunner
+from search.model import build_network
+use_precision(True)
+rng = np.random.default_rng(3)
+x = rng.normal(size=(96, 6)).astype("float32")
+y = (x[:, 0] + x[:, 1] > 0).astype("float32")
+model = build_network({"depth": 2, "width": 16, "batch_size": 16, "learning_rate": 0.01}, 6, seed=1)
+runner = EpochRunner(model, x, y, 16, seed=1, x_eval=x)
+losses = [runner.train_epoch(epoch) for epoch in range(4)]
+p = runner.evaluated
+print(json.dumps({"losses": losses, "compute_dtype": model.layers[1].compute_dtype,
+                  "optimizer": type(model.optimizer).__name__, "output_dtype": str(p.dtype),
+                  "accuracy": float(np.mean((p >= 0.5) == (y == 1)))}))
+"""
+
+
+def test_a_fused_epoch_trains_in_mixed_precision():
+    """GPU trials with --mixed-precision train through the fused epoch on JAX: float16 layers, Keras'
+    loss-scaling optimizer carried in the scan, a float32 output; it must learn an easy rule."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", MIXED_PRECISION_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["compute_dtype"] == "float16" and out["optimizer"] == "LossScaleOptimizer"
+    assert out["output_dtype"] == "float32" and all(np.isfinite(out["losses"]))
+    assert out["losses"][-1] < out["losses"][0] and out["accuracy"] > 0.8
 
 
 ONE_CPU_JAX_SCRIPT = """
@@ -163,20 +288,21 @@ def test_a_one_cpu_jax_trial_computes_on_one_core():
     assert json.loads(done.stdout.strip().splitlines()[-1])["cpu_per_wall"] < 1.2
 
 
-def test_quick_compiles_are_kept_for_small_tables_and_networks_only():
-    """XLA's level 0 saves about 1.4 s a new network but slows every epoch in proportion to rows x
-    weights: the classic tables with the default space keep it; a big table, or the GPU space's
-    wide networks, do not (bench.scaling: 3x256 on 4000 rows 0.50 s an epoch at level 0, 0.14 s)."""
-    from search.devices import quick_compiles_pay
-    from search.space import load_space
+def test_quick_compiles_are_chosen_per_network():
+    """XLA's level 0 saves about 0.7 s a new network but slows every epoch in proportion to rows x
+    weights and batches (bench/levels.py): small networks on the classic tables keep it; a wide
+    one on framingham, any network on a 200k-row table, and a long final fit do not."""
+    from search.epochs import quick_compile_pays
 
-    default, wide = load_space("default"), load_space("gpu")
-    assert quick_compiles_pay(569, 30, default)  # breast cancer
-    assert quick_compiles_pay(4240, 15, default)  # framingham
-    assert not quick_compiles_pay(200_000, 50, default)
-    assert not quick_compiles_pay(4240, 15, wide)
-    fixed_256 = type(default)(name="fixed", params={}, fixed={"depth": 3, "width": 256})
-    assert not quick_compiles_pay(4000, 30, fixed_256) and quick_compiles_pay(500, 30, fixed_256)
+    def pays(rows: int, features: int, depth: int, width: int, batch_size: int, epochs: int = 10) -> bool:
+        weights = features * width + (depth - 1) * width * width + depth * width + width + 1
+        return quick_compile_pays(rows, weights, depth * width + 1, batch_size, epochs)
+
+    assert pays(364, 30, 2, 64, 32)  # breast cancer, a middling network
+    assert pays(2713, 22, 1, 24, 64)  # framingham, a small one
+    assert not pays(2713, 22, 3, 502, 32)  # framingham, a wide one
+    assert not pays(200_000, 50, 2, 64, 256)
+    assert not pays(2713, 22, 2, 64, 8, epochs=60)  # a final fit: 60 epochs of 340 small batches
 
 
 LEAN_WORKER_SCRIPT = """
