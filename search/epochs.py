@@ -13,6 +13,7 @@ fit chooses (:func:`quick_compile_pays`) from its own rows, weights and batches.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ def compile_options(model: Any, rows: int, batch_size: int, epochs: int) -> dict
     return options
 
 
+@functools.cache
 def jaxlib_release() -> tuple[int, int]:
     """(major, minor) of the installed jaxlib, read from its metadata."""
     from importlib.metadata import PackageNotFoundError, version
@@ -94,11 +96,10 @@ class EpochRunner:
             model.optimizer.build(model.trainable_variables)
         self.x = jax.device_put(np.asarray(x, dtype=np.float32))
         self.y = jax.device_put(np.asarray(y, dtype=np.float32))
-        weights = None
+        self.sample_weight = None  # Keras' class_weight, as its data adapter applies it: one weight per row
         if class_weight:
-            weights = np.vectorize(lambda c: class_weight.get(int(c), 1.0))(np.asarray(y)).astype(np.float32)
-            weights = jax.device_put(weights)
-        self.sample_weight = weights
+            per_row = np.where(np.asarray(y) == 1, class_weight.get(1, 1.0), class_weight.get(0, 1.0))
+            self.sample_weight = jax.device_put(per_row.astype(np.float32))
         self.x_eval = None if x_eval is None else jax.device_put(np.asarray(x_eval, dtype=np.float32))
         self.state = (
             [v.value for v in model.trainable_variables],

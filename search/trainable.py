@@ -96,7 +96,7 @@ def _train_jax_trial(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, 
         loss = runner.train_epoch(epoch)
         train_seconds = time.perf_counter() - began  # compile and validation included
         if not _score_and_report(data, loss, runner.evaluated, epoch + 1, start, device, train_seconds,
-                                 model, save=lambda: runner.to_model()):
+                                 model, save=runner.to_model):
             return
 
 
