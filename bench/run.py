@@ -9,7 +9,9 @@ For each table it encodes the splits once (hpsearch's preprocessing; every metho
 arrays), runs KerasTuner Hyperband first to fix the budget, then the others: RandomSearch and the
 plain loop get Hyperband's epochs as full-length trials; the ASHA methods get as many samples as
 ASHA needs to spend about as many epochs. Each method runs in its own process, whose tree's
-memory is sampled. Then each method's best configuration is scored by the same 5-fold CV.
+memory is sampled. With ``--repeats N`` every method runs N times, once per round; the table shows
+each method's median run and lists every round's epochs/s and ratio to Hyperband (a run's speed
+varies by 10-30% on this machine). Then each method's best configuration is scored by the same 5-fold CV.
 
 Figures per method: wall time of the search, trained epochs per second, trials per minute,
 overhead (the share of the search's slot-seconds not spent in steady-state training: start-up,
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,6 +168,13 @@ def summarise(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def median_run(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median epochs per second (the lower middle one of an even number): the
+    table's figures and the CV come from it; every run's epochs/s is listed beside it."""
+    ranked = sorted(outcomes, key=lambda o: len(o["epochs"]) / o["search_seconds"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def asha_samples(epochs: int, max_epochs: int, grace: int, factor: float) -> int:
     """Samples for which ASHA (hpsearch's rungs) spends about ``epochs`` epochs."""
     rungs, r = [], grace
@@ -188,19 +198,26 @@ def bench_table(table: str, methods: list[str], args: argparse.Namespace) -> dic
         # JAX's compile cache starts empty: what hpsearch gains from it is gained within the run.
         os.environ["HPSEARCH_XLA_CACHE"] = str(workdir / "xla")
         (workdir / "budget.json").write_text(json.dumps(budget))
-        raw: dict[str, Any] = {}
+        runs: dict[str, list[dict[str, Any]]] = {}
         ordered = sorted(methods, key=lambda m: m != "keras_tuner_hyperband")
-        for method in ordered:
-            if method != "keras_tuner_hyperband" and "keras_tuner_hyperband" in raw:
-                spent = len(raw["keras_tuner_hyperband"]["epochs"])
-                budget["full_trials"] = max(2, round(spent / args.max_epochs))
-                budget["samples"] = asha_samples(spent, args.max_epochs, 4, 3.0)
-                (workdir / "budget.json").write_text(json.dumps(budget))
-            print(f"[{table}] {method} ...", flush=True)
-            raw[method] = run_method(method, workdir)
-            print(f"[{table}] {method}: {len(raw[method]['epochs'])} epochs in "
-                  f"{raw[method]['search_seconds']:.1f} s", flush=True)
+        for round_ in range(args.repeats):  # each method once per round, so that a slow spell hits all alike
+            for method in ordered:
+                if round_ == 0 and method != "keras_tuner_hyperband" and "keras_tuner_hyperband" in runs:
+                    spent = len(runs["keras_tuner_hyperband"][0]["epochs"])
+                    budget["full_trials"] = max(2, round(spent / args.max_epochs))
+                    budget["samples"] = asha_samples(spent, args.max_epochs, 4, 3.0)
+                    (workdir / "budget.json").write_text(json.dumps(budget))
+                print(f"[{table}] {method} (round {round_ + 1} of {args.repeats}) ...", flush=True)
+                for leftover in ("xla", "kt", method):  # every run starts cold: no compile cache, no tuner state
+                    shutil.rmtree(workdir / leftover, ignore_errors=True)
+                outcome = run_method(method, workdir)
+                runs.setdefault(method, []).append(outcome)
+                print(f"[{table}] {method}: {len(outcome['epochs'])} epochs in "
+                      f"{outcome['search_seconds']:.1f} s", flush=True)
+        raw = {m: median_run(outcomes) for m, outcomes in runs.items()}
         summary = {m: summarise(o) for m, o in raw.items()}
+        for m, outcomes in runs.items():
+            summary[m]["rounds_epochs_per_second"] = [len(o["epochs"]) / o["search_seconds"] for o in outcomes]
         (workdir / "best_configs.json").write_text(json.dumps(
             {m: {"best_config": s["best_config"], "best_epoch": s["best_epoch"]} for m, s in summary.items()}))
         print(f"[{table}] CV of the best configurations ...", flush=True)
@@ -239,6 +256,16 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"{s['best_val_roc_auc']:.4f} | "
                 f"{s['cv_roc_auc']:.4f} ± {s['cv_roc_auc_std']:.4f} | {s['cv_accuracy']:.4f} |")
         lines.append("")
+        rounds = ms.get("keras_tuner_hyperband", {}).get("rounds_epochs_per_second", [])
+        if len(rounds) > 1:
+            lines += [f"{len(rounds)} rounds (each method once per round; the table shows each method's median "
+                      "run): epochs/s per round, and x Hyperband of the same round:", ""]
+            for m, s in ms.items():
+                own = s["rounds_epochs_per_second"]
+                ratios = "" if m == "keras_tuner_hyperband" else " (" + ", ".join(
+                    f"{a / b:.1f}x" for a, b in zip(own, rounds, strict=True)) + ")"
+                lines.append(f"- {LABELS.get(m, m)}: " + ", ".join(f"{v:.2f}" for v in own) + ratios)
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -251,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full-trials", type=int, default=10, help="Without Hyperband: RandomSearch/loop trials.")
     parser.add_argument("--samples", type=int, default=40, help="Without Hyperband: ASHA samples.")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="Rounds: every method runs this many times; the median run is shown, every run listed.")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
