@@ -154,7 +154,7 @@ def summarise(outcome: dict[str, Any]) -> dict[str, Any]:
     return {
         "search_seconds": wall,
         "epochs": epochs,
-        "epochs_per_second": epochs / wall,
+        "epochs_per_second": epochs_per_second(outcome),
         "trials": outcome["trials"],
         "trials_per_minute": outcome["trials"] * 60 / wall,
         "overhead": 1 - steady / (wall * outcome["slots"]),
@@ -168,11 +168,14 @@ def summarise(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def epochs_per_second(outcome: dict[str, Any]) -> float:
+    return len(outcome["epochs"]) / outcome["search_seconds"]
+
+
 def median_run(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median epochs per second (the lower middle one of an even number): the
     table's figures and the CV come from it; every run's epochs/s is listed beside it."""
-    ranked = sorted(outcomes, key=lambda o: len(o["epochs"]) / o["search_seconds"])
-    return ranked[(len(ranked) - 1) // 2]
+    return sorted(outcomes, key=epochs_per_second)[(len(outcomes) - 1) // 2]
 
 
 def asha_samples(epochs: int, max_epochs: int, grace: int, factor: float) -> int:
@@ -217,7 +220,7 @@ def bench_table(table: str, methods: list[str], args: argparse.Namespace) -> dic
         raw = {m: median_run(outcomes) for m, outcomes in runs.items()}
         summary = {m: summarise(o) for m, o in raw.items()}
         for m, outcomes in runs.items():
-            summary[m]["rounds_epochs_per_second"] = [len(o["epochs"]) / o["search_seconds"] for o in outcomes]
+            summary[m]["rounds_epochs_per_second"] = [epochs_per_second(o) for o in outcomes]
         (workdir / "best_configs.json").write_text(json.dumps(
             {m: {"best_config": s["best_config"], "best_epoch": s["best_epoch"]} for m, s in summary.items()}))
         print(f"[{table}] CV of the best configurations ...", flush=True)
@@ -256,13 +259,14 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"{s['best_val_roc_auc']:.4f} | "
                 f"{s['cv_roc_auc']:.4f} ± {s['cv_roc_auc_std']:.4f} | {s['cv_accuracy']:.4f} |")
         lines.append("")
-        rounds = ms.get("keras_tuner_hyperband", {}).get("rounds_epochs_per_second", [])
-        if len(rounds) > 1:
-            lines += [f"{len(rounds)} rounds (each method once per round; the table shows each method's median "
-                      "run): epochs/s per round, and x Hyperband of the same round:", ""]
+        rounds = ms.get("keras_tuner_hyperband", {}).get("rounds_epochs_per_second")
+        n = len(next(iter(ms.values())).get("rounds_epochs_per_second", []))
+        if n > 1:
+            lines += [f"{n} rounds (each method once per round; the table shows each method's median run): "
+                      "epochs/s per round" + (", and x Hyperband of the same round:" if rounds else ":"), ""]
             for m, s in ms.items():
                 own = s["rounds_epochs_per_second"]
-                ratios = "" if m == "keras_tuner_hyperband" else " (" + ", ".join(
+                ratios = "" if m == "keras_tuner_hyperband" or not rounds else " (" + ", ".join(
                     f"{a / b:.1f}x" for a, b in zip(own, rounds, strict=True)) + ")"
                 lines.append(f"- {LABELS.get(m, m)}: " + ", ".join(f"{v:.2f}" for v in own) + ratios)
             lines.append("")
