@@ -34,7 +34,7 @@ def attach(run_dir: Path, sink: Callable[[Progress], None] | None) -> None:
 class ProgressCallback(Callback):
     """Calls the attached sink as trials start and finish, and when the best score improves."""
 
-    def __init__(self, total: int, metric: str, max_epochs: int) -> None:
+    def __init__(self, total: int, metric: str, max_epochs: float) -> None:
         self.total, self.metric, self.max_epochs = total, metric, max_epochs
         self._best: float | None = None
 
@@ -68,7 +68,7 @@ class ProgressCallback(Callback):
             last = t.last_result or {}
             if t.status == "ERROR" or last.get("diverged") or last.get("errored"):
                 state.failed += 1
-            elif last.get("training_iteration", 0) < self.max_epochs:
+            elif last.get("epoch", last.get("training_iteration", 0)) < self.max_epochs - 1e-9:
                 state.stopped_early += 1
         _sink(state)
 
@@ -87,6 +87,6 @@ class FaultLog(Callback):
             return
         record = {"time": time.time(), "trial_id": trial.trial_id, "event": event,
                   "failures": trial.num_failures,
-                  "epochs": (trial.last_result or {}).get("training_iteration", 0)}
+                  "epochs": (trial.last_result or {}).get("epoch", 0)}
         with open(_run_dir / FAULTS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")

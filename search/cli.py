@@ -50,19 +50,23 @@ def run(
     results: str = typer.Option("results", help="Folder for run outputs."),
     metric: str = typer.Option("roc_auc", help="roc_auc, accuracy, f1 or log_loss."),
     samples: int = typer.Option(40, help="Number of trials (configurations sampled)."),
-    max_epochs: int | None = typer.Option(None, help="Epochs of a full trial. Default: the space's fixed.epochs."),
-    grace_period: int = typer.Option(4, help="ASHA: epochs before a trial can be stopped."),
+    max_epochs: int | None = typer.Option(None, help="Epochs of a full trial. Default: the space's fixed.epochs, "
+                                          "fewer on tables of over 10,000 training rows."),
+    grace_period: float | None = typer.Option(None, help="ASHA: epochs before a trial can be stopped (fractions "
+                                              "allowed). Default: 4, or a fifteenth of a full trial on big tables."),
     reduction_factor: float = typer.Option(3.0, help="ASHA: keep 1/factor of the trials at each rung."),
     searcher: str = typer.Option("random", help="random, or optuna (TPE)."),
     seed: int = typer.Option(0, help="Seed of the splits, the sampled configurations and the weights."),
     cpus: int | None = typer.Option(None, help="CPUs for the local Ray. Default: all."),
     cpus_per_trial: float = typer.Option(1.0, help="CPUs each trial reserves; trials run concurrently up to the CPUs."),
     gpus_per_trial: float = typer.Option(0.0, help="GPUs each trial reserves (fractions allowed)."),
-    time_budget: float | None = typer.Option(None, help="Seconds after which the search ends."),
+    time_budget: float | None = typer.Option(None, help="Seconds the whole run may take (search, CV, final fit, "
+                                             "export, report). Default: 300 + 1 ms per non-test row."),
     test_size: float = typer.Option(0.2, help="Share of rows held out from the search for the final test."),
     val_size: float = typer.Option(0.2, help="Share of the remaining rows the trials validate on."),
     top_k: int = typer.Option(3, help="Best configurations re-scored by stratified k-fold CV."),
-    folds: int = typer.Option(5, help="CV folds."),
+    folds: int | None = typer.Option(None, help="CV folds. Default: 5, or the search's validation part when it "
+                                     "holds over 20,000 rows."),
     repeats: int | None = typer.Option(None, help="CV repeats. Default: 3 below 300 non-test rows, else 1."),
     class_weight: str = typer.Option("auto", help="balanced, none, or auto: balanced when a class is under 30%."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
@@ -90,7 +94,7 @@ def _run(options: dict, quiet: bool) -> None:
         from search.cluster import use_cluster_token
 
         use_cluster_token()  # before Ray is imported: it reads RAY_AUTH_MODE once
-    from search.pipeline import prepare, run_search
+    from search.pipeline import plan_for, prepare, run_search
 
     space, table, splits = prepare(spec)  # fail fast, before the slow imports
     if not quiet:
@@ -100,6 +104,8 @@ def _run(options: dict, quiet: bool) -> None:
             f"metric {spec.metric}, {len(splits.train)}/{len(splits.val)}/{len(splits.test)} rows "
             f"train/val/test"
         )
+        for line in plan_for(spec, space, splits).describe():
+            out.print(line, markup=False)
     _quiet_libraries()
     with _progress_display(quiet) as on_progress:
         outcome = run_search(spec, on_progress, prepared=(space, table, splits))
@@ -316,6 +322,9 @@ def _leave_job_dir() -> None:
 
 
 def _guard(action) -> None:  # noqa: ANN001
+    from search import signals
+
+    signals.install()  # SIGTERM stops a run as Ctrl-C does
     try:
         action()
     except Interrupted as exc:
@@ -389,15 +398,21 @@ class _progress_display:
         return self.update
 
     def update(self, p) -> None:  # noqa: ANN001
-        best = f"{p.best:.4f}" if p.best is not None else "-"
-        line = (
-            f"trials: {p.running} running, {p.finished}/{p.total} finished "
-            f"({p.stopped_early} stopped early, {p.failed} failed); best {p.metric} {best}"
-        )
+        if hasattr(p, "stage"):  # a CV fit finished (retrain.FitProgress)
+            left = f", about {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
+            line = f"{p.stage}: {p.done}/{p.total} fits done{left}"
+            key = (p.stage, p.done)
+        else:
+            best = f"{p.best:.4f}" if p.best is not None else "-"
+            line = (
+                f"trials: {p.running} running, {p.finished}/{p.total} finished "
+                f"({p.stopped_early} stopped early, {p.failed} failed); best {p.metric} {best}"
+            )
+            key = ("trials", p.finished)
         if self.live is not None:
             self.live.update(line)
-        elif p.finished != self.finished:
-            self.finished = p.finished
+        elif key != self.finished:
+            self.finished = key
             out.print(line)
 
     def __exit__(self, *exc: object) -> None:
@@ -434,6 +449,8 @@ def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
 
 
 def _print_final(final: dict, run_dir: object) -> None:
+    import json
+
     mean, std = final["cv_mean"], final["cv_std"]
     cv = ", ".join(f"{m} {mean[m]:.4f} ± {std[m]:.4f}" for m in ("roc_auc", "accuracy", "f1", "log_loss"))
     out.print(f"cv (winner {final['winner']}): {cv}")
@@ -443,6 +460,11 @@ def _print_final(final: dict, run_dir: object) -> None:
             f"test ({t['rows']} rows, threshold {final['threshold']:.3f}): roc_auc {t['roc_auc']:.4f}, "
             f"accuracy {t['accuracy']:.4f}, f1 {t['f1']:.4f}, log_loss {t['log_loss']:.4f}"
         )
+    report = Path(str(run_dir)) / "report.json"
+    if report.is_file():
+        verdict = json.loads(report.read_text()).get("against_boosting")
+        if verdict:
+            out.print(verdict, markup=False)
     out.print(f"results: {run_dir}")
 
 

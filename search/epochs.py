@@ -14,6 +14,7 @@ fit chooses (:func:`quick_compile_pays`) from its own rows, weights and batches.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -78,20 +79,24 @@ class EpochRunner:
     arrays between epochs; :meth:`to_model` writes that state back into the model's variables.
 
     Each epoch sees the rows in a new order drawn from ``seed`` and the epoch's number, so a fit
-    resumed at epoch ``k`` sees the same orders as one that ran through. ``x`` must hold whole
-    batches (``trainable.whole_batches``). With ``x_eval``, the same compiled call also returns
-    P(class 1) on those rows after the epoch (one program to trace and compile per network, not two).
+    resumed at epoch ``k`` sees the same orders as one that ran through. With ``chunks`` > 1 an
+    epoch is trained in that many equal parts (:meth:`train_chunk`), one compiled call each, so that
+    a trial on a big table reports fractions of an epoch. ``x`` must hold whole batches times
+    ``chunks`` (``trainable.whole_batches``). With ``x_eval``, the same compiled call also returns
+    P(class 1) on those rows after the call (one program to trace and compile per network, not two).
     """
 
     def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                 class_weight: dict[int, float] | None = None, epochs_expected: int = TRIAL_EPOCHS_EXPECTED,
-                 x_eval: np.ndarray | None = None) -> None:
+                 class_weight: dict[int, float] | None = None, epochs_expected: float = TRIAL_EPOCHS_EXPECTED,
+                 x_eval: np.ndarray | None = None, chunks: int = 1) -> None:
         import jax
 
         self.model = model
         self.seed = seed
         self.rows = len(x)
         self.batch_size = min(batch_size, self.rows)  # fewer rows than a batch: one batch of them all, as in Keras
+        self.chunks = chunks if self.rows % (self.batch_size * chunks) == 0 else 1
+        self.chunk_rows = self.rows // self.chunks
         if not model.optimizer.built:  # a restored checkpoint built it already
             model.optimizer.build(model.trainable_variables)
         self.x = jax.device_put(np.asarray(x, dtype=np.float32))
@@ -107,13 +112,13 @@ class EpochRunner:
             [v.value for v in model.optimizer.variables],
         )
         self.metrics_zero = [np.zeros(v.shape, v.dtype) for v in model.metrics_variables]
-        options = compile_options(model, self.rows, batch_size, epochs_expected)
+        options = compile_options(model, self.rows, batch_size, int(math.ceil(epochs_expected)))
         self._epoch = jax.jit(self._epoch_program(), compiler_options=options)
 
     def _epoch_program(self) -> Any:
         import jax
 
-        model, steps, batch = self.model, self.rows // self.batch_size, self.batch_size
+        model, steps, batch = self.model, self.chunk_rows // self.batch_size, self.batch_size
 
         def epoch(state: Any, metrics: Any, x: Any, y: Any, w: Any, order: Any, x_eval: Any) -> Any:
             def step(carry: Any, rows: Any) -> Any:
@@ -132,9 +137,16 @@ class EpochRunner:
     def train_epoch(self, epoch: int) -> float:
         """One pass over the rows; returns the epoch's mean training loss (NaN or inf if it diverged).
         With ``x_eval``, :attr:`evaluated` then holds P(class 1) on it."""
+        for chunk in range(self.chunks):
+            loss = self.train_chunk(epoch, chunk)
+        return loss
+
+    def train_chunk(self, epoch: int, chunk: int) -> float:
+        """Part ``chunk`` of ``self.chunks`` of epoch ``epoch``; returns its mean training loss."""
         order = np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+        part = order[chunk * self.chunk_rows:(chunk + 1) * self.chunk_rows]
         self.state, loss, evaluated = self._epoch(self.state, self.metrics_zero, self.x, self.y, self.sample_weight,
-                                                  order, self.x_eval)
+                                                  part, self.x_eval)
         self.evaluated = None if evaluated is None else np.asarray(evaluated).ravel()
         return float(loss)
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from search import results
+from search.budget import RunPlan, plan_from_json, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
 from search.errors import DataError, HpsearchError, Interrupted, SearchError
@@ -25,7 +27,6 @@ from search.metrics import METRICS, is_better, score_all
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
-from search.tuning import Progress
 
 
 @dataclass(frozen=True)
@@ -54,38 +55,55 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     return space, table, splits
 
 
-def run_search(spec: RunSpec, on_progress: Callable[[Progress], None] | None = None,
+def plan_for(spec: RunSpec, space: Space, splits: Splits) -> RunPlan:
+    """The run's fidelity, CV rule and time budget for this table (search/budget.py)."""
+    from search.space import SPACES_DIR
+
+    builtin = Path(space.source).resolve().parent == SPACES_DIR
+    return plan_run(spec, space, len(splits.train), len(splits.val), builtin)
+
+
+def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
                prepared: tuple[Space, Table, Splits] | None = None) -> RunOutcome:
-    """Run one search end to end (search, CV retrain, export) and publish ``results/<name>/``.
+    """Run one search end to end (search, CV retrain, export, report) and publish ``results/<name>/``.
 
     Args:
         spec: the validated run request.
-        on_progress: called with a :class:`Progress` snapshot as trials start and finish.
+        on_progress: called with a :class:`Progress` snapshot as trials start and finish, and with a
+            ``retrain.FitProgress`` as the CV fits finish.
         prepared: what :func:`prepare` returned for ``spec``, when the caller already has it.
 
     Raises:
-        HpsearchError: bad input (before anything is written) or a search with no usable trial
-            (its partial folder is removed).
-        Interrupted: Ctrl-C once the search had started; the partial folder stays for ``resume``.
+        HpsearchError: bad input (before anything is written), a search with no usable trial (its
+            partial folder is removed), or a later stage's failure (the finished search is kept).
+        Interrupted: Ctrl-C or SIGTERM once the search had started; the partial folder stays for ``resume``.
     """
     space, table, splits = prepared or prepare(spec)
-    partial, final = results.start_run(spec.results_root(), spec.run_name())
+    plan = plan_for(spec, space, splits)
+    partial, final = results.start_run(spec.results_root(), spec.run_name(), chosen=spec.name is None)
     from search.tuning import ray_session, run_trials
 
-    started = time.time()
+    stage = ["search"]
     try:
         with ray_session(spec):
-            data = encode_for_trials(spec, space, table, splits)
-            results.write_json(partial / results.SPEC, describe_run(spec, space, table, splits, final.name))
-            trials = run_trials(spec, space, data, partial, on_progress)
-            return _finish(spec, space, table, splits, data, trials, partial, final, started, resumed=False)
+            started = time.time()  # the budget counts from here: Ray's start-up is not in it
+            data = encode_for_trials(spec, plan, table, splits)
+            results.write_json(partial / results.SPEC, describe_run(spec, plan, table, splits, final.name))
+            trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
+                                deadline=plan.budget.deadline("search", started))
+            stage[0] = "CV"
+            record_search(partial, spec, plan, table, data.metric, trials)
+            timing = {"search_s": time.time() - started}
+            return _conclude(spec, plan, table, splits, trials, partial, final, started, timing,
+                             on_progress, stage, resumed=False)
     except BaseException as exc:
-        _keep_if_resumable(partial, exc)
+        _keep_if_resumable(partial, exc, stage[0])
         raise
 
 
-def resume_run(run: str | Path, on_progress: Callable[[Progress], None] | None = None) -> RunOutcome:
-    """Continue an interrupted run (a ``results/.<name>.partial`` folder): the search, then the rest.
+def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None) -> RunOutcome:
+    """Continue an interrupted run (a ``results/.<name>.partial`` folder) from the stage it stopped in:
+    the search if it was not finished, else the CV retrain, export and report.
 
     Raises:
         DataError: ``run`` is not an interrupted run, or its data changed since.
@@ -94,21 +112,31 @@ def resume_run(run: str | Path, on_progress: Callable[[Progress], None] | None =
     from search.tuning import can_resume, ray_session, resume_trials
 
     partial = find_interrupted(run)
-    spec, space, described = _read_run_spec(partial)
-    if not can_resume(partial):
+    spec, plan, described = _read_run_spec(partial)
+    searched = (partial / results.TRIALS).is_file() and (partial / results.BEST_CONFIG).is_file()
+    if not searched and not can_resume(partial):
         raise DataError(f"{partial} holds no search state to resume (no Ray Tune experiment in it). "
                         f"Start a new run with `hpsearch run`.")
     table, splits = _reload_data(spec, described)
     final = partial.parent / described["name"]
     results.check_free(partial.parent, final.name)
-    started = time.time()
+    stage = ["CV" if searched else "search"]
     try:
         with ray_session(spec):
-            data = encode_for_trials(spec, space, table, splits)
-            trials = resume_trials(spec, space, data, partial, on_progress)
-            return _finish(spec, space, table, splits, data, trials, partial, final, started, resumed=True)
+            began = time.time()
+            if searched:  # the stages after the search get their shares of the budget from now
+                trials = read_trials(partial)
+                started = began - plan.budget.stages["search"] * plan.budget.total_s
+            else:
+                data = encode_for_trials(spec, plan, table, splits)
+                trials = resume_trials(spec, plan.space, data, partial, on_progress)
+                stage[0] = "CV"
+                record_search(partial, spec, plan, table, data.metric, trials)
+                started = time.time() - plan.budget.stages["search"] * plan.budget.total_s
+            return _conclude(spec, plan, table, splits, trials, partial, final, started,
+                             {"search_s": time.time() - began}, on_progress, stage, resumed=True)
     except BaseException as exc:
-        _keep_if_resumable(partial, exc)
+        _keep_if_resumable(partial, exc, stage[0])
         raise
 
 
@@ -126,51 +154,72 @@ def find_interrupted(run: str | Path) -> Path:
     return found
 
 
-def _finish(spec: RunSpec, space: Space, table: Table, splits: Splits, data: Any, trials: pd.DataFrame,
-            partial: Path, final: Path, started: float, *, resumed: bool) -> RunOutcome:
-    """After the search: trials and best config, CV retrain and export, report, then publish the folder."""
+def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, metric: str,
+                  trials: pd.DataFrame) -> dict[str, Any]:
+    """Write the search's results (trials.csv, epochs.csv, best_config.json): from here on the run
+    resumes at the CV stage, and no later failure removes them."""
     from search.tuning import epoch_history
 
-    searched = time.time()
-    best = best_trial(trials, data.metric)
+    best = best_trial(trials, metric)
     best_config = {
         "trial_id": best["trial_id"],
-        "hyperparameters": resolve_config({**data.fixed, **{k: best[k] for k in space.params}}),
-        "metric": data.metric,
-        "mode": METRICS[data.metric],
-        "value": best[f"best_{data.metric}"],
+        "hyperparameters": resolve_config({**_fixed(plan.space), **{k: best[k] for k in plan.space.params}}),
+        "metric": metric,
+        "mode": METRICS[metric],
+        "value": best[f"best_{metric}"],
         "best_epoch": best["best_epoch"],
         "epochs_trained": best["epochs"],
-        "max_epochs": data.max_epochs,
+        "max_epochs": plan.fidelity.max_epochs,
         "seed": spec.seed,
         "data": table.source,
         "data_sha256": table.sha256,
     }
-    results.write_csv(partial / results.TRIALS, trials)
-    results.write_csv(partial / results.EPOCHS, epoch_history(partial, data.metric))
+    results.write_csv(partial / results.EPOCHS, epoch_history(partial, metric))
     results.write_json(partial / results.BEST_CONFIG, best_config)
-    finished = retrain_and_export(partial, spec, space, table, splits, trials)
-    now = time.time()
-    results.write_json(partial / results.TIMING, {
-        "search_s": searched - started, "retrain_and_export_s": now - searched, "total_s": now - started,
-        "resumed": resumed})
+    results.write_csv(partial / results.TRIALS, trials)  # last: its presence means the search is recorded
+    return best_config
+
+
+def _conclude(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, trials: pd.DataFrame, partial: Path,
+              final: Path, started: float, timing: dict[str, float], on_progress: Callable[[Any], None] | None,
+              stage: list[str], *, resumed: bool) -> RunOutcome:
+    """After the search: CV retrain and export, report, then publish the folder."""
+    import json
+
+    finished = retrain_and_export(partial, spec, plan, table, splits, trials, started, on_progress, timing, stage)
+    stage[0] = "report"
+    began = time.time()
     from search.report import render_report
 
+    results.write_json(partial / results.TIMING, {**timing, "budget_s": plan.budget.total_s,
+                                                  "total_s": time.time() - started, "resumed": resumed})
     render_report(partial)
+    timing["report_s"] = time.time() - began
+    results.write_json(partial / results.TIMING, {**timing, "budget_s": plan.budget.total_s,
+                                                  "total_s": time.time() - started, "resumed": resumed})
+    best_config = json.loads((partial / results.BEST_CONFIG).read_text())
     run_dir = results.commit_run(partial, final)
     if spec.is_remote_results():
         run_dir = results.upload_run(run_dir, spec.results)  # type: ignore[assignment]
-    return RunOutcome(run_dir, trials, best_config, tuple(space.params), finished, cluster_devices())
+    return RunOutcome(run_dir, trials, best_config, tuple(plan.space.params), finished, cluster_devices())
 
 
-def _keep_if_resumable(partial: Path, exc: BaseException) -> None:
-    """On Ctrl-C after the search started, keep the partial folder; otherwise remove it."""
+def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
+    """Ctrl-C or SIGTERM after the search started keeps the partial folder for ``resume``; so does any
+    failure after the search finished (the search is never lost). Only a failed search is removed."""
+    from search.signals import stop_requested
     from search.tuning import EXPERIMENT_DIR
 
     if isinstance(exc, Interrupted):
         return
-    if isinstance(exc, KeyboardInterrupt) and (partial / EXPERIMENT_DIR).is_dir():
-        raise Interrupted("stopped by Ctrl-C.", partial) from None
+    searched = (partial / results.TRIALS).is_file()
+    how = "SIGTERM" if stop_requested() else "Ctrl-C"
+    if isinstance(exc, KeyboardInterrupt) and (searched or (partial / EXPERIMENT_DIR).is_dir()):
+        raise Interrupted(f"stopped by {how} during the {stage} stage.", partial) from None
+    if searched and isinstance(exc, Exception):
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise SearchError(f"the {stage} stage failed ({type(exc).__name__}: {first}); the finished search is kept "
+                          f"in {partial}. Continue with `hpsearch resume {partial}` once the cause is fixed.") from None
     results.abandon_run(partial)
 
 
@@ -183,19 +232,20 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
     folder = Path(run_dir).resolve()
     overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold,
                  "threshold_rule": threshold_rule}
-    spec, space, described = _read_run_spec(folder, overrides)
-    trials = _read_trials(folder)
+    spec, plan, described = _read_run_spec(folder, overrides)
+    trials = read_trials(folder)
     table, splits = _reload_data(spec, described)
     with ray_session(spec):
-        finished = retrain_and_export(folder, spec, space, table, splits, trials)
+        started = time.time() - plan.budget.stages["search"] * plan.budget.total_s
+        finished = retrain_and_export(folder, spec, plan, table, splits, trials, started, None, {}, ["CV"])
     from search.report import render_report
 
     render_report(folder)
     return finished
 
 
-def _read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tuple[RunSpec, Space, dict]:
-    """The RunSpec, Space and ``spec.json`` of a run folder; a foreign or damaged folder is a DataError."""
+def _read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tuple[RunSpec, RunPlan, dict]:
+    """The RunSpec, RunPlan and ``spec.json`` of a run folder; a foreign or damaged folder is a DataError."""
     import json
 
     RunSpec.from_options(**(overrides or {}))  # a bad override is the user's flag, not a damaged folder
@@ -205,16 +255,17 @@ def _read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tup
         space = Space.from_dict(described["space"], source=f"{folder / results.SPEC}: space")
         options.update({k: v for k, v in (overrides or {}).items() if v is not None})
         spec = RunSpec.from_options(**{**options, "name": None})
+        plan = plan_from_json(described["plan"], space, (overrides or {}).get("folds"))
         _ = described["data"]["sha256"], described["name"]  # needed later: a KeyError here is clearer
     except (OSError, ValueError, KeyError, TypeError, HpsearchError) as exc:
         raise DataError(
             f"{folder} is not an hpsearch run folder: {results.SPEC} is missing or damaged "
             f"({type(exc).__name__}: {str(exc)[:120]}). Give a folder written by `hpsearch run`."
         ) from None
-    return spec, space, described
+    return spec, plan, described
 
 
-def _read_trials(folder: Path) -> pd.DataFrame:
+def read_trials(folder: Path) -> pd.DataFrame:
     try:
         trials = pd.read_csv(folder / results.TRIALS)
         _ = trials[["trial_id", "status", "best_epoch"]]  # the columns retrain needs
@@ -234,44 +285,86 @@ def _reload_data(spec: RunSpec, described: dict) -> tuple[Table, Splits]:
     return table, split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
 
 
-def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table, splits: Splits,
-                       trials: pd.DataFrame) -> dict[str, Any]:
-    """CV of the top-k configurations, the final fit on all non-test rows, the test score and the export.
+def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table, splits: Splits,
+                       trials: pd.DataFrame, started: float, on_progress: Callable[[Any], None] | None,
+                       timing: dict[str, float], stage: list[str]) -> dict[str, Any]:
+    """CV of the top-k configurations, the final fit, the test score and the export, each by its deadline.
 
-    Writes ``cv.json``, ``test.json`` (when a test part was held out) and ``model/``; returns a summary.
+    Writes ``cv.json``, ``oof.parquet``, ``test.json`` and ``test_predictions.parquet`` (when a test
+    part was held out) and ``model/``; returns a summary. Records each stage's seconds in ``timing``.
     """
-    from search.export import INPUT_FORM, join_model, save_model
-    from search.preprocess import build_preprocessor, encode, fit_stats, input_name, raw_inputs
-    from search.retrain import cross_validate, fit_final, pick_candidates
-
-    fixed = {k: v for k, v in space.fixed.items() if k != "epochs"}
-    candidates = pick_candidates(trials, spec.metric, spec.top_k, list(space.params), fixed)
-    cv = cross_validate(table, splits, candidates, metric=spec.metric, folds=spec.folds,
-                        repeats=spec.cv_repeats(len(splits.train) + len(splits.val)),
-                        seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
-                        max_epochs=spec.epochs(space.fixed), threshold_rule=spec.threshold_rule)
-    rows = np.sort(np.concatenate([splits.train, splits.val]))
     from search.baseline import score_baselines
+    from search.export import join_model
+    from search.preprocess import raw_inputs
+    from search.retrain import cross_validate, fold_plan, pick_candidates
 
-    baselines = score_baselines(table, rows, cv.fold_rows, splits.test)
+    began = time.time()
+    candidates = pick_candidates(trials, spec.metric, spec.top_k, list(plan.space.params), _fixed(plan.space))
+    repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
+    max_epochs = int(math.ceil(plan.fidelity.max_epochs))
+    cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
+                        repeats=repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
+                        max_epochs=max_epochs, deadline=plan.budget.deadline("cv", started),
+                        threshold_rule=spec.threshold_rule, on_progress=on_progress)
+    timing["cv_s"] = time.time() - began
+    began = time.time()
+    baselines = score_baselines(table, fold_plan(table, splits, plan.cv_rule, plan.cv_folds, repeats, spec.seed),
+                                splits.test, holdout=plan.cv_rule == "holdout")
+    timing["baselines_s"] = time.time() - began
     results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
+    results.write_parquet(run_dir / results.OOF, cv.oof)
 
-    train = table.features.iloc[rows]
-    preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
-    network = fit_final(cv.winner.hyperparameters, encode(preprocessor, train, table.schema),
-                        table.y[rows].astype(np.float32), cv.winner.epochs, spec.seed,
-                        Compute.of(spec))
+    stage[0] = "final fit"
+    began = time.time()
+    rows = np.sort(np.concatenate([splits.train, splits.val]))
+    final_fit = fit_final_model(cv, table, rows, spec, plan, started)
+    preprocessor, network, epochs, trained_on = final_fit
+    timing["final_fit_s"] = time.time() - began
+
+    stage[0] = "export"
+    began = time.time()
     model = join_model(preprocessor, network)
-    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
     test: dict[str, Any] | None = None
     if len(splits.test):
         probability = np.asarray(model(raw_inputs(table.features.iloc[splits.test], table.schema))).ravel()
         test = score_test(table.y[splits.test], probability, cv.threshold)
-        baseline_test = {name: b["test"] for name, b in baselines.items()}
-        results.write_json(run_dir / results.TEST, {
-            **test, "baselines": baseline_test,
-            "y": table.y[splits.test].tolist(), "probability": probability.tolist(),
-        })
+        results.write_json(run_dir / results.TEST, {**test, "trained_on": trained_on,
+                                                    "baselines": {n: b["test"] for n, b in baselines.items()}})
+        results.write_parquet(run_dir / results.TEST_PREDICTIONS,
+                              pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
+    finished = export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)
+    timing["export_s"] = time.time() - began
+    return finished
+
+
+def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec, plan: RunPlan,
+                    started: float) -> tuple[Any, Any, int, str]:
+    """The winner's preprocessing and network: with the holdout rule its CV fit at its best epoch,
+    else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out)."""
+    from search.preprocess import build_preprocessor, encode, fit_stats
+    from search.retrain import fit_final, network_with
+
+    winner = cv.winner
+    if cv.rule == "holdout":
+        network = network_with(winner.hyperparameters, cv.final_weights[0].shape[0], cv.final_weights)
+        return cv.final_preprocessor, network, winner.epochs, "the training part (its holdout fit, best epoch kept)"
+    train = table.features.iloc[rows]
+    preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
+    network, trained = fit_final(winner.hyperparameters, encode(preprocessor, train, table.schema),
+                                 table.y[rows].astype(np.float32), winner.epochs, spec.seed, Compute.of(spec),
+                                 plan.budget.deadline("final fit", started))
+    note = "all non-test rows" + (f" (stopped at epoch {trained} of {winner.epochs}: the budget)"
+                                  if trained < winner.epochs else "")
+    return preprocessor, network, trained, note
+
+
+def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, model: Any, epochs: int, trained_on: str,
+                 test: dict[str, Any] | None) -> dict[str, Any]:
+    """Save the model with its metadata; returns the run's summary."""
+    from search.export import INPUT_FORM, save_model
+    from search.preprocess import input_name, raw_inputs
+
+    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
     metadata = {
         "input_form": INPUT_FORM,
         "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
@@ -281,10 +374,12 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
         "threshold": cv.threshold,
         "threshold_rule": cv.threshold_rule,
         "hyperparameters": cv.winner.hyperparameters,
-        "epochs": cv.winner.epochs,
+        "epochs": epochs,
+        "trained_on": trained_on,
         "trial_id": cv.winner.trial_id,
         "metric": spec.metric,
-        "cv": {"folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"], "std": winner_cv["std"]},
+        "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"],
+               "std": winner_cv["std"]},
         "test": test,
         "seed": spec.seed,
         "data": table.source,
@@ -294,7 +389,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, space: Space, table: Table,
     check = raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
     save_model(run_dir, model, metadata, check, savedmodel=spec.export_savedmodel)
     return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
-            "threshold": cv.threshold, "test": test}
+            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule}
 
 
 def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -313,25 +408,38 @@ def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict
     }
 
 
-def encode_for_trials(spec: RunSpec, space: Space, table: Table, splits: Splits) -> Any:
-    """Fit the preprocessing on the trials' training part only, and encode train and validation once."""
+def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
+    """Fit the preprocessing on the trials' training part only, and encode train and validation once
+    (the validation part as the fixed stratified sample the trials score, on big tables)."""
     from search.preprocess import build_preprocessor, encode, fit_stats
     from search.trainable import TrialData
 
     train_rows = table.features.iloc[splits.train]
     preprocessor = build_preprocessor(fit_stats(train_rows, table.schema), table.schema)
+    val = splits.val
+    if plan.fidelity.eval_rows < len(val):
+        from sklearn.model_selection import train_test_split
+
+        val = np.sort(train_test_split(val, train_size=plan.fidelity.eval_rows, stratify=table.y[val],
+                                       random_state=spec.seed)[0])
     return TrialData(
         x_train=encode(preprocessor, train_rows, table.schema),
         y_train=table.y[splits.train].astype(np.float32),
-        x_val=encode(preprocessor, table.features.iloc[splits.val], table.schema),
-        y_val=table.y[splits.val],
+        x_val=encode(preprocessor, table.features.iloc[val], table.schema),
+        y_val=table.y[val],
         metric=spec.metric,
-        max_epochs=spec.epochs(space.fixed),
+        max_epochs=plan.fidelity.max_epochs,
         seed=spec.seed,
-        fixed={k: v for k, v in space.fixed.items() if k != "epochs"},
+        fixed=_fixed(plan.space),
         checkpoint_every=spec.checkpoint_every,
         compute=Compute.of(spec),
+        reports_per_epoch=plan.fidelity.reports_per_epoch,
     )
+
+
+def _fixed(space: Space) -> dict[str, Any]:
+    """The space's fixed values that configure a network (``epochs`` is the search's, not the network's)."""
+    return {k: v for k, v in space.fixed.items() if k != "epochs"}
 
 
 def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
@@ -354,16 +462,17 @@ def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
     return best
 
 
-def describe_run(spec: RunSpec, space: Space, table: Table, splits: Splits, name: str) -> dict[str, Any]:
+def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, name: str) -> dict[str, Any]:
     """The resolved run spec, as written to ``spec.json``."""
     classes = np.bincount(table.y, minlength=2)
     return {
         "name": name,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "options": spec.model_dump(mode="json"),
-        "max_epochs": spec.epochs(space.fixed),
-        "space": space.to_dict(),
-        "space_file": space.source,
+        "max_epochs": plan.fidelity.max_epochs,
+        "plan": plan.to_json(),
+        "space": plan.space.to_dict(),
+        "space_file": plan.space.source,
         "data": {
             "source": table.source,
             "sha256": table.sha256,

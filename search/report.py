@@ -72,12 +72,15 @@ def collect(folder: Path) -> dict[str, Any]:
             "splits": spec["splits"],
             "space": spec["space"],
             "searcher": options["searcher"],
-            "scheduler": {"name": "ASHA", "max_epochs": spec["max_epochs"], "grace_period": options["grace_period"],
-                          "reduction_factor": options["reduction_factor"]},
+            "scheduler": {"name": "ASHA", "max_epochs": spec["max_epochs"],
+                          "grace_period": spec.get("plan", {}).get("grace_period", options["grace_period"]),
+                          "reduction_factor": options["reduction_factor"],
+                          "reports_per_epoch": spec.get("plan", {}).get("reports_per_epoch", 1)},
+            "plan": spec.get("plan"),
             "samples": options["samples"],
             "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
                           "gpus_per_trial": options["gpus_per_trial"],
-                          "backend": options.get("backend", "tensorflow"),
+                          "backend": options.get("backend", "jax"),
                           "mixed_precision": bool(options.get("mixed_precision", False)),
                           "devices": spec.get("devices"),
                           "trials_on_gpu": trials_on_gpu(trials)},
@@ -94,16 +97,48 @@ def collect(folder: Path) -> dict[str, Any]:
     if cv is not None:
         report["cv"] = {
             "folds": cv["folds"], "repeats": cv["repeats"], "winner": cv["winner"], "tie_rule": cv["tie_rule"],
+            "rule": cv.get("rule", "kfold"), "method": cv.get("method", ""),
             "epochs_rule": cv["epochs_rule"], "threshold": cv["threshold"], "threshold_rule": cv["threshold_rule"],
             "candidates": [{k: c[k] for k in ("trial_id", "hyperparameters", "epochs", "mean", "std")}
-                           | {"folds": [f[metric] for f in c["fold_scores"]]} for c in cv["candidates"]],
-            "baselines": {n: {"mean": b["mean"], "std": b["std"]} for n, b in cv.get("baselines", {}).items()},
+                           | {"folds": [f[metric] for f in c["fold_scores"]],
+                              "diverged_folds": c.get("diverged_folds", 0)} for c in cv["candidates"]],
+            "baselines": {n: {"mean": b["mean"], "std": b["std"],
+                              "seconds": b.get("cv_seconds", 0.0) + b.get("test_seconds", 0.0)}
+                          for n, b in cv.get("baselines", {}).items()},
         }
         report["why"] = _why(report["cv"], metric)
         report["verdict"] = _verdict(report["cv"], metric)
     if test is not None:
         report["test"] = {k: v for k, v in test.items() if k not in ("y", "probability")}
+    if cv is not None:
+        report["against_boosting"] = against_boosting(report, metric)
     return report
+
+
+def against_boosting(report: dict[str, Any], metric: str) -> str:
+    """One plain sentence: the network or scikit-learn's gradient boosting, on this table's CV and test part."""
+    cv = report["cv"]
+    boost = cv["baselines"].get("gradient boosting")
+    if boost is None:
+        return ""
+    win = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
+    sign = 1 if METRICS[metric] == "max" else -1
+    gap = sign * (win["mean"][metric] - boost["mean"][metric])
+    spread = max(win["std"][metric], boost["std"][metric])
+    test = report.get("test") or {}
+    boost_test = (test.get("baselines") or {}).get("gradient boosting")
+    on_test = ""
+    if boost_test and metric in test:
+        on_test = (f"; test {metric} {test[metric]:.4f} against {boost_test[metric]:.4f}")
+    figures = (f"CV {metric} {win['mean'][metric]:.4f} against {boost['mean'][metric]:.4f} for "
+               f"gradient boosting (scikit-learn's HistGradientBoostingClassifier, defaults, "
+               f"{boost.get('seconds', 0):.1f} s){on_test}")
+    if abs(gap) <= spread:
+        return f"Network and gradient boosting are level here (within the folds' spread of {spread:.4f}): {figures}."
+    if gap > 0:
+        return f"The network beats gradient boosting on this table: {figures}."
+    return (f"Gradient boosting wins on this table, by {abs(gap):.4f} (more than the folds' spread of {spread:.4f}): "
+            f"{figures}. Deploy boosting here, or give the search more time.")
 
 
 def _nodes(trials: pd.DataFrame) -> list[str]:
@@ -141,6 +176,10 @@ def _verdict(cv: dict[str, Any], metric: str) -> str:
         return (f"The network does not beat the {' and the '.join(beaten)} on mean CV {metric}: "
                 f"a simpler model is as good here.")
     best_name, best = max(cv["baselines"].items(), key=lambda kv: sign * kv[1]["mean"][metric])
+    spread = max(best["std"][metric], next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])["std"][metric])
+    if abs(win - best["mean"][metric]) <= spread:
+        return (f"The network and the {best_name} are level on mean CV {metric} ({win:.4f} against "
+                f"{best['mean'][metric]:.4f}, within the folds' spread of {spread:.4f}).")
     return (f"The network beats every baseline on mean CV {metric} ({win:.4f} against {best['mean'][metric]:.4f} "
             f"for the {best_name}).")
 
@@ -241,10 +280,10 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
         for _, trial in epochs.groupby("trial_id"):
             ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.7)
         sched = report["summary"]["scheduler"]
-        rung = sched["grace_period"]
+        rung = float(sched["grace_period"])
         while rung < sched["max_epochs"]:
             ax.axvline(rung, color="grey", ls="--", lw=0.8)
-            rung = int(round(rung * sched["reduction_factor"]))
+            rung *= sched["reduction_factor"]
         ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Every trial per epoch (dashed: ASHA rungs)")
         figures["curves"] = _png(fig)
     trials = _read_trials(folder)
@@ -270,10 +309,11 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
         ax.set(xlabel="importance (fANOVA)", title="Hyperparameter importance")
         figures["importance"] = _png(fig)
     test = _read_json(folder, results.TEST)
-    if test is not None and "probability" in test:
+    if test is not None and (folder / results.TEST_PREDICTIONS).is_file():
         from sklearn.metrics import roc_curve
 
-        fpr, tpr, _ = roc_curve(test["y"], test["probability"])
+        predictions = pd.read_parquet(folder / results.TEST_PREDICTIONS)
+        fpr, tpr, _ = roc_curve(predictions["y"], predictions["probability"])
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
         ax1.plot(fpr, tpr, label=f"network (AUC {test['roc_auc']:.3f})")
         ax1.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
@@ -324,6 +364,17 @@ def _resources(r: dict[str, Any], nodes: list[str]) -> str:
     return text
 
 
+def _budget(plan: dict[str, Any] | None, timing: dict[str, Any]) -> str:
+    """The budget's split between the stages, and what each stage used."""
+    if not plan:
+        return "not recorded"
+    origin = "default for the table's size" if plan["budget_chosen"] else "--time-budget"
+    split = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in plan["stages_s"].items() if seconds)
+    used = timing.get("total_s")
+    text = f"{plan['budget_s']:.0f} s ({origin}), split: {split}"
+    return text + (f"; used {used:.0f} s" if used is not None else "")
+
+
 def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]] | None, str]]:
     """(title, paragraphs, table rows with a header row, figure key) for every section."""
     s, metric = report["summary"], report["metric"]
@@ -338,9 +389,12 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                     ["space", f"{s['space']['name']}: " + ", ".join(s["space"]["params"])],
                     ["search", f"{s['samples']} trials, {s['searcher']} search, ASHA "
                      f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
-                     f"factor {s['scheduler']['reduction_factor']})"],
+                     f"factor {s['scheduler']['reduction_factor']}, "
+                     f"{s['scheduler'].get('reports_per_epoch', 1)} report(s) per epoch)"],
+                    ["budget", _budget(s.get("plan"), timing)],
                     ["resources", _resources(s['resources'], s['nodes'])],
-                    ["wall time", ", ".join(f"{k} {v:.0f} s" for k, v in timing.items()) or "not recorded"],
+                    ["wall time", ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timing.items()
+                                   if k.endswith("_s") and k != "budget_s") or "not recorded"],
                     ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
     status = (f"**Partial run**: missing {', '.join(report['missing'])}; the sections below show what exists."
               if report["partial"] else "Complete run.")
@@ -364,10 +418,18 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                  for c in cv["candidates"]]
         rows += [[name, _fmt(b["mean"][metric]), _fmt(b["std"][metric]), "", "baseline"]
                  for name, b in cv["baselines"].items()]
-        text = [f"{cv['folds']}-fold stratified CV × {cv['repeats']} on the non-test rows; "
+        how = (f"{cv['method']}" if cv["rule"] == "holdout" else
+               f"{cv['folds']}-fold stratified CV × {cv['repeats']} on the non-test rows")
+        rule = (s.get("plan") or {}).get("cv_rule_text")
+        text = [f"{how}{f' (rule: {rule})' if rule else ''}; "
                 f"epochs: {cv['epochs_rule']}. Tie rule: {cv['tie_rule']}. "
                 f"Threshold {cv['threshold']:.3f} ({cv['threshold_rule']}).",
                 report["verdict"]]
+        if report.get("against_boosting"):
+            text.append(report["against_boosting"])
+        diverged = [c["trial_id"] for c in cv["candidates"] if c.get("diverged_folds")]
+        if diverged:
+            text.append(f"Diverged in CV (not averaged in, cannot win): {', '.join(diverged)}.")
         out.append(("Cross-validation and baselines", text, rows, "cv"))
     if "test" in report:
         t = report["test"]
@@ -376,7 +438,8 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
         rows += [[n, _fmt(b["roc_auc"]), _fmt(b["accuracy"]), _fmt(b["f1"]), _fmt(b["log_loss"])]
                  for n, b in t.get("baselines", {}).items()]
         cm = t["confusion_matrix"]
-        text = [f"The final model, trained on all non-test rows, scored once on {t['rows']} held-out rows at threshold "
+        text = [f"The final model, trained on {t.get('trained_on', 'all non-test rows')}, scored once on "
+                f"{t['rows']} held-out rows at threshold "
                 f"{t['threshold']:.3f}: precision {t['precision']:.3f}, recall {t['recall']:.3f}; confusion "
                 f"TN {cm['tn']}, FP {cm['fp']}, FN {cm['fn']}, TP {cm['tp']}. Baselines use threshold 0.5."]
         out.append(("Test part", text, rows, "test"))

@@ -24,6 +24,8 @@ EPOCHS = "epochs.csv"
 BEST_CONFIG = "best_config.json"
 CV = "cv.json"
 TEST = "test.json"
+OOF = "oof.parquet"  # the CV candidates' out-of-fold predictions: candidate, fold, row, y, probability
+TEST_PREDICTIONS = "test_predictions.parquet"  # the final model's: row, y, probability
 TIMING = "timing.json"
 FAULTS = "faults.jsonl"  # trials Ray retried or gave up on (lost workers), one JSON per line
 
@@ -35,14 +37,26 @@ def check_free(results_root: Path, name: str) -> None:
         raise SpecError(f"--name {name}: {final} exists already. Choose another --name or remove it.")
 
 
-def start_run(results_root: Path, name: str) -> tuple[Path, Path]:
-    """Reserve ``results_root/<name>``; returns (partial folder to write into, final folder)."""
+def start_run(results_root: Path, name: str, chosen: bool = False) -> tuple[Path, Path]:
+    """Reserve ``results_root/<name>``; returns (partial folder to write into, final folder).
+
+    The partial folder is created atomically, so two runs never share one. A name hpsearch chose
+    (``chosen``) that is taken gets a ``-2``, ``-3``... suffix; a name the user gave is an error.
+    """
+    base = name
+    for n in range(2, 1000 if chosen else 2):
+        if not (results_root / name).exists() and not (results_root / f".{name}.partial").exists():
+            break
+        name = f"{base}-{n}"
     check_free(results_root, name)
     final = results_root / name
     partial = results_root / f".{name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    results_root.mkdir(parents=True, exist_ok=True)
+    try:
+        partial.mkdir()
+    except FileExistsError:
+        raise SpecError(f"--name {name}: a run of that name is running or was interrupted ({partial}). "
+                        f"Resume it with `hpsearch resume {final}`, or choose another --name.") from None
     return partial, final
 
 
@@ -102,6 +116,15 @@ def write_text(path: Path, text: str) -> None:
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
     _write_atomic(path, table.to_csv(index=False))
+
+
+def write_parquet(path: Path, table: pd.DataFrame) -> None:
+    """Write a table as Parquet atomically: compact where a JSON list would grow with the rows."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    table.to_parquet(tmp, index=False)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -1,16 +1,28 @@
-"""Re-scoring the best configurations by stratified k-fold CV, and the final fit on all non-test rows.
+"""Re-scoring the best configurations, and the final fit on all non-test rows.
 
-Each fold fits its own preprocessing on its own training rows, so no statistic of a validation
-fold reaches its model. Folds run as Ray tasks with the trials' resources, so on a cluster they
-spread across nodes. Early stopping is chosen by CV: every fold trains up to the search's
-``max_epochs`` and scores its held-out rows after each epoch; a configuration's epochs are those at
-which its mean fold score peaks, and the final fit trains that long on all rows (no rows are held
-back from it for a stopping rule). ``hpsearch evaluate`` measures what this choice costs in optimism.
+Two rules (chosen by ``budget.plan_run`` from the table's size and stated in the report):
+
+- ``kfold``: stratified k-fold CV of the non-test rows; each fold fits its own preprocessing on
+  its own training rows, so no statistic of a held-out fold reaches its model. The winner is then
+  trained on all non-test rows for the epochs CV chose.
+- ``holdout`` (big tables): each candidate is trained on the search's training part and scored on
+  its validation part, tens of thousands of rows whose score is already precise; the winner's fit,
+  at its best epoch, is the final model (no second fit). Its spread is that of five disjoint parts
+  of the validation rows.
+
+Fits run as Ray tasks with the trials' resources, in parallel (spread over a cluster's nodes). Each
+scores its held-out rows after every epoch and stops when that score has not improved for
+``patience`` epochs, or when the stage's deadline would pass during its next epoch. A configuration's
+epochs are those at which its mean held-out score peaks. A fold whose loss diverges is recorded as
+such and not averaged in; a candidate with a diverged fold cannot win. Only ``fit_rounds`` fold
+encodings are alive at once, so memory holds a few copies of the encoded table, not one per fold.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +31,13 @@ import pandas as pd
 
 from search.data import Splits, Table
 from search.devices import Compute
-from search.metrics import METRICS, score_all
+from search.metrics import METRICS, is_better, score_all
 
-EPOCHS_RULE = "early stopping by CV: the epoch at which the mean held-out fold score peaked"
+EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score; "
+               "the epoch at which the mean held-out score peaked")
 TIE_RULE = "best mean CV metric; on a tie (equal to 4 decimals) the smaller network (depth x width) wins"
+HOLDOUT_PARTS = 5  # the holdout rule's spread: scores on this many disjoint parts of the validation rows
+FOLDS_IN_FLIGHT = 2  # fold encodings alive at once (each one copy of the encoded table)
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,18 @@ class Candidate:
     trial_id: str
     hyperparameters: dict[str, Any]
     epochs: int
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """The CV stage for the console: fits done of all, and an estimate of the time left."""
+
+    stage: str
+    done: int
+    total: int
+    seconds_left: float | None
+    best: float | None = None
+    metric: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,19 +69,27 @@ class CvSummary:
     threshold_rule: str
     folds: int
     repeats: int
-    fold_rows: list[list[int]]
+    rule: str
+    patience: int
+    oof: pd.DataFrame  # candidate, fold, row, y, probability: written to oof.parquet, not cv.json
+    fold_rows: list[np.ndarray]
+    final_weights: list[np.ndarray] | None = None  # holdout: the winner's fit at its best epoch
+    final_preprocessor: Any = None
 
     def to_json(self) -> dict[str, Any]:
+        method = ("the search's validation part (holdout), spread over 5 disjoint parts of it"
+                  if self.rule == "holdout" else "stratified k-fold on the non-test rows")
         return {
-            "method": "stratified k-fold on the non-test rows",
+            "method": method,
+            "rule": self.rule,
             "folds": self.folds,
             "repeats": self.repeats,
-            "epochs_rule": EPOCHS_RULE,
+            "patience": self.patience,
+            "epochs_rule": EPOCHS_RULE.format(patience=self.patience),
             "tie_rule": TIE_RULE,
             "winner": self.winner.trial_id,
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
-            "fold_rows": self.fold_rows,
             "candidates": self.candidates,
         }
 
@@ -71,73 +106,163 @@ def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: lis
         Candidate(
             str(row["trial_id"]),
             resolve_config({**fixed, **{k: row[k] for k in searched}}),
-            max(1, int(row["best_epoch"])),
+            max(1, int(math.ceil(float(row["best_epoch"])))),
         )
         for row in ranked.to_dict("records")
     ]
 
 
-def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, folds: int,
-                   repeats: int, seed: int, compute: Compute, threshold: float | None,
-                   max_epochs: int, threshold_rule: str = "auto") -> CvSummary:
-    """Score every candidate on the same folds, in parallel Ray tasks; pick the winner and its threshold."""
-    import ray
+def patience_for(max_epochs: float) -> int:
+    """Epochs without a better held-out score after which a CV fit stops: a sixth of a full trial, at least 4."""
+    return max(4, int(math.ceil(max_epochs / 6)))
+
+
+def fold_plan(table: Table, splits: Splits, rule: str, folds: int, repeats: int,
+              seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, held-out rows) of each fold, as row numbers of the table."""
     from sklearn.model_selection import RepeatedStratifiedKFold
 
+    if rule == "holdout":
+        return [(splits.train, splits.val)]
     rows = np.sort(np.concatenate([splits.train, splits.val]))
-    y = table.y[rows]
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    fold_plan = list(splitter.split(rows, y))
-    encoded = [_encode_fold(table, rows[tr], rows[va]) for tr, va in fold_plan]
-    remote_fit = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(fit_and_predict)
-    data_refs = [(ray.put(x_tr), ray.put(x_va)) for x_tr, x_va in encoded]
-    futures = {
-        (c, f): remote_fit.remote(cand.hyperparameters, data_refs[f][0], y[tr].astype(np.float32),
-                                  data_refs[f][1], max_epochs, seed + f, compute)
-        for c, cand in enumerate(candidates) for f, (tr, _) in enumerate(fold_plan)
-    }
-    outputs = dict(zip(futures, ray.get(list(futures.values())), strict=True))
+    return [(rows[tr], rows[va]) for tr, va in splitter.split(rows, table.y[rows])]
 
-    summaries = []
+
+def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, rule: str,
+                   folds: int, repeats: int, seed: int, compute: Compute, threshold: float | None,
+                   max_epochs: int, deadline: float, threshold_rule: str = "auto",
+                   on_progress: Callable[[FitProgress], None] | None = None) -> CvSummary:
+    """Score every candidate on the same folds, in parallel Ray tasks; pick the winner and its threshold.
+
+    Raises KeyboardInterrupt (after cancelling the running fits) when stopped.
+    """
+    plan = fold_plan(table, splits, rule, folds, repeats, seed)
+    patience = patience_for(max_epochs)
+    outputs, preprocessors = _run_fits(table, plan, candidates, metric, seed, compute, max_epochs, patience,
+                                       deadline, keep_weights=rule == "holdout", on_progress=on_progress)
+    summaries, oof_frames = [], []
     for c, cand in enumerate(candidates):
-        epochs = _cv_epochs([(y[va], outputs[(c, f)]["probability"]) for f, (_, va) in enumerate(fold_plan)], metric)
-        oof_sum, oof_n = np.zeros(len(rows)), np.zeros(len(rows))
-        fold_scores = []
-        for f, (_, va) in enumerate(fold_plan):
-            out = outputs[(c, f)]
-            probability = out["probability"][epochs - 1]
-            oof_sum[va] += probability
-            oof_n[va] += 1
-            fold_scores.append({"fold": f % folds, "repeat": f // folds, **score_all(y[va], probability),
-                                "started": out["started"], "ended": out["ended"], "node": out["node"]})
-        scores = pd.DataFrame(fold_scores)
-        summaries.append({
-            "trial_id": cand.trial_id,
-            "hyperparameters": cand.hyperparameters,
-            "epochs": epochs,
-            "search_best_epoch": cand.epochs,
-            "mean": {m: float(scores[m].mean()) for m in METRICS},
-            "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS},
-            "fold_scores": fold_scores,
-            "oof": {"row": rows.tolist(), "y": y.tolist(), "probability": (oof_sum / oof_n).tolist()},
-        })
+        summary, oof = _summarise(cand, [outputs[(c, f)] for f in range(len(plan))], plan, table.y, metric, rule,
+                                  folds)
+        summaries.append(summary)
+        oof_frames.append(oof.assign(candidate=cand.trial_id))
     best = _winner(summaries, metric)
-    oof = summaries[best]["oof"]
+    oof = oof_frames[best]
     if threshold is None:
-        threshold, rule = choose_threshold(np.array(oof["y"]), np.array(oof["probability"]),
-                                           metric if threshold_rule == "auto" else threshold_rule)
+        threshold, rule_text = choose_threshold(oof["y"].to_numpy(), oof["probability"].to_numpy(),
+                                                metric if threshold_rule == "auto" else threshold_rule)
     else:
-        rule = "fixed by --threshold"
-    fold_rows = [rows[va].tolist() for _, va in fold_plan]
+        rule_text = "fixed by --threshold"
     winner = Candidate(candidates[best].trial_id, candidates[best].hyperparameters, summaries[best]["epochs"])
-    return CvSummary(summaries, winner, float(threshold), rule, folds, repeats, fold_rows)
+    final_weights = outputs[(best, 0)]["weights"] if rule == "holdout" else None
+    return CvSummary(summaries, winner, float(threshold), rule_text, len(plan) // repeats if rule == "kfold" else 1,
+                     repeats if rule == "kfold" else 1, rule, patience,
+                     pd.concat(oof_frames, ignore_index=True), [va for _, va in plan], final_weights,
+                     preprocessors.get(0) if rule == "holdout" else None)
 
 
-def _cv_epochs(folds: list[tuple[np.ndarray, np.ndarray]], metric: str) -> int:
-    """The epoch (1-based) at which the mean fold score peaks; ties go to the earlier epoch."""
-    n_epochs = min(len(p) for _, p in folds)
-    curve = np.array([np.mean([score_all(y, p[e])[metric] for y, p in folds]) for e in range(n_epochs)])
-    return int(np.argmax(curve) if METRICS[metric] == "max" else np.argmin(curve)) + 1
+def _run_fits(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], candidates: list[Candidate], metric: str,
+              seed: int, compute: Compute, max_epochs: int, patience: int, deadline: float, *, keep_weights: bool,
+              on_progress: Callable[[FitProgress], None] | None) -> tuple[dict[tuple[int, int], dict], dict]:
+    """Every (candidate, fold) fit as a Ray task; folds are encoded as slots free up, not all at once."""
+    import ray
+
+    remote_fit = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus, max_retries=1)(fit_and_predict)
+    total = len(candidates) * len(plan)
+    pending: dict[Any, tuple[int, int]] = {}
+    alive: dict[int, int] = {}  # fold -> its unfinished fits (its encoded arrays live while any runs)
+    outputs: dict[tuple[int, int], dict] = {}
+    preprocessors: dict[int, Any] = {}
+    durations: list[float] = []
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(compute.cpus, 1e-9)))
+    next_fold = 0
+    try:
+        while len(outputs) < total:
+            while next_fold < len(plan) and len(alive) < FOLDS_IN_FLIGHT:
+                train_rows, eval_rows = plan[next_fold]
+                pre, x_tr, x_va = encode_fold(table, train_rows, eval_rows)
+                if keep_weights:
+                    preprocessors[next_fold] = pre
+                refs = ray.put(x_tr), ray.put(x_va)
+                del x_tr, x_va
+                for c, cand in enumerate(candidates):
+                    ref = remote_fit.remote(cand.hyperparameters, refs[0], table.y[train_rows].astype(np.float32),
+                                            refs[1], table.y[eval_rows], max_epochs, seed + next_fold, compute,
+                                            metric, patience, deadline, keep_weights)
+                    pending[ref] = (c, next_fold)
+                alive[next_fold] = len(candidates)
+                next_fold += 1
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            for ref in ready:
+                c, f = pending.pop(ref)
+                outputs[(c, f)] = ray.get(ref)
+                durations.append(outputs[(c, f)]["ended"] - outputs[(c, f)]["started"])
+                alive[f] -= 1
+                if not alive[f]:
+                    del alive[f]
+            if on_progress is not None:
+                left = None
+                if durations:
+                    left = min(max(0.0, deadline - time.time()),
+                               float(np.mean(durations)) * math.ceil((total - len(outputs)) / slots))
+                on_progress(FitProgress("cv", len(outputs), total, left, metric=metric))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return outputs, preprocessors
+
+
+def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],
+               y_all: np.ndarray, metric: str, rule: str, folds: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One candidate's CV result: its epochs, fold scores at those epochs, mean and spread."""
+    usable = [(f, out) for f, out in enumerate(outs) if not out["diverged"]]
+    diverged = len(outs) - len(usable)
+    epochs = _cv_epochs([out["scores"] for _, out in usable], metric) if usable else 1
+    fold_scores, frames = [], []
+    for f, out in usable:
+        _, eval_rows = plan[f]
+        probability = out["probability"][min(epochs, len(out["probability"])) - 1]
+        y = y_all[eval_rows]
+        frames.append(pd.DataFrame({"fold": f, "row": eval_rows, "y": y, "probability": probability}))
+        info = {"started": out["started"], "ended": out["ended"], "node": out["node"],
+                "epochs_trained": len(out["probability"]), "stopped": out["stopped"]}
+        if rule == "holdout":
+            fold_scores += [{"fold": part, "repeat": 0, **score_all(y[idx], probability[idx]), **info}
+                            for part, idx in enumerate(holdout_parts(y))]
+        else:
+            fold_scores.append({"fold": f % folds, "repeat": f // folds, **score_all(y, probability), **info})
+    scores = pd.DataFrame(fold_scores)
+    summary = {
+        "trial_id": cand.trial_id,
+        "hyperparameters": cand.hyperparameters,
+        "epochs": epochs,
+        "search_best_epoch": cand.epochs,
+        "diverged_folds": diverged,
+        "mean": {m: float(scores[m].mean()) if len(scores) else float("nan") for m in METRICS},
+        "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS},
+        "fold_scores": fold_scores,
+    }
+    oof = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fold", "row", "y", "probability"])
+    return summary, oof
+
+
+def holdout_parts(y: np.ndarray, parts: int = HOLDOUT_PARTS, seed: int = 0) -> list[np.ndarray]:
+    """Disjoint stratified parts of the held-out rows (positions), for a spread of the holdout score."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=parts, shuffle=True, random_state=seed)
+    return [idx for _, idx in splitter.split(np.zeros(len(y)), y)]
+
+
+def _cv_epochs(curves: list[list[float]], metric: str) -> int:
+    """The epoch (1-based) at which the mean fold score peaks; ties go to the earlier epoch. A fold that
+    stopped early (patience, deadline) counts with its last score for the epochs it did not train."""
+    longest = max(len(c) for c in curves)
+    padded = np.array([list(c) + [c[-1]] * (longest - len(c)) for c in curves], dtype=float)
+    mean = padded.mean(axis=0)
+    return int(np.argmax(mean) if METRICS[metric] == "max" else np.argmin(mean)) + 1
 
 
 def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple[float, str]:
@@ -145,9 +270,21 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple
     (and metrics), else Youden's J (``youden``; the rule for ``roc_auc`` and ``log_loss``)."""
     from sklearn.metrics import roc_curve
 
-    candidates = np.unique(np.clip(probability, 0, 1))
     if rule in ("accuracy", "f1"):
-        scores = [score_all(y, probability, t)[rule] for t in candidates]
+        # every distinct probability as a threshold, counted at once on the sorted rows
+        p = np.clip(np.asarray(probability, dtype=np.float64), 0, 1)
+        y = np.asarray(y).astype(np.int64)
+        order = np.argsort(p, kind="stable")
+        p_sorted, positives_from = p[order], np.concatenate([np.cumsum(y[order][::-1])[::-1], [0]])
+        candidates = np.unique(p_sorted)
+        first = np.searchsorted(p_sorted, candidates, side="left")  # rows at or above each threshold start here
+        tp = positives_from[first]
+        predicted = len(p) - first
+        fp, fn = predicted - tp, y.sum() - tp
+        if rule == "accuracy":
+            scores = (len(p) - fp - fn) / len(p)
+        else:
+            scores = np.where(tp > 0, 2 * tp / np.maximum(1, 2 * tp + fp + fn), 0.0)
         return float(candidates[int(np.argmax(scores))]), f"maximises out-of-fold {rule}"
     fpr, tpr, thresholds = roc_curve(y, probability)
     best = int(np.argmax(tpr - fpr))
@@ -155,59 +292,123 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple
 
 
 def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray,
-                    epochs: int, seed: int, compute: Compute) -> dict[str, Any]:
-    """Train one network for ``epochs``; its probabilities on ``x_eval`` after each epoch (a Ray task)."""
+                    y_eval: np.ndarray, max_epochs: int, seed: int, compute: Compute, metric: str, patience: int,
+                    deadline: float, keep_weights: bool = False) -> dict[str, Any]:
+    """Train one network (a Ray task), scoring ``x_eval`` after every epoch, until its score has not
+    improved for ``patience`` epochs, ``max_epochs`` pass, or the next epoch would end past ``deadline``.
+
+    Returns the probabilities after each epoch (epochs x rows, float32), the scores, why it stopped,
+    and with ``keep_weights`` the network's weights at its best epoch.
+    """
     import ray
 
     from search.trainable import fit_network, use_backend
 
     device = use_backend(compute)
     started = time.time()
-    curve = fit_network(config, x_train, y_train, epochs, seed, x_eval=x_eval,
-                        mixed_precision=compute.mixed_precision)
+    curve: list[np.ndarray] = []
+    scores: list[float] = []
+    kept: dict[str, Any] = {"best": None, "at": 0, "weights": None, "stopped": "max_epochs", "diverged": False}
+    last = [started]
+
+    def on_epoch(epoch: int, probability: np.ndarray | None, weights: Callable[[], list[np.ndarray]]) -> bool:
+        now = time.time()
+        took, last[0] = now - last[0], now
+        if probability is None or not np.all(np.isfinite(probability)):
+            kept.update(stopped="diverged", diverged=not curve)
+            return False
+        curve.append(probability.astype(np.float32))
+        scores.append(score_all(y_eval, probability)[metric])
+        if kept["best"] is None or is_better(scores[-1], kept["best"], metric):
+            kept.update(best=scores[-1], at=epoch)
+            if keep_weights:
+                kept["weights"] = weights()
+        if epoch - kept["at"] >= patience:
+            kept["stopped"] = "patience"
+            return False
+        if now + took > deadline:
+            kept["stopped"] = "deadline"
+            return False
+        return True
+
+    fit_network(config, x_train, y_train, max_epochs, seed, x_eval=x_eval, mixed_precision=compute.mixed_precision,
+                on_epoch=on_epoch)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    return {"probability": np.nan_to_num(curve, nan=0.5), "started": started, "ended": time.time(), "node": node,
-            "device": device}
+    return {"probability": np.stack(curve) if curve else np.zeros((0, len(y_eval)), np.float32), "scores": scores,
+            "weights": kept["weights"], "stopped": kept["stopped"], "diverged": kept["diverged"],
+            "started": started, "ended": time.time(), "node": node, "device": device}
 
 
 def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-              compute: Compute) -> Any:
+              compute: Compute, deadline: float) -> tuple[Any, int]:
     """The winner trained on all non-test rows in a Ray task with a trial's resources (its GPU share,
-    its precision); returned as a float32 network built in the driver, for the export."""
+    its precision); returned as a float32 network built in the driver, for the export, with the epochs
+    it trained (fewer than ``epochs`` when the next one would have ended past ``deadline``)."""
     import ray
 
+    remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(train_weights)
+    ref = remote.remote(config, x, y, epochs, seed, compute, deadline)
+    try:
+        while True:
+            ready, _ = ray.wait([ref], timeout=2.0)
+            if ready:
+                break
+    except BaseException:
+        ray.cancel(ref, force=True)
+        raise
+    weights, trained = ray.get(ref)
+    return network_with(config, x.shape[1], weights), trained
+
+
+def network_with(config: dict[str, Any], n_features: int, weights: list[np.ndarray]) -> Any:
+    """A float32 network of ``config`` holding ``weights`` (whatever precision trained them)."""
     from search.model import build_network
 
-    remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(train_weights)
-    weights = ray.get(remote.remote(config, x, y, epochs, seed, compute))
-    network = build_network(config, x.shape[1], compiled=False)  # float32, whatever the trials used
+    network = build_network(config, n_features, compiled=False)
     network.set_weights(weights)
     return network
 
 
 def train_weights(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                  compute: Compute) -> list[np.ndarray]:
-    """Fit one network (a Ray task); its weights as NumPy arrays (float32 under mixed precision too)."""
+                  compute: Compute, deadline: float = math.inf) -> tuple[list[np.ndarray], int]:
+    """Fit one network (a Ray task); its weights as NumPy arrays (float32 under mixed precision too)
+    and the epochs it trained."""
     from search.trainable import fit_network, use_backend
 
     use_backend(compute)
-    model = fit_network(config, x, y, epochs, seed, mixed_precision=compute.mixed_precision)
-    return [np.asarray(w) for w in model.get_weights()]
+    trained, last = [0], [time.time()]
+
+    def on_epoch(epoch: int, _: Any, __: Any) -> bool:
+        now = time.time()
+        took, last[0] = now - last[0], now
+        trained[0] = epoch + 1
+        return now + took <= deadline
+
+    model = fit_network(config, x, y, epochs, seed, mixed_precision=compute.mixed_precision, on_epoch=on_epoch)
+    return [np.asarray(w) for w in model.get_weights()], trained[0]
 
 
-def _encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The preprocessing fitted on ``train_rows`` alone, and both parts encoded with it."""
     from search.preprocess import build_preprocessor, encode, fit_stats
 
     train = table.features.iloc[train_rows]
     pre = build_preprocessor(fit_stats(train, table.schema), table.schema)
-    return encode(pre, train, table.schema), encode(pre, table.features.iloc[eval_rows], table.schema)
+    return pre, encode(pre, train, table.schema), encode(pre, table.features.iloc[eval_rows], table.schema)
 
 
 def _winner(summaries: list[dict[str, Any]], metric: str) -> int:
+    """The best mean CV metric among candidates without a diverged fold; the smaller network on a tie."""
+    from search.errors import SearchError
+
     sign = 1 if METRICS[metric] == "max" else -1
+    sound = [i for i, s in enumerate(summaries) if not s["diverged_folds"]]
+    if not sound:
+        raise SearchError(f"every CV candidate diverged on at least one fold ({len(summaries)} candidates). "
+                          f"Lower the space's learning_rate bounds, or check the data for extreme values.")
 
     def key(i: int) -> tuple[float, int]:
         h = summaries[i]["hyperparameters"]
-        return (-sign * round(summaries[i]["mean"][metric], 4), int(h["depth"]) * int(h["width"]))
+        return (-sign * round(summaries[i]["mean"][metric], 4), int(h.get("depth", 1)) * int(h.get("width", 1)))
 
-    return min(range(len(summaries)), key=key)
+    return min(sound, key=key)

@@ -18,7 +18,6 @@ from search.errors import SpecError
 from search.metrics import DEFAULT_METRIC, METRICS
 from search.space import DEFAULT_SPACE
 
-DEFAULT_MAX_EPOCHS = 60
 TINY_TABLE_ROWS = 300
 TINY_TABLE_REPEATS = 3
 SKEWED_SHARE = 0.3
@@ -41,7 +40,7 @@ class RunSpec(BaseModel):
     metric: str = DEFAULT_METRIC
     samples: int = Field(40, ge=1)
     max_epochs: int | None = Field(None, ge=1)
-    grace_period: int = Field(4, ge=1)
+    grace_period: float | None = Field(None, gt=0)
     reduction_factor: float = Field(3.0, gt=1)
     searcher: Literal["random", "optuna"] = "random"
     seed: int = Field(0, ge=0)
@@ -52,7 +51,7 @@ class RunSpec(BaseModel):
     test_size: float = Field(0.2, ge=0, le=0.5)
     val_size: float = Field(0.2, ge=0.05, le=0.5)
     top_k: int = Field(3, ge=1)
-    folds: int = Field(5, ge=2, le=50)
+    folds: int | None = Field(None, ge=2, le=50)
     repeats: int | None = Field(None, ge=1, le=20)
     class_weight: Literal["auto", "balanced", "none"] = "auto"
     threshold: float | None = Field(None, ge=0, le=1)
@@ -99,10 +98,6 @@ class RunSpec(BaseModel):
         stem = self.data.removeprefix(BUILTIN_PREFIX)
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(stem).stem) or "data"
         return f"{stem}-{stamp}"
-
-    def epochs(self, space_fixed: dict[str, Any]) -> int:
-        """``--max-epochs``, else the space's ``fixed.epochs``, else the default."""
-        return int(self.max_epochs or space_fixed.get("epochs", DEFAULT_MAX_EPOCHS))
 
     def cv_repeats(self, rows: int) -> int:
         """``--repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""

@@ -13,6 +13,7 @@ or resumed trial continues.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -47,11 +48,16 @@ class TrialData:
     x_val: np.ndarray
     y_val: np.ndarray
     metric: str
-    max_epochs: int
+    max_epochs: float
     seed: int
     fixed: dict[str, Any]
     checkpoint_every: int = 0
     compute: Compute = Compute()
+    reports_per_epoch: int = 1  # a trial reports (and ASHA decides) this many times per epoch
+
+    @property
+    def max_reports(self) -> int:
+        return int(math.ceil(self.max_epochs * self.reports_per_epoch - 1e-9))
 
 
 STATE_FILE = "state.npz"
@@ -71,12 +77,13 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         model = build_network(resolved, data.x_train.shape[1], seed=data.seed)
         start = _restore_state(model)
         batch_size = int(resolved["batch_size"])
-        x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size, data.seed)
+        chunks = data.reports_per_epoch if data.compute.backend == "jax" else 1
+        x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size * chunks, data.seed)
         weights = class_weights(resolved, y_train)
         if data.compute.backend == "jax":
             _train_jax_trial(model, x_train, y_train, batch_size, weights, start, data, device)
             return
-        model.fit(x_train, y_train, batch_size=batch_size, initial_epoch=start, epochs=data.max_epochs,
+        model.fit(x_train, y_train, batch_size=batch_size, initial_epoch=start, epochs=data.max_reports,
                   class_weight=weights, shuffle=True, verbose=0, callbacks=[_EpochReporter(data, start, device)])
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
@@ -87,23 +94,26 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
 
 def _train_jax_trial(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, weights: dict[int, float] | None,
                      start: int, data: TrialData, device: str) -> None:
-    """The trial's epochs on JAX, each one compiled call (search/epochs.py), scored and reported."""
-    from search.epochs import EpochRunner
+    """The trial's epochs on JAX, each one compiled call per report (search/epochs.py), scored and reported."""
+    from search.epochs import TRIAL_EPOCHS_EXPECTED, EpochRunner
 
-    runner = EpochRunner(model, x, y, batch_size, data.seed, weights, x_eval=data.x_val)
-    for epoch in range(start, data.max_epochs):
+    per_epoch = data.reports_per_epoch
+    runner = EpochRunner(model, x, y, batch_size, data.seed, weights, x_eval=data.x_val, chunks=per_epoch,
+                         epochs_expected=min(TRIAL_EPOCHS_EXPECTED, data.max_epochs))
+    for report in range(start, data.max_reports):
         began = time.perf_counter()
-        loss = runner.train_epoch(epoch)
+        loss = runner.train_chunk(report // per_epoch, report % per_epoch)
         train_seconds = time.perf_counter() - began  # compile and validation included
-        if not _score_and_report(data, loss, runner.evaluated, epoch + 1, start, device, train_seconds,
+        if not _score_and_report(data, loss, runner.evaluated, report + 1, start, device, train_seconds,
                                  model, save=runner.to_model):
             return
 
 
 def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, done: int, start: int, device: str,
                       train_seconds: float, model: Any, save: Callable[[], Any] = lambda: None) -> bool:
-    """Score the validation rows after epoch ``done`` and report it (with a checkpoint every
-    ``checkpoint_every`` epochs; ``save`` first brings the model's variables up to date).
+    """Score the validation rows after report ``done`` and report it, with the epochs trained so far
+    (ASHA's time unit), and a checkpoint every ``checkpoint_every`` epochs (``save`` first brings the
+    model's variables up to date).
     Returns whether training goes on: not after a NaN or infinite loss or prediction."""
     import keras
 
@@ -117,9 +127,10 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
     else:
         scores = score_all(data.y_val, probability)
         scores.update(loss=loss, diverged=0)
-        every = data.checkpoint_every
-        checkpoint = bool(every) and done % every == 0 and done < data.max_epochs
-    scores.update(restored_from=start, errored=0, node_id=_node_id(), train_seconds=train_seconds, device=device,
+        every = data.checkpoint_every * data.reports_per_epoch
+        checkpoint = bool(every) and done % every == 0 and done < data.max_reports
+    scores.update(epoch=done / data.reports_per_epoch, restored_from=start, errored=0, node_id=_node_id(),
+                  train_seconds=train_seconds, device=device,
                   compute_dtype=model.layers[1].compute_dtype, backend=keras.backend.backend())
     if pause:
         time.sleep(pause)
@@ -129,12 +140,17 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
     return keep_going
 
 
-def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                x_eval: np.ndarray | None = None, mixed_precision: bool = False) -> Any:
-    """Train a fresh network for ``epochs`` (the CV and final fits).
+EpochHook = Callable[[int, "np.ndarray | None", Callable[[], list[np.ndarray]]], bool]
 
-    Returns the model; with ``x_eval``, instead its probabilities on ``x_eval`` after every epoch
-    (an ``epochs x rows`` array), from which CV picks the number of epochs.
+
+def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+                x_eval: np.ndarray | None = None, mixed_precision: bool = False,
+                on_epoch: EpochHook | None = None) -> Any:
+    """Train a fresh network for up to ``epochs`` (the CV and final fits); returns the model.
+
+    After every epoch, ``on_epoch(epoch, p, weights)`` gets P(class 1) on ``x_eval`` (None without
+    it) and a function that returns the network's weights now; it returns whether to go on (the CV
+    stage's patience and deadlines).
     """
     import keras
 
@@ -147,23 +163,26 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     batch_size = int(resolved["batch_size"])
     x, y = whole_batches(x, y, batch_size, seed)
     weights = class_weights(resolved, y)
-    curve: list[np.ndarray] = []
     if keras.backend.backend() == "jax":
         from search.epochs import EpochRunner
 
         runner = EpochRunner(model, x, y, batch_size, seed, weights, epochs_expected=epochs, x_eval=x_eval)
         for epoch in range(epochs):
             runner.train_epoch(epoch)
-            if x_eval is not None:
-                curve.append(runner.evaluated)
-        return runner.to_model() if x_eval is None else np.stack(curve)
-    callbacks = []
-    if x_eval is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: curve.append(np.asarray(model(x_eval, training=False)).ravel())))
+            if on_epoch is not None and not on_epoch(epoch, runner.evaluated,
+                                                     lambda: [np.asarray(w) for w in runner.to_model().get_weights()]):
+                break
+        return runner.to_model()
+
+    def after_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
+        probability = None if x_eval is None else np.asarray(model(x_eval, training=False)).ravel()
+        weights = lambda: [np.asarray(w) for w in model.get_weights()]  # noqa: E731
+        if on_epoch is not None and not on_epoch(epoch, probability, weights):
+            model.stop_training = True
+
     model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=weights, shuffle=True, verbose=0,
-              callbacks=callbacks)
-    return model if x_eval is None else np.stack(curve)
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=after_epoch)])
+    return model
 
 
 def seed_rngs(seed: int) -> None:
@@ -197,7 +216,8 @@ def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> t
 
     A last, smaller batch has another shape, and every new shape costs one more trace (TensorFlow)
     or compile (JAX) per model: that was half of a new model's first epoch. At most
-    ``batch_size - 1`` rows are repeated, chosen once per fit.
+    ``batch_size - 1`` rows are repeated, chosen once per fit (``batch_size`` x the parts an epoch is
+    trained in, for a trial that reports fractions of an epoch).
     """
     n = len(x)
     missing = (-n) % batch_size if n > batch_size else 0

@@ -84,8 +84,15 @@ def run_trials(
     data: TrialData,
     run_dir: Path,
     on_progress: Callable[[Progress], None] | None = None,
+    *,
+    grace_period: float,
+    deadline: float,
 ) -> pd.DataFrame:
-    """Run the search and return the trial table (one row per trial, see :func:`trial_table`).
+    """Run the search until its trials are done or ``deadline`` (clock time) passes, and return the
+    trial table (one row per trial, see :func:`trial_table`).
+
+    ASHA's time unit is the epoch, in fractions on big tables (a trial reports
+    ``data.reports_per_epoch`` times an epoch), so a rung is an amount of training work.
 
     Raises:
         Interrupted: the search was stopped (Ctrl-C); its state is in ``run_dir`` for :func:`resume_trials`.
@@ -96,11 +103,12 @@ def run_trials(
     from search.callbacks import FaultLog, ProgressCallback
 
     scheduler = ASHAScheduler(
-        time_attr="training_iteration",
+        time_attr="epoch",
         max_t=data.max_epochs,
-        grace_period=min(spec.grace_period, data.max_epochs),
+        grace_period=min(grace_period, data.max_epochs),
         reduction_factor=spec.reduction_factor,
     )
+    budget = max(1.0, deadline - time.time())
     tuner = tune.Tuner(
         _trainable(spec, data),
         param_space=to_ray_space(space),
@@ -111,7 +119,7 @@ def run_trials(
             search_alg=_searcher(spec),
             num_samples=spec.samples,
             reuse_actors=True,
-            time_budget_s=spec.time_budget,
+            time_budget_s=budget,
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT_DIR,
@@ -123,7 +131,7 @@ def run_trials(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-    return _fit(tuner, spec, space, data, run_dir, on_progress)
+    return _fit(tuner, spec, space, data, run_dir, on_progress, budget)
 
 
 def resume_trials(
@@ -133,7 +141,8 @@ def resume_trials(
     run_dir: Path,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> pd.DataFrame:
-    """Continue an interrupted search from its experiment folder: finished trials stay, the rest go on."""
+    """Continue an interrupted search from its experiment folder: finished trials stay, the rest go on
+    (with the search's time budget as it was recorded: Tune counts the time already spent)."""
     from ray import tune
 
     tuner = tune.Tuner.restore(
@@ -142,7 +151,7 @@ def resume_trials(
         resume_unfinished=True,
         resume_errored=True,  # trials Ray gave up on (lost nodes) continue from their checkpoints
     )
-    return _fit(tuner, spec, space, data, run_dir, on_progress)
+    return _fit(tuner, spec, space, data, run_dir, on_progress, None)
 
 
 def _loggers() -> list[Any]:
@@ -171,17 +180,20 @@ def _trainable(spec: RunSpec, data: TrialData) -> Any:
 
 
 def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path,
-         on_progress: Callable[[Progress], None] | None) -> pd.DataFrame:
+         on_progress: Callable[[Progress], None] | None, budget: float | None) -> pd.DataFrame:
     from search import callbacks
+
+    from search import signals
 
     callbacks.attach(run_dir, on_progress)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # see _loggers; read when fit starts Tune's loop
     started = time.time()
     try:
-        grid = tuner.fit()
+        with signals.sigint_handler_kept():  # Tune leaves its own in place, and a Ctrl-C after the search did nothing
+            grid = tuner.fit()
     finally:
         callbacks.attach(run_dir, None)
-    finished = _interrupted_at(run_dir, spec, time.time() - started)
+    finished = _interrupted_at(run_dir, spec, time.time() - started, budget)
     if finished is not None:
         raise Interrupted(f"the search was stopped with {finished} of {spec.samples} trials finished.", run_dir)
     table = trial_table(grid, data, space, read_faults(run_dir))
@@ -189,16 +201,21 @@ def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path
     return table
 
 
-def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float) -> int | None:
-    """The number of trials finished, if the search was stopped early; None when it ran to its end.
+def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float, budget: float | None) -> int | None:
+    """The number of trials finished, if the search was stopped early; None when it ran to its end
+    or to its time budget (``budget``; None for a resumed search, whose budget Tune kept).
 
     Ray Tune returns from ``fit`` normally on Ctrl-C: unfinished or missing trials tell it apart.
     """
     from ray.tune import ExperimentAnalysis
 
+    from search.signals import stop_requested
+
     trials = ExperimentAnalysis(str(run_dir / EXPERIMENT_DIR)).trials
+    if stop_requested():
+        return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     unfinished = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
-    out_of_time = spec.time_budget is not None and elapsed >= spec.time_budget * 0.95
+    out_of_time = budget is None or elapsed >= budget * 0.95
     if unfinished or (len(trials) < spec.samples and not out_of_time):
         return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     return None
@@ -231,14 +248,14 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
         history = result.metrics_dataframe
         row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name}
         row.update({name: _plain((result.config or {}).get(name)) for name in space.params})
-        epochs = int(metrics.get("training_iteration") or 0)
+        epochs = float(metrics.get("epoch") or metrics.get("training_iteration") or 0)
         best = best_epoch = last = np.nan
         if history is not None and data.metric in history and len(history):
             history = history.drop_duplicates("training_iteration", keep="last")
             values = history[data.metric].to_numpy(dtype=float)
             pick = np.nanargmax(values) if METRICS[data.metric] == "max" else np.nanargmin(values)
             best, last = float(values[pick]), float(values[-1])
-            best_epoch = int(history["training_iteration"].iloc[pick])
+            best_epoch = float(history["epoch" if "epoch" in history else "training_iteration"].iloc[pick])
         error = _first_line(result.error)
         if result.error is not None or metrics.get("errored"):
             status = "errored"
@@ -247,7 +264,7 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
         elif metrics.get("diverged"):
             status = "diverged"
             best = best_epoch = last = np.nan
-        elif epochs >= data.max_epochs:
+        elif epochs >= data.max_epochs - 1e-9:
             status = "completed"
         else:
             status = "stopped early"
@@ -278,8 +295,10 @@ def epoch_history(run_dir: Path, metric: str) -> pd.DataFrame:
             df = pd.read_csv(progress)
         except (pd.errors.EmptyDataError, OSError):
             continue
-        keep = [c for c in ("trial_id", "training_iteration", *METRICS, "loss", "train_seconds") if c in df]
-        frames.append(df[keep].rename(columns={"training_iteration": "epoch"}))
+        if "epoch" not in df and "training_iteration" in df:  # written before epochs were reported in fractions
+            df = df.rename(columns={"training_iteration": "epoch"})
+        keep = [c for c in ("trial_id", "epoch", *METRICS, "loss", "train_seconds") if c in df]
+        frames.append(df[keep])
     if not frames:
         return pd.DataFrame(columns=["trial_id", "epoch", metric])
     # A trial continued from a checkpoint repeats the epochs after it: the later rows count.
@@ -292,7 +311,10 @@ def ray_session(spec: RunSpec) -> Iterator[None]:
     """A Ray session for the search and the retrain; stopped on exit if this process started it."""
     import ray
 
+    from search import signals
+
     started_here = _start_ray(spec)
+    signals.install()  # again: ray.init put Ray's own SIGTERM handler in place
     devices_before = keep_driver_off_gpus()
     try:
         _check_trials_fit(spec)

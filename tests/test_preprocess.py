@@ -26,9 +26,10 @@ def shifted_table(tmp_path):
 
 def test_encoding_uses_training_statistics_only(tmp_path):
     spec, table, splits = shifted_table(tmp_path)
+    from search.pipeline import plan_for
     from search.space import load_space
 
-    data = encode_for_trials(spec, load_space("default"), table, splits)
+    data = encode_for_trials(spec, plan_for(spec, load_space("default"), splits), table, splits)
     alpha_train, alpha_val = data.x_train[:, 0], data.x_val[:, 0]
     assert abs(alpha_train.mean()) < 1e-5 and abs(alpha_train.std() - 1) < 1e-3
     assert alpha_val.mean() > 50  # standardised with the training mean, so the shift stays visible
