@@ -31,8 +31,10 @@ ROWS_PER_REPORT = 100_000
 # the standard error of a ROC AUC on 20,000 rows is about 0.003, below the gaps ASHA acts on, and
 # scoring 40,000 rows after every report would cost a third of the training on big tables.
 SEARCH_EVAL_ROWS = 20_000
-# CV: above this many validation rows the search's own validation part is scored instead of k folds
-# (see bench/cv_noise.py: the spread of a fold's ROC AUC falls as 1/sqrt(rows), to 0.004 at 20,000).
+# CV: above this many validation rows the search's own validation part is scored instead of k folds.
+# The spread of one held-out ROC AUC falls as 1/sqrt(rows): 0.025 at 500 rows, 0.006 at 10,000,
+# 0.003-0.004 at 20,000 (python -m bench.cv_noise; bench/results/cv-noise-20261201T220758.md), under
+# the gaps between configurations a search acts on; k folds would cost k fits for that.
 HOLDOUT_ROWS = 20_000
 
 # Without --time-budget, a run gets this much time: a fixed part plus a part per non-test row,

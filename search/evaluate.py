@@ -60,7 +60,9 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
                 folds.append(fold)
                 if on_fold:
                     on_fold(k, fold)
-        baselines = score_baselines(table, np.arange(table.n_rows), [f["rows"] for f in folds], np.array([], int))
+        everything = np.arange(table.n_rows)
+        plan = [(np.setdiff1d(everything, f["rows"]), np.asarray(f["rows"])) for f in folds]
+        baselines = score_baselines(table, plan, np.array([], int))
         summary = summarise(spec, table, folds, baselines, outer_folds, time.time() - started)
         results.write_json(partial / EVALUATION, summary)
         results.write_text(partial / EVALUATION_MD, to_markdown(summary))

@@ -189,7 +189,7 @@ def _run_fits(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], candidate
                 for c, cand in enumerate(candidates):
                     ref = remote_fit.remote(cand.hyperparameters, refs[0], table.y[train_rows].astype(np.float32),
                                             refs[1], table.y[eval_rows], max_epochs, seed + next_fold, compute,
-                                            metric, patience, deadline, keep_weights)
+                                            metric, patience, deadline, keep_weights, next_fold > 0)
                     pending[ref] = (c, next_fold)
                 alive[next_fold] = len(candidates)
                 next_fold += 1
@@ -217,8 +217,9 @@ def _run_fits(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], candidate
 def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],
                y_all: np.ndarray, metric: str, rule: str, folds: int) -> tuple[dict[str, Any], pd.DataFrame]:
     """One candidate's CV result: its epochs, fold scores at those epochs, mean and spread."""
-    usable = [(f, out) for f, out in enumerate(outs) if not out["diverged"]]
-    diverged = len(outs) - len(usable)
+    usable = [(f, out) for f, out in enumerate(outs) if not out["diverged"] and not out["skipped"]]
+    diverged = sum(out["diverged"] for out in outs)
+    skipped = sum(out["skipped"] for out in outs)
     epochs = _cv_epochs([out["scores"] for _, out in usable], metric) if usable else 1
     fold_scores, frames = [], []
     for f, out in usable:
@@ -240,6 +241,7 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
         "epochs": epochs,
         "search_best_epoch": cand.epochs,
         "diverged_folds": diverged,
+        "skipped_folds": skipped,  # not started before the stage's deadline: the budget cut the CV short
         "mean": {m: float(scores[m].mean()) if len(scores) else float("nan") for m in METRICS},
         "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS},
         "fold_scores": fold_scores,
@@ -293,9 +295,10 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple
 
 def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray,
                     y_eval: np.ndarray, max_epochs: int, seed: int, compute: Compute, metric: str, patience: int,
-                    deadline: float, keep_weights: bool = False) -> dict[str, Any]:
+                    deadline: float, keep_weights: bool = False, skippable: bool = False) -> dict[str, Any]:
     """Train one network (a Ray task), scoring ``x_eval`` after every epoch, until its score has not
     improved for ``patience`` epochs, ``max_epochs`` pass, or the next epoch would end past ``deadline``.
+    A ``skippable`` fit (not a candidate's first fold) that starts past ``deadline`` trains nothing.
 
     Returns the probabilities after each epoch (epochs x rows, float32), the scores, why it stopped,
     and with ``keep_weights`` the network's weights at its best epoch.
@@ -304,8 +307,13 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
 
     from search.trainable import fit_network, use_backend
 
-    device = use_backend(compute)
     started = time.time()
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    if skippable and started >= deadline:  # queued behind other fits until the stage's time ran out
+        return {"probability": np.zeros((0, len(y_eval)), np.float32), "scores": [], "weights": None,
+                "stopped": "skipped: the stage's time ran out before it started", "diverged": False, "skipped": True,
+                "started": started, "ended": started, "node": node, "device": ""}
+    device = use_backend(compute)
     curve: list[np.ndarray] = []
     scores: list[float] = []
     kept: dict[str, Any] = {"best": None, "at": 0, "weights": None, "stopped": "max_epochs", "diverged": False}
@@ -333,9 +341,8 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
 
     fit_network(config, x_train, y_train, max_epochs, seed, x_eval=x_eval, mixed_precision=compute.mixed_precision,
                 on_epoch=on_epoch)
-    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     return {"probability": np.stack(curve) if curve else np.zeros((0, len(y_eval)), np.float32), "scores": scores,
-            "weights": kept["weights"], "stopped": kept["stopped"], "diverged": kept["diverged"],
+            "weights": kept["weights"], "stopped": kept["stopped"], "diverged": kept["diverged"], "skipped": False,
             "started": started, "ended": time.time(), "node": node, "device": device}
 
 

@@ -181,9 +181,7 @@ def _trainable(spec: RunSpec, data: TrialData) -> Any:
 
 def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path,
          on_progress: Callable[[Progress], None] | None, budget: float | None) -> pd.DataFrame:
-    from search import callbacks
-
-    from search import signals
+    from search import callbacks, signals
 
     callbacks.attach(run_dir, on_progress)
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # see _loggers; read when fit starts Tune's loop

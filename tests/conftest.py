@@ -97,3 +97,11 @@ def wait_for(condition, proc: subprocess.Popen, seconds: float = 240) -> None:  
         if time.time() > deadline:
             pytest.fail(f"the awaited state was not reached in {seconds} s")
         time.sleep(0.3)
+
+
+
+def make_big_table(n: int, seed: int = 0) -> pd.DataFrame:
+    """A flights-like table of ``n`` rows (a clock time as HHMM, a 105-level category): bench/tables.py."""
+    from bench.tables import flights_like
+
+    return flights_like(n, seed)

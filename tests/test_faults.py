@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,41 @@ def test_a_stopped_then_killed_search_resumes_to_completion(tmp_path):
 
     again = run_cli(["resume", str(run_dir)], cwd=tmp_path)
     assert again.returncode == 2 and "is a finished run; there is nothing to resume" in again.stderr
+
+
+def test_sigterm_in_the_cv_stage_stops_within_seconds_and_resume_skips_the_search(tmp_path, mixed_csv):
+    """``kill PID`` (as a job's stop or Kubernetes sends it) during the CV stage: one line, no stack
+    dumps, the finished search kept; ``resume`` goes on from the CV stage without searching again."""
+    out = tmp_path / "out"
+    partial = out / ".term.partial"
+    run = ["run", str(mixed_csv), "--target", "label", "--samples", "4", "--max-epochs", "6", "--cpus", "2",
+           "--top-k", "3", "--folds", "10", "--repeats", "4", "--results", str(out), "--name", "term"]
+    proc = start_driver(run, tmp_path)
+    try:
+        wait_for(lambda: (partial / "trials.csv").is_file(), proc)
+        time.sleep(2)  # inside the CV stage's 120 fits
+        signalled = time.time()
+        proc.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` does
+        _, stderr = proc.communicate(timeout=60)
+        took = time.time() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "stopped by SIGTERM during the CV stage" in stderr and "resume with: hpsearch resume out/term" in stderr
+    assert "Traceback" not in stderr and "SIGTERM received" not in stderr and "*** " not in stderr, stderr[-2000:]
+    assert took < 20, took
+    assert partial.is_dir() and not (out / "cv.json").exists()
+    trials_before = (partial / "trials.csv").read_text()
+    tune_before = sorted(p.name for p in (partial / "tune").iterdir())
+
+    proc = run_cli(["resume", str(out / "term")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = out / "term"
+    assert (run_dir / "model" / "model.keras").is_file() and (run_dir / "cv.json").is_file()
+    assert (run_dir / "trials.csv").read_text() == trials_before  # the search did not run again
+    assert sorted(p.name for p in (run_dir / "tune").iterdir()) == tune_before
+    assert json.loads((run_dir / "timing.json").read_text())["resumed"] is True
 
 
 # Plain SGD at a learning rate of 10 on a 4x64 network reaches NaN within an epoch or two.

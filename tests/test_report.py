@@ -37,7 +37,10 @@ def test_report_has_every_section_and_plot(run_dir):
     report = json.loads((run_dir / "report.json").read_text())
     cv = json.loads((run_dir / "cv.json").read_text())
     assert report["partial"] is False and report["cv"]["winner"] == cv["winner"]
-    assert set(report["cv"]["baselines"]) == {"majority class", "logistic regression"}
+    assert set(report["cv"]["baselines"]) == {"majority class", "logistic regression", "gradient boosting"}
+    assert report["cv"]["baselines"]["gradient boosting"]["seconds"] > 0
+    assert "gradient boosting" in report["against_boosting"]
+    assert report["against_boosting"] in (run_dir / "report.md").read_text()
     assert report["cv"]["baselines"]["majority class"]["mean"]["roc_auc"] == pytest.approx(0.5)
     assert report["summary"]["trials_by_status"] == \
         __import__("pandas").read_csv(run_dir / "trials.csv")["status"].value_counts().to_dict()

