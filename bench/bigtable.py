@@ -99,7 +99,7 @@ def trial_gflops(run: Path) -> dict[str, float]:
     eval_rows = plan["search_eval_rows"]
     rates, flops_total, seconds_total = [], 0.0, 0.0
     for trial in trials.to_dict("records"):
-        if "depth" not in trial or "width" not in trial:
+        if pd.isna(trial.get("depth")) or pd.isna(trial.get("width")):  # a trial that never reported
             continue
         d, w = int(trial["depth"]), int(trial["width"])
         weights = width_in * w + (d - 1) * w * w + w
@@ -201,16 +201,20 @@ def main() -> None:
     parser.add_argument("--budgets", default="default,600", help="'default' and/or seconds, comma-separated")
     parser.add_argument("--rows", type=int, default=None, help="rows of the generated tables")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--keep", default=None, help="work in this folder and keep the runs' folders there")
     args = parser.parse_args()
     peak = matmul_peak_gflops()
     print(f"one-core XLA matmul peak: {peak:.1f} GFLOP/s", flush=True)
     entries = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-bigtable-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.keep) if args.keep else Path(tmp)
         for table in args.tables.split(","):
             options = write_table(table, workdir / "data", args.rows)
             for budget in args.budgets.split(","):
-                entries.append(run_one(table, options, budget, workdir, args.cpus))
+                try:
+                    entries.append(run_one(table, options, budget, workdir, args.cpus))
+                except Exception as exc:  # noqa: BLE001  (keep the other runs' figures)
+                    entries.append({"table": table, "budget": budget, "wall_s": float("nan"), "exit": repr(exc)})
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"stamp": stamp, "cpus": args.cpus, "matmul_peak_gflops_one_core": peak, "runs": entries}

@@ -144,11 +144,11 @@ def test_sigterm_in_the_cv_stage_stops_within_seconds_and_resume_skips_the_searc
     out = tmp_path / "out"
     partial = out / ".term.partial"
     run = ["run", str(mixed_csv), "--target", "label", "--samples", "4", "--max-epochs", "6", "--cpus", "2",
-           "--top-k", "3", "--folds", "10", "--repeats", "4", "--results", str(out), "--name", "term"]
+           "--top-k", "3", "--folds", "10", "--repeats", "2", "--results", str(out), "--name", "term"]
     proc = start_driver(run, tmp_path)
     try:
         wait_for(lambda: (partial / "trials.csv").is_file(), proc)
-        time.sleep(2)  # inside the CV stage's 120 fits
+        time.sleep(2)  # inside the CV stage's 60 fits
         signalled = time.time()
         proc.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` does
         _, stderr = proc.communicate(timeout=60)
