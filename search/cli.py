@@ -106,6 +106,8 @@ def _run(options: dict, quiet: bool) -> None:
         )
         for line in plan_for(spec, space, splits).describe():
             out.print(line, markup=False)
+        for note in table.notes:
+            out.print(f"note: {note}", markup=False)
     _quiet_libraries()
     with _progress_display(quiet) as on_progress:
         outcome = run_search(spec, on_progress, prepared=(space, table, splits))

@@ -45,6 +45,7 @@ class Table:
     labels: tuple[str, str]  # labels[0] -> 0, labels[1] -> 1 (the positive class)
     source: str
     sha256: str
+    notes: tuple[str, ...] = ()  # what was assumed while reading (printed in the run's first lines)
 
     @property
     def n_rows(self) -> int:
@@ -105,8 +106,24 @@ def load_table(
     y, labels = _encode_target(labels_raw, target_name, positive, source)
     features = df.drop(columns=[target_name, *drop])
     schema = infer_schema(features, source)
-    features = features[[f.name for f in schema]]
-    return Table(features.reset_index(drop=True), y, schema, target_name, labels, source, digest)
+    features, notes = _infinite_as_missing(features[[f.name for f in schema]], schema)
+    return Table(features.reset_index(drop=True), y, schema, target_name, labels, source, digest, notes)
+
+
+def _infinite_as_missing(features: pd.DataFrame, schema: tuple[Feature, ...]) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """``inf`` in a numeric column is a data problem, not a number to train on (one such row made every
+    trial diverge): it becomes a missing value, and a note says where."""
+    notes = []
+    for f in schema:
+        if f.kind != "numeric":
+            continue
+        values = pd.to_numeric(features[f.name], errors="coerce")
+        infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+        if infinite.any():
+            features = features.copy() if not notes else features
+            features[f.name] = values.where(~infinite, np.nan)
+            notes.append(f"column '{f.name}': {int(infinite.sum())} infinite value(s) read as missing")
+    return features, tuple(notes)
 
 
 def infer_schema(features: pd.DataFrame, source: str) -> tuple[Feature, ...]:

@@ -5,7 +5,8 @@
     ├── SpaceError           a search-space file that is missing or malformed
     ├── DataError            a data file, target or column that cannot be used
     ├── ClusterError         a Ray cluster or job that cannot be reached or used
-    ├── SearchError          a search that ran but produced nothing usable
+    ├── SearchError          a search that ran but produced nothing usable, or a later stage that failed
+    ├── ExportError          an exported model that fails its own reload check
     └── Interrupted          a search stopped by the user (Ctrl-C); exit 130, resumable
 
 Failures of single trials are not exceptions of this tree: they are recorded in
@@ -37,6 +38,10 @@ class ClusterError(HpsearchError):
 
 class SearchError(HpsearchError):
     """The search ran but yielded no usable trial."""
+
+
+class ExportError(HpsearchError):
+    """The exported model failed its own check (it reloads, in safe mode, and predicts the same)."""
 
 
 class Interrupted(HpsearchError):

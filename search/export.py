@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.errors import DataError
+from search.errors import DataError, ExportError
 
 if TYPE_CHECKING:
     import keras
@@ -54,7 +54,9 @@ def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], chec
     expected = np.asarray(model(check)).ravel()
     got = np.asarray(reloaded(check)).ravel()
     if not np.allclose(expected, got, atol=1e-6):
-        raise RuntimeError(f"the reloaded model differs by {np.abs(expected - got).max():.2e}")
+        gap = np.abs(expected - got).max()
+        raise ExportError(f"the exported model, reloaded in safe mode, predicts up to {gap:.2e} away from the "
+                          f"trained one, so it was not written. Run `hpsearch retrain {run_dir}`.")
     if savedmodel:
         model.export(str(staging / SAVEDMODEL_DIR), format="tf_saved_model", verbose=False)
         metadata = {**metadata, "savedmodel": f"{SAVEDMODEL_DIR}/ (signature 'serve')"}

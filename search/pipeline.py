@@ -112,6 +112,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
     from search.tuning import can_resume, ray_session, resume_trials
 
     partial = find_interrupted(run)
+    results.check_own_folder(partial)
     spec, plan, described = _read_run_spec(partial)
     searched = (partial / results.TRIALS).is_file() and (partial / results.BEST_CONFIG).is_file()
     if not searched and not can_resume(partial):
@@ -448,12 +449,16 @@ def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
     usable = trials[trials["status"].isin(["completed", "stopped early"]) & trials[column].notna()]
     if usable.empty:
         counts = trials["status"].value_counts().to_dict()
-        errors = trials.loc[trials["error"].astype(str) != "", "error"].astype(str)
-        first = f" First error: {errors.iloc[0]}" if len(errors) else ""
-        raise SearchError(
-            f"all {len(trials)} trials failed ({counts}).{first} "
-            f"Check the space (e.g. a lower learning_rate) and the data."
-        )
+        errors = trials.loc[trials["error"].fillna("").astype(str) != "", "error"].astype(str)
+        if len(errors):
+            common = errors.value_counts()
+            cause = f" The most common error ({int(common.iloc[0])} of {len(trials)} trials): {common.index[0]}"
+        elif counts.get("diverged"):
+            cause = (f" {counts['diverged']} of {len(trials)} trials diverged: their loss or predictions became NaN "
+                     f"or infinite.")
+        else:
+            cause = ""
+        raise SearchError(f"all {len(trials)} trials failed ({counts}).{cause}")
     best: dict[str, Any] | None = None
     for row in usable.to_dict("records"):
         if best is None or is_better(row[column], best[column], metric):

@@ -503,23 +503,24 @@ def list_runs(results_root: str | Path) -> list[dict[str, Any]]:
     root = Path(results_root).resolve()
     runs = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        spec = folder / results.SPEC
-        if not folder.is_dir() or not spec.is_file():
+        if not folder.is_dir():
             continue
         try:
-            described = json.loads(spec.read_text())
-        except ValueError:
-            continue
-        trials = _read_trials(folder)
-        best = _read_json(folder, results.BEST_CONFIG) if (folder / results.BEST_CONFIG).is_file() else None
-        finished = (folder / results.CV).is_file() and not folder.name.endswith(".partial")
-        runs.append({
-            "name": folder.name,
-            "date": described.get("started_at", ""),
-            "data": described["data"]["source"],
-            "trials": len(trials),
-            "metric": described["options"]["metric"],
-            "best": best["value"] if best else None,
-            "status": "finished" if finished else "partial",
-        })
+            described = json.loads((folder / results.SPEC).read_text())
+            trials = _read_trials(folder)
+            best = _read_json(folder, results.BEST_CONFIG) if (folder / results.BEST_CONFIG).is_file() else None
+            finished = (folder / results.CV).is_file() and not folder.name.endswith(".partial")
+            runs.append({
+                "name": folder.name,
+                "date": described.get("started_at", ""),
+                "data": described["data"]["source"],
+                "trials": len(trials),
+                "metric": described["options"]["metric"],
+                "best": best["value"] if best else None,
+                "status": "finished" if finished else "partial",
+            })
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, DataError) as exc:
+            why = "no spec.json" if isinstance(exc, FileNotFoundError) else f"{type(exc).__name__}"
+            runs.append({"name": folder.name, "date": "", "data": "", "trials": 0, "metric": "", "best": None,
+                         "status": f"damaged or not a run ({why})"})
     return sorted(runs, key=lambda r: r["date"], reverse=True)

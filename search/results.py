@@ -60,6 +60,24 @@ def start_run(results_root: Path, name: str, chosen: bool = False) -> tuple[Path
     return partial, final
 
 
+def check_own_folder(folder: Path) -> None:
+    """Refuse a run folder that another user owns or that anyone may write: ``resume`` unpickles Ray
+    Tune's state from it (``tuner.pkl``), and unpickling runs code. A run folder is code."""
+    if not hasattr(os, "getuid"):
+        return
+    tune = folder / "tune"
+    for path in [folder, tune, *(tune.glob("*.pkl") if tune.is_dir() else [])]:
+        if not path.exists():
+            continue
+        info = path.stat()
+        if info.st_uid != os.getuid():
+            raise SpecError(f"{path} belongs to another user (uid {info.st_uid}): resuming loads pickled state from "
+                            f"it, which runs code. Resume only your own runs, or start a new one.")
+        if info.st_mode & 0o002:  # (group-writable is left alone: a umask of 002 makes every file so)
+            raise SpecError(f"{path} is writable by others: resuming loads pickled state from it, which runs "
+                            f"code. If you trust it, `chmod -R go-w {folder}`.")
+
+
 def commit_run(partial: Path, final: Path) -> Path:
     """Publish a finished run with one rename."""
     os.replace(partial, final)

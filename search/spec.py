@@ -119,7 +119,9 @@ class RunSpec(BaseModel):
     def results_root(self) -> Path:
         """The local folder runs are written in (a scratch folder when results go to a URI)."""
         if self.is_remote_results():
+            import os
             import tempfile
 
-            return Path(tempfile.gettempdir()) / "hpsearch-staging"
+            # one folder per process: concurrent runs never stage in each other's folder
+            return Path(tempfile.gettempdir()) / f"hpsearch-staging-{os.getpid()}"
         return Path(self.results).expanduser().resolve()

@@ -324,7 +324,14 @@ def ray_session(spec: RunSpec) -> Iterator[None]:
 
 
 def _check_trials_fit(spec: RunSpec) -> None:
-    """Refuse a GPU reservation no node can meet: Ray would wait for it forever."""
+    """Refuse a CPU or GPU reservation no node can meet: Ray would queue the trial forever. On a
+    cluster (``--address``) a node may yet come (an autoscaler): only a missing GPU is said then."""
+    cpus = largest_node("CPU")
+    if not spec.address and spec.cpus_per_trial > cpus:
+        raise ClusterError(
+            f"--cpus-per-trial {spec.cpus_per_trial:g}: this machine's Ray has {cpus:g} CPUs, and a trial runs on one "
+            f"node. Ask for at most {cpus:g}, or run on a cluster with --address."
+        )
     if spec.gpus_per_trial <= 0:
         return
     most = largest_node("GPU")

@@ -79,3 +79,56 @@ def test_an_existing_run_name_is_refused(mixed_csv, results):
     assert result.exit_code == 2
     assert "exists already. Choose another --name" in result.output
     assert sorted(p.name for p in results.iterdir()) == ["taken"]
+
+
+def test_runs_lists_a_damaged_or_foreign_folder_and_goes_on(tmp_path):
+    root = tmp_path / "results"
+    (root / "foreign").mkdir(parents=True)  # no spec.json: someone else's folder
+    (root / "cut").mkdir()
+    (root / "cut" / "spec.json").write_text('{"name": "cut", "options": {')  # cut short
+    (root / "odd").mkdir()
+    (root / "odd" / "spec.json").write_text('{"name": "odd"}')  # valid JSON, not a run's
+    result = CliRunner().invoke(app, ["runs", "--results", str(root)])
+    assert result.exit_code == 0, result.output
+    for name in ("foreign", "cut", "odd"):
+        assert name in result.output
+    assert result.output.count("damaged or not a run") == 3
+
+
+def test_a_remote_results_uri_stages_in_a_folder_of_this_process_only():
+    import os
+
+    from search.spec import RunSpec
+
+    root = RunSpec(results="file:///tmp/elsewhere").results_root()
+    assert root.name == f"hpsearch-staging-{os.getpid()}"
+
+
+@pytest.mark.slow
+def test_more_cpus_per_trial_than_the_machine_has_is_refused_on_one_line(tmp_path, mixed_csv):
+    """Ray would queue such a trial forever (the run hung until it was killed)."""
+    from tests.conftest import run_cli
+
+    proc = run_cli(["run", str(mixed_csv), "--target", "label", "--cpus", "2", "--cpus-per-trial", "64",
+                    "--samples", "2", "--max-epochs", "2", "--results", str(tmp_path / "out"), "--name", "big"],
+                   cwd=tmp_path, timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --cpus-per-trial 64: this machine's Ray has 2 CPUs")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_resume_refuses_a_run_folder_others_can_write(tmp_path):
+    """``resume`` unpickles Ray Tune's state from the folder: it must be the user's own."""
+    import os
+
+    from tests.conftest import run_cli
+
+    partial = tmp_path / "out" / ".shared.partial"
+    (partial / "tune").mkdir(parents=True)
+    (partial / "tune" / "tuner.pkl").write_bytes(b"not to be loaded")
+    os.chmod(partial / "tune" / "tuner.pkl", 0o666)
+    proc = run_cli(["resume", str(tmp_path / "out" / "shared")], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "tuner.pkl is writable by others" in proc.stderr and "chmod -R go-w" in proc.stderr
+    assert "Traceback" not in proc.stderr

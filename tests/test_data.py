@@ -104,3 +104,14 @@ def test_id_like_text_column_is_refused(tmp_path):
 def test_too_few_rows_of_a_class():
     with pytest.raises(DataError, match=r"class 1 has only 3 rows"):
         split_rows(np.array([0] * 50 + [1] * 3), 0.2, 0.2, seed=0)
+
+
+def test_infinite_values_are_missing_values_with_a_note(tmp_path):
+    """One ``inf`` made every trial diverge, and the run blamed the space: now it is a missing value."""
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n1,inf,0\n2,3,1\n-inf,4,0\n4,5,1\n")
+    table = load_table(str(path), "y")
+    assert table.features["a"].isna().sum() == 1 and table.features["b"].isna().sum() == 1
+    assert np.isfinite(table.features.to_numpy(dtype=float, na_value=0.0)).all()
+    assert table.notes == ("column 'a': 1 infinite value(s) read as missing",
+                           "column 'b': 1 infinite value(s) read as missing")

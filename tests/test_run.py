@@ -213,6 +213,7 @@ def test_a_search_where_every_trial_fails_exits_2_and_saves_nothing(tmp_path, mi
                    cwd=tmp_path, env={"HPSEARCH_TEST_FAIL_ABOVE_LR": "0"})
     assert proc.returncode == 2
     assert "error: all 2 trials failed" in proc.stderr and "injected failure for tests" in proc.stderr
+    assert "The most common error (2 of 2 trials)" in proc.stderr and "learning_rate" not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
