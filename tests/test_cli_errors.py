@@ -132,3 +132,25 @@ def test_resume_refuses_a_run_folder_others_can_write(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "tuner.pkl is writable by others" in proc.stderr and "chmod -R go-w" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_name_in_use_is_refused_and_its_folder_left_alone(tmp_path, mixed_csv):
+    """Two runs with one --name deleted each other's partial folder; now the second is refused."""
+    root = tmp_path / "results"
+    running = root / ".twin.partial"
+    running.mkdir(parents=True)
+    (running / "spec.json").write_text("{}")
+    result = CliRunner().invoke(app, ["run", str(mixed_csv), "--target", "label", "--results", str(root),
+                                      "--name", "twin", "--quiet"])
+    assert result.exit_code == 2
+    assert "--name twin: a run of that name is running or was interrupted" in result.output
+    assert (running / "spec.json").read_text() == "{}"
+
+
+def test_default_names_made_in_the_same_second_are_unique(tmp_path):
+    from search.results import start_run
+
+    first, _ = start_run(tmp_path, "data-20261201T120000", chosen=True)
+    second, final = start_run(tmp_path, "data-20261201T120000", chosen=True)
+    assert first.name == ".data-20261201T120000.partial" and second.name == ".data-20261201T120000-2.partial"
+    assert final.name == "data-20261201T120000-2" and first.is_dir() and second.is_dir()
