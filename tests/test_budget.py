@@ -81,3 +81,10 @@ def test_a_fold_that_stopped_early_counts_with_its_last_score():
     # fold 1 stopped after 2 epochs: its last score stands for epochs 3-4
     assert _cv_epochs([[0.5, 0.6, 0.7, 0.65], [0.6, 0.7]], "roc_auc") == 3
     assert _cv_epochs([[0.9, 0.5], [0.4, 0.3]], "log_loss") == 2
+
+
+def test_cv_patience_only_on_big_tables():
+    from search.retrain import patience_for
+
+    assert patience_for(60, 364) == 60  # small: every fold trains the full trial, as before
+    assert patience_for(17, 128_000) == 4 and patience_for(60, 50_000) == 10
