@@ -155,9 +155,10 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
         summaries.append(summary)
         oof_frames.append(oof.assign(candidate=cand.trial_id))
     best = _winner(summaries, metric)
-    oof = oof_frames[best]
+    # one out-of-fold prediction per row: the mean over the CV's repeats, as the final model predicts once
+    per_row = oof_frames[best].groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
     if threshold is None:
-        threshold, rule_text = choose_threshold(oof["y"].to_numpy(), oof["probability"].to_numpy(),
+        threshold, rule_text = choose_threshold(per_row["y"].to_numpy(), per_row["probability"].to_numpy(),
                                                 metric if threshold_rule == "auto" else threshold_rule)
     else:
         rule_text = "fixed by --threshold"
@@ -196,7 +197,7 @@ def _run_fits(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], candidate
                 for c, cand in enumerate(candidates):
                     ref = remote_fit.remote(cand.hyperparameters, refs[0], table.y[train_rows].astype(np.float32),
                                             refs[1], table.y[eval_rows], max_epochs, seed + next_fold, compute,
-                                            metric, patience, deadline, keep_weights, next_fold > 0)
+                                            metric, patience, deadline, keep_weights, next_fold > 0 or c > 0)
                     pending[ref] = (c, next_fold)
                 alive[next_fold] = len(candidates)
                 next_fold += 1
@@ -225,6 +226,11 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
                y_all: np.ndarray, metric: str, rule: str, folds: int) -> tuple[dict[str, Any], pd.DataFrame]:
     """One candidate's CV result: its epochs, fold scores at those epochs, mean and spread."""
     usable = [(f, out) for f, out in enumerate(outs) if not out["diverged"] and not out["skipped"]]
+    if not usable and any(out["skipped"] for out in outs):  # the budget left it no fit: it cannot win
+        return ({"trial_id": cand.trial_id, "hyperparameters": cand.hyperparameters, "epochs": 1,
+                 "search_best_epoch": cand.epochs, "diverged_folds": 0, "skipped_folds": len(outs),
+                 "mean": {m: float("nan") for m in METRICS}, "std": {m: 0.0 for m in METRICS}, "fold_scores": []},
+                pd.DataFrame(columns=["fold", "row", "y", "probability"]))
     diverged = sum(out["diverged"] for out in outs)
     skipped = sum(out["skipped"] for out in outs)
     epochs = _cv_epochs([out["scores"] for _, out in usable], metric) if usable else 1
@@ -305,7 +311,7 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
                     deadline: float, keep_weights: bool = False, skippable: bool = False) -> dict[str, Any]:
     """Train one network (a Ray task), scoring ``x_eval`` after every epoch, until its score has not
     improved for ``patience`` epochs, ``max_epochs`` pass, or the next epoch would end past ``deadline``.
-    A ``skippable`` fit (not a candidate's first fold) that starts past ``deadline`` trains nothing.
+    A ``skippable`` fit (any but the best candidate's first fold) that starts past ``deadline`` trains nothing.
 
     Returns the probabilities after each epoch (epochs x rows, float32), the scores, why it stopped,
     and with ``keep_weights`` the network's weights at its best epoch.
@@ -416,7 +422,7 @@ def _winner(summaries: list[dict[str, Any]], metric: str) -> int:
     from search.errors import SearchError
 
     sign = 1 if METRICS[metric] == "max" else -1
-    sound = [i for i, s in enumerate(summaries) if not s["diverged_folds"]]
+    sound = [i for i, s in enumerate(summaries) if not s["diverged_folds"] and s["fold_scores"]]
     if not sound:
         raise SearchError(f"every CV candidate diverged on at least one fold ({len(summaries)} candidates). "
                           f"Lower the space's learning_rate bounds, or check the data for extreme values.")

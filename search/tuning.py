@@ -47,6 +47,7 @@ def worker_env(backend: str) -> dict[str, str]:
 
 
 STATUSES = ("completed", "stopped early", "diverged", "errored")
+TUNE_TEARDOWN_S = 2.0  # Tune's stop of running trials and its last experiment save, after its time budget
 
 
 @dataclass
@@ -108,7 +109,8 @@ def run_trials(
         grace_period=min(grace_period, data.max_epochs),
         reduction_factor=spec.reduction_factor,
     )
-    budget = max(1.0, deadline - time.time())
+    # Tune stops its trials at its budget, then tears down (stops actors, saves the experiment): leave time for it
+    budget = max(1.0, (deadline - time.time()) * 0.95 - TUNE_TEARDOWN_S)
     tuner = tune.Tuner(
         _trainable(spec, data),
         param_space=to_ray_space(space),

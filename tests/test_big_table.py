@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import make_big_table, run_cli
 
 pytestmark = pytest.mark.slow
-BUDGET = 60
+BUDGET = 90
 
 
 def test_a_budgeted_run_on_200k_rows_ends_inside_its_budget(tmp_path):
