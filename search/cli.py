@@ -400,7 +400,9 @@ class _progress_display:
         return self.update
 
     def update(self, p) -> None:  # noqa: ANN001
-        if hasattr(p, "stage"):  # a CV fit finished (retrain.FitProgress)
+        from search.retrain import FitProgress
+
+        if isinstance(p, FitProgress):
             left = f", about {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
             line = f"{p.stage}: {p.done}/{p.total} fits done{left}"
             key = (p.stage, p.done)
@@ -451,8 +453,6 @@ def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
 
 
 def _print_final(final: dict, run_dir: object) -> None:
-    import json
-
     mean, std = final["cv_mean"], final["cv_std"]
     cv = ", ".join(f"{m} {mean[m]:.4f} ± {std[m]:.4f}" for m in ("roc_auc", "accuracy", "f1", "log_loss"))
     out.print(f"cv (winner {final['winner']}): {cv}")
@@ -462,11 +462,8 @@ def _print_final(final: dict, run_dir: object) -> None:
             f"test ({t['rows']} rows, threshold {final['threshold']:.3f}): roc_auc {t['roc_auc']:.4f}, "
             f"accuracy {t['accuracy']:.4f}, f1 {t['f1']:.4f}, log_loss {t['log_loss']:.4f}"
         )
-    report = Path(str(run_dir)) / "report.json"
-    if report.is_file():
-        verdict = json.loads(report.read_text()).get("against_boosting")
-        if verdict:
-            out.print(verdict, markup=False)
+    if final.get("against_boosting"):
+        out.print(final["against_boosting"], markup=False)
     out.print(f"results: {run_dir}")
 
 

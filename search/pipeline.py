@@ -194,7 +194,7 @@ def _conclude(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, trials
 
     results.write_json(partial / results.TIMING, {**timing, "budget_s": plan.budget.total_s,
                                                   "total_s": time.time() - started, "resumed": resumed})
-    render_report(partial)
+    finished["against_boosting"] = render_report(partial).get("against_boosting", "")
     timing["report_s"] = time.time() - began
     results.write_json(partial / results.TIMING, {**timing, "budget_s": plan.budget.total_s,
                                                   "total_s": time.time() - started, "resumed": resumed})
@@ -241,7 +241,7 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
         finished = retrain_and_export(folder, spec, plan, table, splits, trials, started, None, {}, ["CV"])
     from search.report import render_report
 
-    render_report(folder)
+    finished["against_boosting"] = render_report(folder).get("against_boosting", "")
     return finished
 
 
@@ -297,7 +297,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     from search.baseline import score_baselines
     from search.export import join_model
     from search.preprocess import raw_inputs
-    from search.retrain import cross_validate, fold_plan, pick_candidates
+    from search.retrain import cross_validate, pick_candidates
 
     began = time.time()
     candidates = pick_candidates(trials, spec.metric, spec.top_k, list(plan.space.params), _fixed(plan.space))
@@ -309,8 +309,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
                         threshold_rule=spec.threshold_rule, on_progress=on_progress)
     timing["cv_s"] = time.time() - began
     began = time.time()
-    baselines = score_baselines(table, fold_plan(table, splits, plan.cv_rule, plan.cv_folds, repeats, spec.seed),
-                                splits.test, holdout=plan.cv_rule == "holdout")
+    baselines = score_baselines(table, cv.plan, splits.test, holdout=cv.rule == "holdout")
     timing["baselines_s"] = time.time() - began
     results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
     results.write_parquet(run_dir / results.OOF, cv.oof)

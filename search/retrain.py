@@ -72,7 +72,7 @@ class CvSummary:
     rule: str
     patience: int
     oof: pd.DataFrame  # candidate, fold, row, y, probability: written to oof.parquet, not cv.json
-    fold_rows: list[np.ndarray]
+    plan: list[tuple[np.ndarray, np.ndarray]]  # (training rows, held-out rows) of each fold, as table rows
     final_weights: list[np.ndarray] | None = None  # holdout: the winner's fit at its best epoch
     final_preprocessor: Any = None
 
@@ -166,7 +166,7 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
     final_weights = outputs[(best, 0)]["weights"] if rule == "holdout" else None
     return CvSummary(summaries, winner, float(threshold), rule_text, len(plan) // repeats if rule == "kfold" else 1,
                      repeats if rule == "kfold" else 1, rule, patience,
-                     pd.concat(oof_frames, ignore_index=True), [va for _, va in plan], final_weights,
+                     pd.concat(oof_frames, ignore_index=True), plan, final_weights,
                      preprocessors.get(0) if rule == "holdout" else None)
 
 

@@ -70,7 +70,6 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     from search.model import build_network, resolve_config
 
     try:
-        _maybe_fail_for_tests(config)
         resolved = resolve_config({**data.fixed, **config})
         seed_rngs(data.seed)
         use_precision(data.compute.mixed_precision)
@@ -117,7 +116,6 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
     Returns whether training goes on: not after a NaN or infinite loss or prediction."""
     import keras
 
-    pause = float(os.environ.get("HPSEARCH_TEST_EPOCH_SECONDS", "0"))  # test-only: slow trials down
     keep_going = True
     checkpoint = False
     if not np.isfinite(loss) or not np.all(np.isfinite(probability)):
@@ -132,8 +130,6 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
     scores.update(epoch=done / data.reports_per_epoch, restored_from=start, errored=0, node_id=_node_id(),
                   train_seconds=train_seconds, device=device,
                   compute_dtype=model.layers[1].compute_dtype, backend=keras.backend.backend())
-    if pause:
-        time.sleep(pause)
     if checkpoint:
         save()
     _report(scores, state_of=model if checkpoint else None, epoch=done)
@@ -453,10 +449,3 @@ def _use_compile_cache() -> None:
 def _first_line(error: BaseException) -> str:
     lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
-
-
-def _maybe_fail_for_tests(config: dict[str, Any]) -> None:
-    """Test-only hook: raise in trials whose learning rate exceeds HPSEARCH_TEST_FAIL_ABOVE_LR."""
-    limit = os.environ.get("HPSEARCH_TEST_FAIL_ABOVE_LR")
-    if limit and float(config.get("learning_rate", 0)) > float(limit):
-        raise RuntimeError("injected failure for tests")

@@ -35,14 +35,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPERIMENT_DIR = "tune"
-# Quiet TensorFlow's C++ start-up chatter in every worker; pass the test-only hooks on to them.
+# Quiet TensorFlow's C++ start-up chatter in every worker.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
 
 
 def worker_env(backend: str) -> dict[str, str]:
     """The workers' variables: a local Ray's workers inherit them at ``ray.init``; on a cluster they
     are the job's runtime env, and Ray keeps one pool of workers per set, so runs on other backends share none."""
-    passed = {k: v for k, v in os.environ.items() if k.startswith(("HPSEARCH_TEST_", "HPSEARCH_XLA"))}
+    passed = {k: v for k, v in os.environ.items() if k.startswith("HPSEARCH_XLA")}
     return {**WORKER_ENV, "KERAS_BACKEND": backend, **passed}
 
 

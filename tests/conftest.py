@@ -14,6 +14,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+FAKES = REPO / "tests" / "fakes"
+
+
+def fakes(**variables: str) -> dict[str, str]:
+    """Environment for a command whose processes load the test fakes (tests/fakes/sitecustomize.py):
+    ``fakes(HPSEARCH_FAKE_EPOCH_SECONDS="0.3")``."""
+    path = os.pathsep.join(p for p in (str(FAKES), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, **variables}
 
 
 @pytest.fixture(scope="session", autouse=True)

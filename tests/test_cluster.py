@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli, wait_for
+from tests.conftest import fakes, run_cli, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -155,13 +155,13 @@ def test_bad_cluster_addresses_are_one_line_errors(tmp_path, mixed_csv):
 def test_a_lost_worker_node_is_retried_from_its_checkpoint(tmp_path, mixed_csv):
     """Kill the worker node mid-search (as a reclaimed spot instance): its trial continues on the head."""
     out = tmp_path / "out"
-    with ray_cluster() as nodes:
+    with ray_cluster(extra_env=fakes(HPSEARCH_FAKE_EPOCH_SECONDS="0.5")) as nodes:  # the nodes' workers are slow
         proc = subprocess.Popen(
             [sys.executable, "-m", "search", "run", str(mixed_csv), "--target", "label", "--address",
              nodes["address"], "--samples", "3", "--max-epochs", "10", "--grace-period", "10",
              "--checkpoint-every", "2", "--max-failures", "3", "--top-k", "1", "--folds", "2",
              "--results", str(out), "--name", "lost", "--quiet"],
-            cwd=tmp_path, env={**os.environ, "HPSEARCH_TEST_EPOCH_SECONDS": "0.5"},
+            cwd=tmp_path, env=os.environ.copy(),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:

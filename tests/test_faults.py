@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import descendants, run_cli, wait_for
+from tests.conftest import descendants, fakes, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
-SLOW_EPOCHS = {"HPSEARCH_TEST_EPOCH_SECONDS": "0.3"}  # test-only: trials long enough to stop mid-way
+SLOW_EPOCHS = fakes(HPSEARCH_FAKE_EPOCH_SECONDS="0.3")  # trials long enough to stop mid-way
 
 
 def start_driver(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -46,8 +46,11 @@ def a_trial_mid_way(partial: Path, max_epochs: int) -> bool:
 
 
 def move_newest_checkpoint_on(partial: Path, max_epochs: int) -> tuple[str, int]:
-    """Rename an unfinished trial's newest complete checkpoint to the next index; returns the
-    trial's id and the epoch that checkpoint holds."""
+    """Rename an unfinished trial's newest complete checkpoint to the next index, and delete its older
+    ones as Ray does on registering a newer one (a driver killed just after a worker wrote a checkpoint
+    can leave two); returns the trial's id and the epoch the renamed checkpoint holds."""
+    import shutil
+
     for name, rows in sorted(trial_progress(partial).items()):
         complete = sorted(p.parent for p in (partial / "tune" / name).glob("checkpoint_*/state.npz"))
         if len(rows) >= max_epochs or not complete:
@@ -55,6 +58,8 @@ def move_newest_checkpoint_on(partial: Path, max_epochs: int) -> tuple[str, int]
         newest = complete[-1]
         with np.load(newest / "state.npz") as state:
             epoch = int(state["epoch"])
+        for older in complete[:-1]:
+            shutil.rmtree(older)
         newest.rename(newest.with_name(f"checkpoint_{int(newest.name.split('_')[1]) + 1:06d}"))
         return "_".join(name.split("_")[2:4]), epoch
     raise AssertionError(f"no unfinished trial with a checkpoint in {partial}")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from search.tuning import STATUSES
-from tests.conftest import require_shared, run_cli
+from tests.conftest import fakes, require_shared, run_cli
 
 pytestmark = pytest.mark.slow
 FAST = ["--cpus", "2", "--grace-period", "1", "--reduction-factor", "3", "--top-k", "2", "--folds", "3"]
@@ -124,8 +124,8 @@ def check_retrain_outputs(run_dir: Path, trials: pd.DataFrame, spec: dict) -> No
 def test_mixed_csv_with_failing_trials_and_a_seeded_replay(tmp_path, mixed_csv):
     common = ["run", str(mixed_csv), "--target", "label", "--samples", "6", "--max-epochs", "3",
               "--metric", "log_loss", "--seed", "5", "--results", str(tmp_path / "out"), "--quiet", *FAST]
-    # trials with a learning rate above 1e-3 raise inside the trial (a test-only hook)
-    proc = run_cli([*common, "--name", "first"], cwd=tmp_path, env={"HPSEARCH_TEST_FAIL_ABOVE_LR": "0.001"})
+    # trials with a learning rate above 1e-3 raise inside the trial (the tests' own fake: tests/fakes)
+    proc = run_cli([*common, "--name", "first"], cwd=tmp_path, env=fakes(HPSEARCH_FAKE_FAIL_ABOVE_LR="0.001"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == ""  # --quiet
     trials, best, spec = read_run(tmp_path / "out" / "first")
@@ -210,7 +210,7 @@ def check_predict_round_trip(tmp_path: Path, run_dir: Path, csv: Path) -> None:
 def test_a_search_where_every_trial_fails_exits_2_and_saves_nothing(tmp_path, mixed_csv):
     proc = run_cli(["run", str(mixed_csv), "--target", "label", "--samples", "2", "--max-epochs", "2",
                     "--results", str(tmp_path / "out"), "--name", "doomed", *FAST],
-                   cwd=tmp_path, env={"HPSEARCH_TEST_FAIL_ABOVE_LR": "0"})
+                   cwd=tmp_path, env=fakes(HPSEARCH_FAKE_FAIL_ABOVE_LR="0"))
     assert proc.returncode == 2
     assert "error: all 2 trials failed" in proc.stderr and "injected failure for tests" in proc.stderr
     assert "The most common error (2 of 2 trials)" in proc.stderr and "learning_rate" not in proc.stderr
