@@ -34,8 +34,8 @@ GRID = {"batch_size": [8, 32, 128], "width": [16, 64, 256], "depth": [1, 3], "ac
 def measure(rows: int, features: int, config: dict[str, Any], quick: bool) -> dict[str, float]:
     """Seconds to the end of a new network's first epoch, and for a second epoch, at one level."""
     import search.epochs as epochs
+    from search.fit import whole_batches
     from search.model import build_network
-    from search.trainable import whole_batches
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(rows, features)).astype(np.float32)

@@ -84,8 +84,8 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
     from bench.methods import sample_configs
     from search import model as network
     from search.epochs import EpochRunner
+    from search.fit import whole_batches
     from search.metrics import score_all
-    from search.trainable import whole_batches
 
     score = score_all if setting.get("numpy") else scikit_learn_scores
 

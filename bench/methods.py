@@ -263,8 +263,8 @@ def cross_validate(arrays: dict[str, np.ndarray], configs: dict[str, dict[str, A
     """Each method's best configuration, trained for its best epoch, scored on the same 5 stratified folds."""
     from sklearn.model_selection import StratifiedKFold
 
+    from search.fit import fit_network
     from search.metrics import score_all
-    from search.trainable import fit_network
 
     x, y = arrays["x_all"], arrays["y_all"]
     folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y))

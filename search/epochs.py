@@ -82,7 +82,7 @@ class EpochRunner:
     resumed at epoch ``k`` sees the same orders as one that ran through. With ``chunks`` > 1 an
     epoch is trained in that many equal parts (:meth:`train_chunk`), one compiled call each, so that
     a trial on a big table reports fractions of an epoch. ``x`` must hold whole batches times
-    ``chunks`` (``trainable.whole_batches``). With ``x_eval``, the same compiled call also returns
+    ``chunks`` (``fit.whole_batches``). With ``x_eval``, the same compiled call also returns
     P(class 1) on those rows after the call (one program to trace and compile per network, not two).
     """
 

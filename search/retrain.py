@@ -318,7 +318,8 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
     """
     import ray
 
-    from search.trainable import fit_network, use_backend
+    from search.fit import fit_network
+    from search.worker import use_backend
 
     started = time.time()
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
@@ -393,7 +394,8 @@ def train_weights(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: 
                   compute: Compute, deadline: float = math.inf) -> tuple[list[np.ndarray], int]:
     """Fit one network (a Ray task); its weights as NumPy arrays (float32 under mixed precision too)
     and the epochs it trained."""
-    from search.trainable import fit_network, use_backend
+    from search.fit import fit_network
+    from search.worker import use_backend
 
     use_backend(compute)
     trained, last = [0], [time.time()]

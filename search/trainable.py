@@ -14,29 +14,19 @@ or resumed trial continues.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.devices import Compute, confirm_gpu, set_up_worker, use_precision
+from search.devices import Compute, use_precision
+from search.fit import class_weights, seed_rngs, whole_batches
 from search.metrics import WORST, score_all
-
-_worker_device: str | None = None  # this worker's devices in words, once set up
-# One Eigen thread per 1-CPU trial: two trials do not fight over cores. (Each network's XLA
-# optimisation level is chosen where it is compiled: search/epochs.py.)
-SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
-# Keras imports these when it can, for what a trial never uses (plots, its scikit-learn wrapper,
-# DataFrame inputs): 2.3 s of its 3.3 s import in every worker (python -X importtime).
-KERAS_OPTIONAL_IMPORTS = ("matplotlib", "sklearn", "pandas")
-# A worker that a JAX trial starts in with more private memory than this drops JAX's compiled programs.
-JAX_WORKER_MEMORY_MB = 450
+from search.worker import use_backend
 
 
 @dataclass(frozen=True)
@@ -134,93 +124,6 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
         save()
     _report(scores, state_of=model if checkpoint else None, epoch=done)
     return keep_going
-
-
-EpochHook = Callable[[int, "np.ndarray | None", Callable[[], list[np.ndarray]]], bool]
-
-
-def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                x_eval: np.ndarray | None = None, mixed_precision: bool = False,
-                on_epoch: EpochHook | None = None) -> Any:
-    """Train a fresh network for up to ``epochs`` (the CV and final fits); returns the model.
-
-    After every epoch, ``on_epoch(epoch, p, weights)`` gets P(class 1) on ``x_eval`` (None without
-    it) and a function that returns the network's weights now; it returns whether to go on (the CV
-    stage's patience and deadlines).
-    """
-    import keras
-
-    from search.model import build_network, resolve_config
-
-    resolved = resolve_config(config)
-    seed_rngs(seed)
-    use_precision(mixed_precision)
-    model = build_network(resolved, x.shape[1], seed=seed)
-    batch_size = int(resolved["batch_size"])
-    x, y = whole_batches(x, y, batch_size, seed)
-    weights = class_weights(resolved, y)
-    if keras.backend.backend() == "jax":
-        from search.epochs import EpochRunner
-
-        runner = EpochRunner(model, x, y, batch_size, seed, weights, epochs_expected=epochs, x_eval=x_eval)
-        for epoch in range(epochs):
-            runner.train_epoch(epoch)
-            if on_epoch is not None and not on_epoch(epoch, runner.evaluated,
-                                                     lambda: [np.asarray(w) for w in runner.to_model().get_weights()]):
-                break
-        return runner.to_model()
-
-    def after_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
-        probability = None if x_eval is None else np.asarray(model(x_eval, training=False)).ravel()
-        weights = lambda: [np.asarray(w) for w in model.get_weights()]  # noqa: E731
-        if on_epoch is not None and not on_epoch(epoch, probability, weights):
-            model.stop_training = True
-
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=weights, shuffle=True, verbose=0,
-              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=after_epoch)])
-    return model
-
-
-def seed_rngs(seed: int) -> None:
-    """Seed what a fit draws from: Python's and NumPy's generators (Keras shuffles with NumPy on
-    JAX) and, on TensorFlow, its own. The network seeds its weights and dropout itself (model.py).
-
-    ``keras.utils.set_random_seed`` would import TensorFlow into every JAX worker to seed it:
-    4 s and 200 MB per worker for nothing.
-    """
-    import random
-
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        keras.utils.set_random_seed(seed)
-        return
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def class_weights(config: dict[str, Any], y: np.ndarray) -> dict[int, float] | None:
-    """Keras' ``class_weight`` for ``balanced``: each class weighs n / (2 x its count), as in scikit-learn."""
-    if config.get("class_weight") != "balanced":
-        return None
-    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=2)
-    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1) if counts[c]}
-
-
-def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad the rows with a few random repeats so that every batch is full.
-
-    A last, smaller batch has another shape, and every new shape costs one more trace (TensorFlow)
-    or compile (JAX) per model: that was half of a new model's first epoch. At most
-    ``batch_size - 1`` rows are repeated, chosen once per fit (``batch_size`` x the parts an epoch is
-    trained in, for a trial that reports fractions of an epoch).
-    """
-    n = len(x)
-    missing = (-n) % batch_size if n > batch_size else 0
-    if not missing:
-        return x, y
-    extra = np.random.default_rng(seed).choice(n, size=missing, replace=False)
-    return np.concatenate([x, x[extra]]), np.concatenate([y, y[extra]])
 
 
 def _report(metrics: dict[str, Any], state_of: Any = None, epoch: int = 0) -> None:
@@ -330,120 +233,6 @@ def _node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
-
-
-def use_backend(compute: Compute) -> str:
-    """Set up this worker once: its devices, Keras' backend, threads sized to the CPU share, JAX's
-    compile cache; returns the worker's devices in words (``CPU``, ``GPU 0``). Called at the start
-    of every trial and fit, it also keeps a reused JAX worker's memory bounded.
-
-    Keras reads ``KERAS_BACKEND`` when it is first imported, and CUDA its visible devices when first
-    loaded, so this runs before any Keras import in the worker process (which Ray reuses across
-    trials and retrain tasks of the same run).
-    """
-    global _worker_device
-    if _worker_device is not None:
-        _forget_compiled_models(compute.backend)
-        return _worker_device
-    import sys
-
-    backend = compute.backend
-    if "keras" in sys.modules:
-        import keras
-
-        if keras.backend.backend() != backend:
-            raise RuntimeError(f"this worker already runs Keras on {keras.backend.backend()}, not {backend}")
-    os.environ["KERAS_BACKEND"] = backend
-    device = set_up_worker(compute)
-    n = max(1, int(round(compute.cpus)))
-    if backend == "jax":
-        if device == "CPU":
-            _add_xla_flags(SINGLE_THREAD_FLAGS if n == 1 else ())
-            # XLA's CPU client sizes its thread pool from this (else from every core of the machine:
-            # 16 one-CPU trials on 16 cores ran 16 threads each, and each epoch 6x slower than alone)
-            os.environ.setdefault("PJRT_NPROC", str(n))
-        _use_compile_cache()
-    else:
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(n)
-            tf.config.threading.set_inter_op_parallelism_threads(n)
-        except RuntimeError:  # TensorFlow was initialised already in this process
-            pass
-    _worker_device = confirm_gpu(backend, device)
-    with modules_hidden(KERAS_OPTIONAL_IMPORTS):
-        import keras  # noqa: F401  (here, once, without what a worker never uses)
-    return _worker_device
-
-
-@contextmanager
-def modules_hidden(names: tuple[str, ...]) -> Iterator[None]:
-    """Inside the block, ``import name`` fails for each of ``names`` not imported yet (Python's own
-    switch: None in ``sys.modules``); after it they import as usual."""
-    import sys
-
-    hidden = [name for name in names if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, False) is None:
-                del sys.modules[name]
-
-
-def _forget_compiled_models(backend: str) -> None:
-    """Drop the programs JAX compiled for earlier trials in this (reused) worker once it holds more
-    than ``JAX_WORKER_MEMORY_MB``: kept, they grow a worker by about 13 MB per trial; dropped at
-    every trial's start, each trial recompiles a dozen small programs (0.3-0.5 s). The disk cache
-    keeps them for reuse either way. ``malloc_trim`` hands the freed memory back to the system
-    (without it the worker's size stays at its peak)."""
-    if backend != "jax" or private_memory_mb() < JAX_WORKER_MEMORY_MB:
-        return
-    import ctypes
-    import gc
-
-    import jax
-
-    gc.collect()
-    jax.clear_caches()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def private_memory_mb() -> float:
-    """This process's resident memory less its shared pages (Ray maps its object store into every
-    worker); infinite where ``/proc`` is missing (not Linux), so that caches are always dropped."""
-    try:
-        fields = Path("/proc/self/statm").read_text().split()
-        return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return float("inf")
-
-
-def _add_xla_flags(flags: tuple[str, ...]) -> None:
-    """Append XLA flags the user did not set (their own ``XLA_FLAGS`` win)."""
-    current = os.environ.get("XLA_FLAGS", "")
-    added = [f for f in flags if f.split("=")[0] not in current]
-    os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
-
-
-def _use_compile_cache() -> None:
-    """JAX's persistent compilation cache: a network whose shapes were compiled before (same depth,
-    width, batch size...) in any trial, worker or earlier run skips XLA's compile (2-3 s -> 0.4 s).
-    ``HPSEARCH_XLA_CACHE`` moves it; ``off`` turns it off."""
-    folder = os.environ.get("HPSEARCH_XLA_CACHE", str(Path.home() / ".cache" / "hpsearch" / "xla"))
-    if folder == "off":
-        return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _first_line(error: BaseException) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.trainable import class_weights, fit_network, whole_batches
+from search.fit import class_weights, fit_network, whole_batches
 
 
 def test_whole_batches_pads_with_repeats_of_real_rows():
@@ -40,7 +40,7 @@ jax.monitoring.register_event_duration_secs_listener(
     lambda name, secs, **kw: compiles.append(kw.get("fun_name")) if "backend_compile" in name else None)
 from search.model import build_network
 from search.epochs import EpochRunner
-from search.trainable import fit_network, seed_rngs, whole_batches
+from search.fit import fit_network, seed_rngs, whole_batches
 
 config = {"depth": 2, "width": 48, "dropout": 0.2, "batch_size": 16, "learning_rate": 0.01, "batch_norm": True}
 build_network({**config, "width": 20}, 7, seed=1)  # a worker's first network compiles a few scalar programs
@@ -105,7 +105,7 @@ XLA_OPTIONS_SCRIPT = r"""
 import json
 import numpy as np
 from search.devices import Compute
-from search.trainable import use_backend
+from search.worker import use_backend
 use_backend(Compute(backend="jax", cpus=1.0))
 import search.epochs as epochs
 from search.model import build_network
@@ -244,7 +244,7 @@ def test_a_fused_epoch_trains_in_mixed_precision():
 ONE_CPU_JAX_SCRIPT = """
 import json, os, time
 from search.devices import Compute
-from search.trainable import use_backend
+from search.worker import use_backend
 use_backend(Compute(backend="jax", cpus=1.0))
 import jax, jax.numpy as jnp
 key = jax.random.PRNGKey(0)
@@ -308,7 +308,8 @@ def test_quick_compiles_are_chosen_per_network():
 LEAN_WORKER_SCRIPT = """
 import json, sys
 from search.devices import Compute
-from search.trainable import fit_network, use_backend
+from search.fit import fit_network
+from search.worker import use_backend
 use_backend(Compute(backend="jax", cpus=1.0))
 loaded = sorted(m for m in ("matplotlib", "sklearn", "pandas", "pydantic", "yaml") if m in sys.modules)
 import numpy as np

@@ -1,0 +1,97 @@
+"""Training one network on encoded arrays with Keras, without Ray: the recipe that trials, CV fits
+and the final fit share (a trial adds reporting and checkpoints: search/trainable.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from search.devices import use_precision
+
+EpochHook = Callable[[int, "np.ndarray | None", Callable[[], list[np.ndarray]]], bool]
+
+
+def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+                x_eval: np.ndarray | None = None, mixed_precision: bool = False,
+                on_epoch: EpochHook | None = None) -> Any:
+    """Train a fresh network for up to ``epochs`` (the CV and final fits); returns the model.
+
+    After every epoch, ``on_epoch(epoch, p, weights)`` gets P(class 1) on ``x_eval`` (None without
+    it) and a function that returns the network's weights now; it returns whether to go on (the CV
+    stage's patience and deadlines).
+    """
+    import keras
+
+    from search.model import build_network, resolve_config
+
+    resolved = resolve_config(config)
+    seed_rngs(seed)
+    use_precision(mixed_precision)
+    model = build_network(resolved, x.shape[1], seed=seed)
+    batch_size = int(resolved["batch_size"])
+    x, y = whole_batches(x, y, batch_size, seed)
+    weights = class_weights(resolved, y)
+    if keras.backend.backend() == "jax":
+        from search.epochs import EpochRunner
+
+        runner = EpochRunner(model, x, y, batch_size, seed, weights, epochs_expected=epochs, x_eval=x_eval)
+        for epoch in range(epochs):
+            runner.train_epoch(epoch)
+            if on_epoch is not None and not on_epoch(epoch, runner.evaluated,
+                                                     lambda: [np.asarray(w) for w in runner.to_model().get_weights()]):
+                break
+        return runner.to_model()
+
+    def after_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
+        probability = None if x_eval is None else np.asarray(model(x_eval, training=False)).ravel()
+        weights = lambda: [np.asarray(w) for w in model.get_weights()]  # noqa: E731
+        if on_epoch is not None and not on_epoch(epoch, probability, weights):
+            model.stop_training = True
+
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=weights, shuffle=True, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=after_epoch)])
+    return model
+
+
+def seed_rngs(seed: int) -> None:
+    """Seed what a fit draws from: Python's and NumPy's generators (Keras shuffles with NumPy on
+    JAX) and, on TensorFlow, its own. The network seeds its weights and dropout itself (model.py).
+
+    ``keras.utils.set_random_seed`` would import TensorFlow into every JAX worker to seed it:
+    4 s and 200 MB per worker for nothing.
+    """
+    import random
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def class_weights(config: dict[str, Any], y: np.ndarray) -> dict[int, float] | None:
+    """Keras' ``class_weight`` for ``balanced``: each class weighs n / (2 x its count), as in scikit-learn."""
+    if config.get("class_weight") != "balanced":
+        return None
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=2)
+    return {c: float(len(y) / (2 * counts[c])) for c in (0, 1) if counts[c]}
+
+
+def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad the rows with a few random repeats so that every batch is full.
+
+    A last, smaller batch has another shape, and every new shape costs one more trace (TensorFlow)
+    or compile (JAX) per model: that was half of a new model's first epoch. At most
+    ``batch_size - 1`` rows are repeated, chosen once per fit (``batch_size`` x the parts an epoch is
+    trained in, for a trial that reports fractions of an epoch).
+    """
+    n = len(x)
+    missing = (-n) % batch_size if n > batch_size else 0
+    if not missing:
+        return x, y
+    extra = np.random.default_rng(seed).choice(n, size=missing, replace=False)
+    return np.concatenate([x, x[extra]]), np.concatenate([y, y[extra]])
