@@ -222,10 +222,12 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
                   started: float) -> dict:
     """hpsearch's search step (``tuning.run_trials``) on the same arrays: Ray start-up included."""
     from search.devices import Compute
+    from search.ray_session import ray_session
+    from search.run_folder import epoch_history
     from search.space import load_space
     from search.spec import RunSpec
     from search.trainable import TrialData
-    from search.tuning import epoch_history, ray_session, run_trials
+    from search.tuning import run_trials
 
     backend = method.removeprefix("hpsearch").removeprefix("_") or budget["backend"]
     spec = RunSpec(samples=budget["samples"], max_epochs=budget["max_epochs"], cpus=budget["cpus"],
@@ -238,7 +240,7 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
     run_dir = workdir / method
     run_dir.mkdir()
     with ray_session(spec):
-        trials = run_trials(spec, space, data, run_dir)
+        trials = run_trials(spec, space, data, run_dir, grace_period=4, deadline=float("inf"))  # ASHA's default rungs
     wall = time.perf_counter() - started
     history = epoch_history(run_dir, "roc_auc")
     for row in history.itertuples():

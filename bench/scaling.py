@@ -61,9 +61,11 @@ def generated_arrays(rows: int, features: int, seed: int) -> dict[str, np.ndarra
 def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """One setting: ``slots`` concurrent trials (each a CPU, or a 1/slots share of one GPU)."""
     from search.devices import Compute
+    from search.ray_session import ray_session
+    from search.run_folder import epoch_history
     from search.spec import RunSpec
     from search.trainable import TrialData
-    from search.tuning import epoch_history, ray_session, run_trials
+    from search.tuning import run_trials
 
     gpus = round(1.0 / slots, 4) if on_gpu else 0.0
     spec = RunSpec(samples=TRIALS_PER_SLOT * slots, max_epochs=args.epochs, grace_period=args.epochs,
@@ -79,7 +81,7 @@ def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argpa
         watcher = GpuWatcher() if on_gpu else None
         with ray_session(spec):
             started = time.perf_counter()  # Ray's own start-up is not the trials' concurrency
-            trials = run_trials(spec, space, data, run_dir)
+            trials = run_trials(spec, space, data, run_dir, grace_period=args.epochs, deadline=float("inf"))
             wall = time.perf_counter() - started
         if watcher:
             watcher.stop()

@@ -246,7 +246,7 @@ def runs(results: str = typer.Option("results", help="Folder of run outputs.")) 
     """List past runs: date, data, trials, best validation metric, status."""
 
     def action() -> None:
-        from search.report import list_runs
+        from search.run_folder import list_runs
 
         found = list_runs(results)
         if not found:

@@ -35,7 +35,7 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
 
     from search.baseline import score_baselines
     from search.pipeline import prepare, run_search
-    from search.tuning import ray_session
+    from search.ray_session import ray_session
 
     space, table, _ = prepare(spec)
     counts = np.bincount(table.y, minlength=2)

@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.errors import DataError, ExportError
+from search.metrics import score_all
 
 if TYPE_CHECKING:
     import keras
+
+    from search.data import Table
+    from search.spec import RunSpec
 
 MODEL_DIR = "model"
 MODEL_FILE = "model.keras"
@@ -83,3 +87,53 @@ def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{folder} is damaged ({first}). Re-run `hpsearch retrain {run_dir}`.") from None
     return model, metadata
+
+
+def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, model: Any, epochs: int, trained_on: str,
+                 test: dict[str, Any] | None) -> dict[str, Any]:
+    """Save the model with its metadata; returns the run's summary."""
+    from search.preprocess import input_name, raw_inputs
+    from search.run_folder import library_versions
+
+    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
+    metadata = {
+        "input_form": INPUT_FORM,
+        "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
+        "target": table.target,
+        "labels": {"0": table.labels[0], "1": table.labels[1]},
+        "header": spec.header,
+        "threshold": cv.threshold,
+        "threshold_rule": cv.threshold_rule,
+        "hyperparameters": cv.winner.hyperparameters,
+        "epochs": epochs,
+        "trained_on": trained_on,
+        "trial_id": cv.winner.trial_id,
+        "metric": spec.metric,
+        "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"],
+               "std": winner_cv["std"]},
+        "test": test,
+        "seed": spec.seed,
+        "data": table.source,
+        "data_sha256": table.sha256,
+        "versions": library_versions(),
+    }
+    check = raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
+    save_model(run_dir, model, metadata, check, savedmodel=spec.export_savedmodel)
+    return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
+            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule}
+
+
+def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The final model's scores on the held-out test part, at the chosen threshold."""
+    from sklearn.metrics import confusion_matrix, precision_score, recall_score
+
+    predicted = (probability >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+    return {
+        "rows": int(len(y)),
+        "threshold": threshold,
+        **score_all(y, probability, threshold),
+        "precision": float(precision_score(y, predicted, zero_division=0.0)),
+        "recall": float(recall_score(y, predicted, zero_division=0.0)),
+        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }

@@ -6,24 +6,21 @@
 from __future__ import annotations
 
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from search import results
-from search.budget import RunPlan, plan_from_json, plan_run
+from search import export, results, run_folder
+from search.budget import RunPlan, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
-from search.errors import DataError, HpsearchError, Interrupted, SearchError
-from search.metrics import METRICS, is_better, score_all
+from search.errors import DataError, Interrupted, SearchError
+from search.metrics import METRICS, is_better
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
@@ -81,14 +78,15 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     space, table, splits = prepared or prepare(spec)
     plan = plan_for(spec, space, splits)
     partial, final = results.start_run(spec.results_root(), spec.run_name(), chosen=spec.name is None)
-    from search.tuning import ray_session, run_trials
+    from search.ray_session import ray_session
+    from search.tuning import run_trials
 
     stage = ["search"]
     try:
         with ray_session(spec):
             started = time.time()  # the budget counts from here: Ray's start-up is not in it
             data = encode_for_trials(spec, plan, table, splits)
-            results.write_json(partial / results.SPEC, describe_run(spec, plan, table, splits, final.name))
+            results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
                                 deadline=plan.budget.deadline("search", started))
             stage[0] = "CV"
@@ -109,16 +107,17 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
         DataError: ``run`` is not an interrupted run, or its data changed since.
         Interrupted: stopped again; the folder stays for another ``resume``.
     """
-    from search.tuning import can_resume, ray_session, resume_trials
+    from search.ray_session import ray_session
+    from search.tuning import can_resume, resume_trials
 
-    partial = find_interrupted(run)
+    partial = run_folder.find_interrupted(run)
     results.check_own_folder(partial)
-    spec, plan, described = _read_run_spec(partial)
+    spec, plan, described = run_folder.read_run_spec(partial)
     searched = (partial / results.TRIALS).is_file() and (partial / results.BEST_CONFIG).is_file()
     if not searched and not can_resume(partial):
         raise DataError(f"{partial} holds no search state to resume (no Ray Tune experiment in it). "
                         f"Start a new run with `hpsearch run`.")
-    table, splits = _reload_data(spec, described)
+    table, splits = run_folder.reload_data(spec, described)
     final = partial.parent / described["name"]
     results.check_free(partial.parent, final.name)
     stage = ["CV" if searched else "search"]
@@ -126,7 +125,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
         with ray_session(spec):
             began = time.time()
             if searched:  # the stages after the search get their shares of the budget from now
-                trials = read_trials(partial)
+                trials = run_folder.read_search_trials(partial)
                 started = began - plan.budget.stages["search"] * plan.budget.total_s
             else:
                 data = encode_for_trials(spec, plan, table, splits)
@@ -141,26 +140,10 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
         raise
 
 
-def find_interrupted(run: str | Path) -> Path:
-    """The partial folder of ``run``: a path to it, or a ``results/<name>`` whose run never finished."""
-    given = Path(run).expanduser().resolve()
-    candidates = [given, given.parent / f".{given.name}.partial"]
-    found = next((c for c in candidates if c.is_dir() and c.name.endswith(".partial")), None)
-    if found is None:
-        if given.is_dir() and (given / results.CV).is_file():
-            raise DataError(f"{run} is a finished run; there is nothing to resume. "
-                            f"See `hpsearch report {run}`, or `hpsearch retrain {run}`.")
-        raise DataError(f"{run}: no interrupted run there (looked for {candidates[1]}). "
-                        f"Give the run's folder, e.g. results/NAME; `hpsearch runs` lists them.")
-    return found
-
-
 def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, metric: str,
                   trials: pd.DataFrame) -> dict[str, Any]:
     """Write the search's results (trials.csv, epochs.csv, best_config.json): from here on the run
     resumes at the CV stage, and no later failure removes them."""
-    from search.tuning import epoch_history
-
     best = best_trial(trials, metric)
     best_config = {
         "trial_id": best["trial_id"],
@@ -175,7 +158,7 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
         "data": table.source,
         "data_sha256": table.sha256,
     }
-    results.write_csv(partial / results.EPOCHS, epoch_history(partial, metric))
+    results.write_csv(partial / results.EPOCHS, run_folder.epoch_history(partial, metric))
     results.write_json(partial / results.BEST_CONFIG, best_config)
     results.write_csv(partial / results.TRIALS, trials)  # last: its presence means the search is recorded
     return best_config
@@ -209,13 +192,12 @@ def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
     """Ctrl-C or SIGTERM after the search started keeps the partial folder for ``resume``; so does any
     failure after the search finished (the search is never lost). Only a failed search is removed."""
     from search.signals import stop_requested
-    from search.tuning import EXPERIMENT_DIR
 
     if isinstance(exc, Interrupted):
         return
     searched = (partial / results.TRIALS).is_file()
     how = "SIGTERM" if stop_requested() else "Ctrl-C"
-    if isinstance(exc, KeyboardInterrupt) and (searched or (partial / EXPERIMENT_DIR).is_dir()):
+    if isinstance(exc, KeyboardInterrupt) and (searched or (partial / results.EXPERIMENT_DIR).is_dir()):
         raise Interrupted(f"stopped by {how} during the {stage} stage.", partial) from None
     if searched and isinstance(exc, Exception):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -228,14 +210,14 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
                 repeats: int | None = None, threshold: float | None = None,
                 threshold_rule: str | None = None) -> dict[str, Any]:
     """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
-    from search.tuning import ray_session
+    from search.ray_session import ray_session
 
     folder = Path(run_dir).resolve()
     overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold,
                  "threshold_rule": threshold_rule}
-    spec, plan, described = _read_run_spec(folder, overrides)
-    trials = read_trials(folder)
-    table, splits = _reload_data(spec, described)
+    spec, plan, described = run_folder.read_run_spec(folder, overrides)
+    trials = run_folder.read_search_trials(folder)
+    table, splits = run_folder.reload_data(spec, described)
     with ray_session(spec):
         started = time.time() - plan.budget.stages["search"] * plan.budget.total_s
         finished = retrain_and_export(folder, spec, plan, table, splits, trials, started, None, {}, ["CV"])
@@ -243,47 +225,6 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
 
     finished["against_boosting"] = render_report(folder).get("against_boosting", "")
     return finished
-
-
-def _read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tuple[RunSpec, RunPlan, dict]:
-    """The RunSpec, RunPlan and ``spec.json`` of a run folder; a foreign or damaged folder is a DataError."""
-    import json
-
-    RunSpec.from_options(**(overrides or {}))  # a bad override is the user's flag, not a damaged folder
-    try:
-        described = json.loads((folder / results.SPEC).read_text())
-        options = dict(described["options"])
-        space = Space.from_dict(described["space"], source=f"{folder / results.SPEC}: space")
-        options.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        spec = RunSpec.from_options(**{**options, "name": None})
-        plan = plan_from_json(described["plan"], space, (overrides or {}).get("folds"))
-        _ = described["data"]["sha256"], described["name"]  # needed later: a KeyError here is clearer
-    except (OSError, ValueError, KeyError, TypeError, HpsearchError) as exc:
-        raise DataError(
-            f"{folder} is not an hpsearch run folder: {results.SPEC} is missing or damaged "
-            f"({type(exc).__name__}: {str(exc)[:120]}). Give a folder written by `hpsearch run`."
-        ) from None
-    return spec, plan, described
-
-
-def read_trials(folder: Path) -> pd.DataFrame:
-    try:
-        trials = pd.read_csv(folder / results.TRIALS)
-        _ = trials[["trial_id", "status", "best_epoch"]]  # the columns retrain needs
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(
-            f"{folder / results.TRIALS} is missing or damaged ({type(exc).__name__}: {str(exc)[:120]}). "
-            f"Give a finished run's folder (see `hpsearch runs`)."
-        ) from None
-    return trials
-
-
-def _reload_data(spec: RunSpec, described: dict) -> tuple[Table, Splits]:
-    """The run's table, checked against its recorded SHA-256, and the same splits."""
-    table = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
-    if table.sha256 != described["data"]["sha256"]:
-        raise DataError(f"{spec.data} changed since the run (SHA-256 differs). Restore it, or start a new run.")
-    return table, split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
 
 
 def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table, splits: Splits,
@@ -295,7 +236,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     part was held out) and ``model/``; returns a summary. Records each stage's seconds in ``timing``.
     """
     from search.baseline import score_baselines
-    from search.export import join_model
+    from search.final_fit import fit_final_model
     from search.preprocess import raw_inputs
     from search.retrain import cross_validate, pick_candidates
 
@@ -323,89 +264,18 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
 
     stage[0] = "export"
     began = time.time()
-    model = join_model(preprocessor, network)
+    model = export.join_model(preprocessor, network)
     test: dict[str, Any] | None = None
     if len(splits.test):
         probability = np.asarray(model(raw_inputs(table.features.iloc[splits.test], table.schema))).ravel()
-        test = score_test(table.y[splits.test], probability, cv.threshold)
+        test = export.score_test(table.y[splits.test], probability, cv.threshold)
         results.write_json(run_dir / results.TEST, {**test, "trained_on": trained_on,
                                                     "baselines": {n: b["test"] for n, b in baselines.items()}})
         results.write_parquet(run_dir / results.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
-    finished = export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)
+    finished = export.export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)
     timing["export_s"] = time.time() - began
     return finished
-
-
-def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec, plan: RunPlan,
-                    started: float) -> tuple[Any, Any, int, str]:
-    """The winner's preprocessing and network: with the holdout rule its CV fit at its best epoch,
-    else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out)."""
-    from search.preprocess import build_preprocessor, encode, fit_stats
-    from search.retrain import fit_final, network_with
-
-    winner = cv.winner
-    if cv.rule == "holdout":
-        network = network_with(winner.hyperparameters, cv.final_weights[0].shape[0], cv.final_weights)
-        return cv.final_preprocessor, network, winner.epochs, "the training part (its holdout fit, best epoch kept)"
-    train = table.features.iloc[rows]
-    preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
-    network, trained = fit_final(winner.hyperparameters, encode(preprocessor, train, table.schema),
-                                 table.y[rows].astype(np.float32), winner.epochs, spec.seed, Compute.of(spec),
-                                 plan.budget.deadline("final fit", started))
-    note = "all non-test rows" + (f" (stopped at epoch {trained} of {winner.epochs}: the budget)"
-                                  if trained < winner.epochs else "")
-    return preprocessor, network, trained, note
-
-
-def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, model: Any, epochs: int, trained_on: str,
-                 test: dict[str, Any] | None) -> dict[str, Any]:
-    """Save the model with its metadata; returns the run's summary."""
-    from search.export import INPUT_FORM, save_model
-    from search.preprocess import input_name, raw_inputs
-
-    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
-    metadata = {
-        "input_form": INPUT_FORM,
-        "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
-        "target": table.target,
-        "labels": {"0": table.labels[0], "1": table.labels[1]},
-        "header": spec.header,
-        "threshold": cv.threshold,
-        "threshold_rule": cv.threshold_rule,
-        "hyperparameters": cv.winner.hyperparameters,
-        "epochs": epochs,
-        "trained_on": trained_on,
-        "trial_id": cv.winner.trial_id,
-        "metric": spec.metric,
-        "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"],
-               "std": winner_cv["std"]},
-        "test": test,
-        "seed": spec.seed,
-        "data": table.source,
-        "data_sha256": table.sha256,
-        "versions": _versions(),
-    }
-    check = raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
-    save_model(run_dir, model, metadata, check, savedmodel=spec.export_savedmodel)
-    return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
-            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule}
-
-
-def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
-    """The final model's scores on the held-out test part, at the chosen threshold."""
-    from sklearn.metrics import confusion_matrix, precision_score, recall_score
-
-    predicted = (probability >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
-    return {
-        "rows": int(len(y)),
-        "threshold": threshold,
-        **score_all(y, probability, threshold),
-        "precision": float(precision_score(y, predicted, zero_division=0.0)),
-        "recall": float(recall_score(y, predicted, zero_division=0.0)),
-        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
-    }
 
 
 def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
@@ -466,38 +336,3 @@ def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
     return best
 
 
-def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, name: str) -> dict[str, Any]:
-    """The resolved run spec, as written to ``spec.json``."""
-    classes = np.bincount(table.y, minlength=2)
-    return {
-        "name": name,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "options": spec.model_dump(mode="json"),
-        "max_epochs": plan.fidelity.max_epochs,
-        "plan": plan.to_json(),
-        "space": plan.space.to_dict(),
-        "space_file": plan.space.source,
-        "data": {
-            "source": table.source,
-            "sha256": table.sha256,
-            "rows": table.n_rows,
-            "target": table.target,
-            "labels": {"0": table.labels[0], "1": table.labels[1]},
-            "positive": table.labels[1],
-            "class_counts": {table.labels[0]: int(classes[0]), table.labels[1]: int(classes[1])},
-            "features": [{"name": f.name, "kind": f.kind} for f in table.schema],
-        },
-        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
-        "devices": cluster_devices(),
-        "versions": _versions(),
-    }
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("hpsearch", "ray", "tensorflow", "keras", "scikit-learn", "pandas", "optuna"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[dist] = "not installed"
-    return found

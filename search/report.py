@@ -6,19 +6,17 @@ rebuilt at any time, also for an interrupted run, whose missing parts are named 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from search import results
+from search import results, run_folder
 from search.devices import describe, trials_on_gpu
 from search.errors import DataError
+from search.figures import draw_figures
 from search.metrics import METRICS
 
 REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
@@ -41,14 +39,14 @@ def render_report(run_dir: str | Path) -> dict[str, Any]:
 
 def collect(folder: Path) -> dict[str, Any]:
     """Everything the report says, as plain data."""
-    spec = _read_json(folder, results.SPEC)
+    spec = run_folder.read_json(folder, results.SPEC)
     if spec is None:
         raise DataError(f"{folder} has no {results.SPEC}: it is not an hpsearch run folder. Give results/NAME.")
-    best = _read_json(folder, results.BEST_CONFIG)
-    cv = _read_json(folder, results.CV)
-    test = _read_json(folder, results.TEST)
-    timing = _read_json(folder, results.TIMING)
-    trials = _read_trials(folder)
+    best = run_folder.read_json(folder, results.BEST_CONFIG)
+    cv = run_folder.read_json(folder, results.CV)
+    test = run_folder.read_json(folder, results.TEST)
+    timing = run_folder.read_json(folder, results.TIMING)
+    trials = run_folder.read_trials(folder)
     options, data = spec["options"], spec["data"]
     metric = options["metric"]
     kinds = pd.Series([f["kind"] for f in data["features"]]).value_counts().to_dict()
@@ -184,41 +182,6 @@ def _verdict(cv: dict[str, Any], metric: str) -> str:
             f"for the {best_name}).")
 
 
-def _read_json(folder: Path, name: str) -> Any:
-    path = folder / name
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, OSError):
-        raise DataError(f"{path} is damaged (not valid JSON). Re-run the step that writes it.") from None
-
-
-def _read_trials(folder: Path) -> pd.DataFrame:
-    path = folder / results.TRIALS
-    if path.is_file():
-        try:
-            return pd.read_csv(path)
-        except (ValueError, OSError):
-            raise DataError(f"{path} is damaged (not a readable CSV). Re-run the search.") from None
-    # An interrupted run: rebuild a rough table from Ray Tune's per-trial progress files.
-    epochs = read_epochs(folder)
-    if epochs.empty:
-        return pd.DataFrame(columns=["trial_id", "status"])
-    last = epochs.groupby("trial_id").tail(1).set_index("trial_id")
-    return pd.DataFrame({"trial_id": last.index, "epochs": last["epoch"].to_numpy(),
-                         "status": "interrupted"}).reset_index(drop=True)
-
-
-def read_epochs(folder: Path, metric: str = "roc_auc") -> pd.DataFrame:
-    """Per-trial, per-epoch scores: epochs.csv, or Ray Tune's progress files for an interrupted run."""
-    from search.tuning import epoch_history  # reads files only: no Ray import
-
-    if (folder / results.EPOCHS).is_file():
-        return pd.read_csv(folder / results.EPOCHS)
-    return epoch_history(folder, metric)
-
-
 def _top_trials(trials: pd.DataFrame, metric: str, n: int = 10) -> list[dict[str, Any]]:
     column = f"best_{metric}"
     if column not in trials:
@@ -260,91 +223,6 @@ def _importance(trials: pd.DataFrame, spec: dict[str, Any], metric: str) -> dict
     except (ValueError, RuntimeError):
         return {}
     return {k: float(v) for k, v in found.items()}
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-
-def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
-    """The report's plots as base64 PNGs, keyed by section."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metric = report["metric"]
-    figures: dict[str, str] = {}
-    epochs = read_epochs(folder, metric)
-    if metric in epochs and len(epochs):
-        fig, ax = plt.subplots(figsize=(8, 4))
-        for _, trial in epochs.groupby("trial_id"):
-            ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.7)
-        sched = report["summary"]["scheduler"]
-        rung = float(sched["grace_period"])
-        while rung < sched["max_epochs"]:
-            ax.axvline(rung, color="grey", ls="--", lw=0.8)
-            rung *= sched["reduction_factor"]
-        ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Every trial per epoch (dashed: ASHA rungs)")
-        figures["curves"] = _png(fig)
-    trials = _read_trials(folder)
-    params = list(report["summary"]["space"]["params"])
-    column = f"best_{metric}"
-    if column in trials and params:
-        fig, axes = plt.subplots(1, len(params), figsize=(3 * len(params), 3), squeeze=False)
-        for ax, name in zip(axes[0], params, strict=True):
-            usable = trials.dropna(subset=[column])
-            x = usable[name]
-            if x.dtype == object:
-                x = x.astype(str)
-            ax.scatter(x, usable[column], s=12, alpha=0.7)
-            if report["summary"]["space"]["params"][name].get("log"):
-                ax.set_xscale("log")
-            ax.set(xlabel=name, ylabel=f"best {metric}" if ax is axes[0][0] else "")
-        fig.tight_layout()
-        figures["params"] = _png(fig)
-    if report["importance"]:
-        fig, ax = plt.subplots(figsize=(6, 0.4 * len(report["importance"]) + 1))
-        names = list(report["importance"])[::-1]
-        ax.barh(names, [report["importance"][n] for n in names])
-        ax.set(xlabel="importance (fANOVA)", title="Hyperparameter importance")
-        figures["importance"] = _png(fig)
-    test = _read_json(folder, results.TEST)
-    if test is not None and (folder / results.TEST_PREDICTIONS).is_file():
-        from sklearn.metrics import roc_curve
-
-        predictions = pd.read_parquet(folder / results.TEST_PREDICTIONS)
-        fpr, tpr, _ = roc_curve(predictions["y"], predictions["probability"])
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
-        ax1.plot(fpr, tpr, label=f"network (AUC {test['roc_auc']:.3f})")
-        ax1.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
-        ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on the test part")
-        ax1.legend(loc="lower right")
-        cm = test["confusion_matrix"]
-        grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
-        ax2.imshow(grid, cmap="Blues")
-        for (i, j), v in np.ndenumerate(grid):
-            ax2.text(j, i, str(v), ha="center", va="center")
-        labels = list(report["summary"]["class_counts"])  # label of class 0, then of class 1
-        ax2.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted",
-                ylabel="true", title=f"Confusion at threshold {test['threshold']:.3f}")
-        fig.tight_layout()
-        figures["test"] = _png(fig)
-    if "cv" in report:
-        fig, ax = plt.subplots(figsize=(6, 3))
-        for i, cand in enumerate(report["cv"]["candidates"]):
-            ax.scatter([i] * len(cand["folds"]), cand["folds"], s=14)
-            ax.hlines(cand["mean"][metric], i - 0.25, i + 0.25, color="black")
-        ax.set_xticks(range(len(report["cv"]["candidates"])), [c["trial_id"] for c in report["cv"]["candidates"]])
-        ax.set(ylabel=f"CV {metric}", title="Top configurations: fold scores and mean")
-        figures["cv"] = _png(fig)
-    plt.close("all")
-    return figures
-
-
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 # --- text --------------------------------------------------------------------------------------
@@ -498,29 +376,3 @@ def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
-def list_runs(results_root: str | Path) -> list[dict[str, Any]]:
-    """One entry per run folder under ``results_root`` (finished or partial), newest first."""
-    root = Path(results_root).resolve()
-    runs = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if not folder.is_dir():
-            continue
-        try:
-            described = json.loads((folder / results.SPEC).read_text())
-            trials = _read_trials(folder)
-            best = _read_json(folder, results.BEST_CONFIG) if (folder / results.BEST_CONFIG).is_file() else None
-            finished = (folder / results.CV).is_file() and not folder.name.endswith(".partial")
-            runs.append({
-                "name": folder.name,
-                "date": described.get("started_at", ""),
-                "data": described["data"]["source"],
-                "trials": len(trials),
-                "metric": described["options"]["metric"],
-                "best": best["value"] if best else None,
-                "status": "finished" if finished else "partial",
-            })
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, DataError) as exc:
-            why = "no spec.json" if isinstance(exc, FileNotFoundError) else f"{type(exc).__name__}"
-            runs.append({"name": folder.name, "date": "", "data": "", "trials": 0, "metric": "", "best": None,
-                         "status": f"damaged or not a run ({why})"})
-    return sorted(runs, key=lambda r: r["date"], reverse=True)

@@ -27,6 +27,7 @@ TEST = "test.json"
 OOF = "oof.parquet"  # the CV candidates' out-of-fold predictions: candidate, fold, row, y, probability
 TEST_PREDICTIONS = "test_predictions.parquet"  # the final model's: row, y, probability
 TIMING = "timing.json"
+EXPERIMENT_DIR = "tune"  # Ray Tune's experiment folder (hpsearch resume continues from it)
 FAULTS = "faults.jsonl"  # trials Ray retried or gave up on (lost workers), one JSON per line
 
 

@@ -360,56 +360,6 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
             "started": started, "ended": time.time(), "node": node, "device": device}
 
 
-def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-              compute: Compute, deadline: float) -> tuple[Any, int]:
-    """The winner trained on all non-test rows in a Ray task with a trial's resources (its GPU share,
-    its precision); returned as a float32 network built in the driver, for the export, with the epochs
-    it trained (fewer than ``epochs`` when the next one would have ended past ``deadline``)."""
-    import ray
-
-    remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(train_weights)
-    ref = remote.remote(config, x, y, epochs, seed, compute, deadline)
-    try:
-        while True:
-            ready, _ = ray.wait([ref], timeout=2.0)
-            if ready:
-                break
-    except BaseException:
-        ray.cancel(ref, force=True)
-        raise
-    weights, trained = ray.get(ref)
-    return network_with(config, x.shape[1], weights), trained
-
-
-def network_with(config: dict[str, Any], n_features: int, weights: list[np.ndarray]) -> Any:
-    """A float32 network of ``config`` holding ``weights`` (whatever precision trained them)."""
-    from search.model import build_network
-
-    network = build_network(config, n_features, compiled=False)
-    network.set_weights(weights)
-    return network
-
-
-def train_weights(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                  compute: Compute, deadline: float = math.inf) -> tuple[list[np.ndarray], int]:
-    """Fit one network (a Ray task); its weights as NumPy arrays (float32 under mixed precision too)
-    and the epochs it trained."""
-    from search.fit import fit_network
-    from search.worker import use_backend
-
-    use_backend(compute)
-    trained, last = [0], [time.time()]
-
-    def on_epoch(epoch: int, _: Any, __: Any) -> bool:
-        now = time.time()
-        took, last[0] = now - last[0], now
-        trained[0] = epoch + 1
-        return now + took <= deadline
-
-    model = fit_network(config, x, y, epochs, seed, mixed_precision=compute.mixed_precision, on_epoch=on_epoch)
-    return [np.asarray(w) for w in model.get_weights()], trained[0]
-
-
 def encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
     """The preprocessing fitted on ``train_rows`` alone, and both parts encoded with it."""
     from search.preprocess import build_preprocessor, encode, fit_stats

@@ -232,7 +232,7 @@ def test_sonar_from_the_shared_tables(tmp_path):
 RAY_SESSION_CHECK = """
 import json, os, ray
 from search.spec import RunSpec
-from search.tuning import ray_session
+from search.ray_session import ray_session
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 with ray_session(RunSpec(cpus=2, backend="jax")):

@@ -1,0 +1,127 @@
+"""The run's Ray session: a private local Ray (no dashboard, token authentication on) or a given
+cluster, the workers' environment, and the check that a trial's resources fit on some node.
+
+Security: Ray 2.60 resolves a loopback node address to the machine's routable one and its gRPC
+servers listen on every interface; its token authentication (on by default) is what keeps other
+hosts out, and hpsearch leaves it on (README, "Security").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from search.devices import keep_driver_off_gpus, largest_node, put_back_variables
+from search.errors import ClusterError
+
+if TYPE_CHECKING:
+    from search.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+# Quiet TensorFlow's C++ start-up chatter in every worker.
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
+
+
+def worker_env(backend: str) -> dict[str, str]:
+    """The workers' variables: a local Ray's workers inherit them at ``ray.init``; on a cluster they
+    are the job's runtime env, and Ray keeps one pool of workers per set, so runs on other backends share none."""
+    passed = {k: v for k, v in os.environ.items() if k.startswith("HPSEARCH_XLA")}
+    return {**WORKER_ENV, "KERAS_BACKEND": backend, **passed}
+
+
+@contextmanager
+def ray_session(spec: RunSpec) -> Iterator[None]:
+    """A Ray session for the search and the retrain; stopped on exit if this process started it."""
+    import ray
+
+    from search import signals
+
+    started_here = _start_ray(spec)
+    signals.install()  # again: ray.init put Ray's own SIGTERM handler in place
+    devices_before = keep_driver_off_gpus()
+    try:
+        _check_trials_fit(spec)
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+        put_back_variables(devices_before)
+
+
+def _check_trials_fit(spec: RunSpec) -> None:
+    """Refuse a CPU or GPU reservation no node can meet: Ray would queue the trial forever. On a
+    cluster (``--address``) a node may yet come (an autoscaler): only a missing GPU is said then."""
+    cpus = largest_node("CPU")
+    if not spec.address and spec.cpus_per_trial > cpus:
+        raise ClusterError(
+            f"--cpus-per-trial {spec.cpus_per_trial:g}: this machine's Ray has {cpus:g} CPUs, and a trial runs on one "
+            f"node. Ask for at most {cpus:g}, or run on a cluster with --address."
+        )
+    if spec.gpus_per_trial <= 0:
+        return
+    most = largest_node("GPU")
+    if most == 0 and not spec.address:
+        raise ClusterError(
+            f"--gpus-per-trial {spec.gpus_per_trial:g}: Ray found no GPU on this machine. Leave the option out "
+            f"to train on CPUs, or run on a machine with an NVIDIA GPU and the GPU extra (pip install -e '.[gpu]')."
+        )
+    if most and spec.gpus_per_trial > most:
+        raise ClusterError(
+            f"--gpus-per-trial {spec.gpus_per_trial:g}: no node has more than {most:g} GPUs, and a trial runs on "
+            f"one node. Ask for at most {most:g} (fractions such as 0.25 put several trials on one GPU)."
+        )
+
+
+def _start_ray(spec: RunSpec) -> bool:
+    """Start a private local Ray (no dashboard, token authentication on), unless one is connected.
+
+    Ray 2.60 resolves a loopback node address to the machine's routable one and its gRPC
+    servers listen on every interface; its token authentication (on by default) is what keeps
+    other hosts out. See README, "Security".
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if spec.address:
+        # An existing cluster: its nodes need hpsearch installed (cluster.yaml does it) or, under
+        # `hpsearch submit`, get it from the job's working_dir.
+        from search.cluster import use_cluster_token
+
+        use_cluster_token()
+        # Inside a Ray Job the job's runtime env (set by `hpsearch submit`) already holds our
+        # variables, and Ray refuses to merge a second one into it.
+        in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+        try:
+            ray.init(address=spec.address, log_to_driver=log.isEnabledFor(logging.DEBUG),
+                     logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
+                     runtime_env=None if in_job else {"env_vars": worker_env(spec.backend)})
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ClusterError(
+                f"--address {spec.address}: cannot connect to a Ray cluster ({first[:200]}). "
+                f"Check the address and that the cluster is up (`ray status`)."
+            ) from None
+        return True
+    # The workers' variables go in through the environment the raylet inherits, not a runtime env:
+    # Ray starts workers for a job with a runtime env anew, while these use the ones Ray prestarted
+    # (the first trials start 1.0-1.5 s sooner). Put back at once: the driver is not a worker.
+    variables = worker_env(spec.backend)
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        ray.init(
+            address="local",
+            num_cpus=spec.cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=log.isEnabledFor(logging.DEBUG),
+            # Ray's token authentication stays on (its default); its notice about it is not shown.
+            logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
+        )
+    finally:
+        put_back_variables(before)
+    return True
