@@ -14,9 +14,9 @@ import typing
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
+from search.console import err, out, print_final, print_report, print_summary, progress_display
 from search.errors import HpsearchError, Interrupted, SpecError
 
 app = typer.Typer(
@@ -25,10 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Find the best Keras binary classifier for a table, with Ray Tune and ASHA.",
 )
-out = Console(highlight=False)
-if not out.is_terminal:
-    out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False)
 
 
 @app.callback()
@@ -109,10 +105,10 @@ def _run(options: dict, quiet: bool) -> None:
         for note in table.notes:
             out.print(f"note: {note}", markup=False)
     _quiet_libraries()
-    with _progress_display(quiet) as on_progress:
+    with progress_display(quiet) as on_progress:
         outcome = run_search(spec, on_progress, prepared=(space, table, splits))
     if not quiet:
-        _print_summary(outcome, spec.metric)
+        print_summary(outcome, spec.metric)
 
 
 def evaluate(outer_folds: int = 5, **options: object) -> None:
@@ -164,10 +160,10 @@ def resume(
         from search.pipeline import resume_run
 
         _quiet_libraries()
-        with _progress_display(quiet) as on_progress:
+        with progress_display(quiet) as on_progress:
             outcome = resume_run(run_dir, on_progress)
         if not quiet:
-            _print_summary(outcome, outcome.best["metric"])
+            print_summary(outcome, outcome.best["metric"])
 
     _guard(action)
 
@@ -191,7 +187,7 @@ def retrain(
         outcome = retrain_run(run_dir, top_k=top_k, folds=folds, repeats=repeats, threshold=threshold,
                               threshold_rule=threshold_rule)
         if not quiet:
-            _print_final(outcome, run_dir)
+            print_final(outcome, run_dir)
 
     _guard(action)
 
@@ -235,7 +231,7 @@ def report(
 
         content = render_report(run_dir)
         if not quiet:
-            _print_report(content)
+            print_report(content)
             out.print(f"report: {Path(content['folder']) / REPORT_HTML}")
 
     _guard(action)
@@ -261,25 +257,6 @@ def runs(results: str = typer.Option("results", help="Folder of run outputs.")) 
         out.print(table)
 
     _guard(action)
-
-
-def _print_report(content: dict) -> None:
-    from search.report import sections
-
-    if content["partial"]:
-        out.print(f"[bold]partial run[/bold]: missing {', '.join(content['missing'])}")
-    for title, paragraphs, rows, _ in sections(content):
-        if not rows:
-            continue
-        table = RichTable(title=title, title_justify="left")
-        for col in rows[0]:
-            table.add_column(str(col))
-        for row in rows[1:]:
-            table.add_row(*(str(c) for c in row))
-        out.print(table)
-        for p in paragraphs:
-            if not p.startswith("**") and p != "Complete run.":
-                out.print(p, markup=False)
 
 
 def _spec_from(options: dict):  # noqa: ANN202
@@ -379,98 +356,6 @@ def _quiet_libraries() -> None:
 
     with native_stderr_silenced():  # TensorFlow's C++ start-up lines
         import keras  # noqa: F401
-
-
-class _progress_display:
-    """A live one-line status on a terminal; a line per finished trial elsewhere."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.live = None
-        self.finished = 0
-
-    def __enter__(self):  # noqa: ANN204
-        if self.quiet:
-            return None
-        if out.is_terminal:
-            from rich.live import Live
-
-            self.live = Live("", console=out, transient=True, refresh_per_second=4)
-            self.live.__enter__()
-        return self.update
-
-    def update(self, p) -> None:  # noqa: ANN001
-        from search.retrain import FitProgress
-
-        if isinstance(p, FitProgress):
-            left = f", about {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
-            line = f"{p.stage}: {p.done}/{p.total} fits done{left}"
-            key = (p.stage, p.done)
-        else:
-            best = f"{p.best:.4f}" if p.best is not None else "-"
-            line = (
-                f"trials: {p.running} running, {p.finished}/{p.total} finished "
-                f"({p.stopped_early} stopped early, {p.failed} failed); best {p.metric} {best}"
-            )
-            key = ("trials", p.finished)
-        if self.live is not None:
-            self.live.update(line)
-        elif key != self.finished:
-            self.finished = key
-            out.print(line)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-
-def _print_summary(outcome, metric: str) -> None:  # noqa: ANN001
-    trials = outcome.trials
-    counts = trials["status"].value_counts()
-    column = f"best_{metric}"
-    top = trials.dropna(subset=[column]).sort_values(
-        column, ascending=metric == "log_loss", kind="stable"
-    ).head(5)
-    params = [c for c in outcome.searched if trials[c].nunique() > 1]
-    table = RichTable(title=f"Top trials by validation {metric}")
-    for col in ["trial", metric, "best epoch", "epochs", "status", *params]:
-        table.add_column(col)
-    for row in top.to_dict("records"):
-        table.add_row(
-            row["trial_id"], f"{row[column]:.4f}", str(int(row["best_epoch"])), str(row["epochs"]),
-            row["status"], *(_short(row[p]) for p in params),
-        )
-    out.print(table)
-    from search.devices import describe, trials_on_gpu
-
-    out.print(
-        f"devices: {describe(outcome.devices)}; {trials_on_gpu(trials)} of {len(trials)} trials trained on a GPU\n"
-        "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in counts.index)
-        + f"\nbest: {metric} {outcome.best['value']:.4f} (trial {outcome.best['trial_id']}, "
-        f"epoch {outcome.best['best_epoch']})"
-    )
-    _print_final(outcome.final, outcome.run_dir)
-
-
-def _print_final(final: dict, run_dir: object) -> None:
-    mean, std = final["cv_mean"], final["cv_std"]
-    cv = ", ".join(f"{m} {mean[m]:.4f} ± {std[m]:.4f}" for m in ("roc_auc", "accuracy", "f1", "log_loss"))
-    out.print(f"cv (winner {final['winner']}): {cv}")
-    if final["test"]:
-        t = final["test"]
-        out.print(
-            f"test ({t['rows']} rows, threshold {final['threshold']:.3f}): roc_auc {t['roc_auc']:.4f}, "
-            f"accuracy {t['accuracy']:.4f}, f1 {t['f1']:.4f}, log_loss {t['log_loss']:.4f}"
-        )
-    if final.get("against_boosting"):
-        out.print(final["against_boosting"], markup=False)
-    out.print(f"results: {run_dir}")
-
-
-def _short(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 # The cluster commands (submit, status, logs, stop, fetch) live in their own module.

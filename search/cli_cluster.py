@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from search.cli import _guard, _spec_from, app, out
+from search.cli import _guard, _spec_from, app
+from search.console import out
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
