@@ -18,8 +18,8 @@ from typing import Any
 from ray.tune import Callback
 
 from search.metrics import is_better
+from search.progress import Progress
 from search.results import FAULTS
-from search.tuning import Progress
 
 _sink: Callable[[Progress], None] | None = None
 _run_dir: Path | None = None

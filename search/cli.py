@@ -7,8 +7,6 @@ Heavy imports (TensorFlow, Ray) happen inside the commands, never at import time
 from __future__ import annotations
 
 import inspect
-import logging
-import os
 import sys
 import typing
 from pathlib import Path
@@ -16,22 +14,9 @@ from pathlib import Path
 import typer
 from rich.table import Table as RichTable
 
+from search.cli_app import app, guard, quiet_libraries, spec_from
 from search.console import err, out, print_final, print_report, print_summary, progress_display
-from search.errors import HpsearchError, Interrupted, SpecError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Find the best Keras binary classifier for a table, with Ray Tune and ASHA.",
-)
-
-
-@app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Ray's logs.")) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
-    if debug:
-        os.environ["HPSEARCH_DEBUG"] = "1"
+from search.errors import SpecError
 
 
 @app.command()
@@ -80,12 +65,12 @@ def run(
 ) -> None:
     """Search for the best MLP configuration on a table and save the results."""
     options = dict(locals())
-    _guard(lambda: _run(options, quiet))
+    guard(lambda: _run(options, quiet))
 
 
 def _run(options: dict, quiet: bool) -> None:
 
-    spec = _spec_from(options)
+    spec = spec_from(options)
     if spec.address:
         from search.cluster import use_cluster_token
 
@@ -104,7 +89,7 @@ def _run(options: dict, quiet: bool) -> None:
             out.print(line, markup=False)
         for note in table.notes:
             out.print(f"note: {note}", markup=False)
-    _quiet_libraries()
+    quiet_libraries()
     with progress_display(quiet) as on_progress:
         outcome = run_search(spec, on_progress, prepared=(space, table, splits))
     if not quiet:
@@ -114,16 +99,16 @@ def _run(options: dict, quiet: bool) -> None:
 def evaluate(outer_folds: int = 5, **options: object) -> None:
     """Nested CV of the whole procedure on DATA: the honest estimate of what a run delivers."""
     quiet = bool(options.pop("quiet"))
-    _guard(lambda: _evaluate(options, outer_folds, quiet))
+    guard(lambda: _evaluate(options, outer_folds, quiet))
 
 
 def _evaluate(options: dict, outer_folds: int, quiet: bool) -> None:
     if not 2 <= outer_folds <= 20:
         raise SpecError(f"--outer-folds: must be between 2 and 20, got {outer_folds}.")
-    spec = _spec_from({**options, "from_spec": None})
+    spec = spec_from({**options, "from_spec": None})
     from search.evaluate import evaluate as run_nested
 
-    _quiet_libraries()
+    quiet_libraries()
 
     def on_fold(k: int, fold: dict) -> None:
         if not quiet:
@@ -159,13 +144,13 @@ def resume(
     def action() -> None:
         from search.pipeline import resume_run
 
-        _quiet_libraries()
+        quiet_libraries()
         with progress_display(quiet) as on_progress:
             outcome = resume_run(run_dir, on_progress)
         if not quiet:
             print_summary(outcome, outcome.best["metric"])
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -183,13 +168,13 @@ def retrain(
     def action() -> None:
         from search.pipeline import retrain_run
 
-        _quiet_libraries()
+        quiet_libraries()
         outcome = retrain_run(run_dir, top_k=top_k, folds=folds, repeats=repeats, threshold=threshold,
                               threshold_rule=threshold_rule)
         if not quiet:
             print_final(outcome, run_dir)
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -204,7 +189,7 @@ def predict(
     def action() -> None:
         from search.predict import predict_file
 
-        _quiet_libraries()
+        quiet_libraries()
         predictions, notes = predict_file(run_dir, data, id_column)
         for note in notes:
             err.print(f"note: {note}", markup=False, soft_wrap=True)
@@ -216,7 +201,7 @@ def predict(
         else:
             sys.stdout.write(predictions.to_csv(index=False))
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -234,7 +219,7 @@ def report(
             print_report(content)
             out.print(f"report: {Path(content['folder']) / REPORT_HTML}")
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -256,109 +241,13 @@ def runs(results: str = typer.Option("results", help="Folder of run outputs.")) 
             table.add_row(r["name"], r["date"], r["data"], str(r["trials"]), best, r["status"])
         out.print(table)
 
-    _guard(action)
-
-
-def _spec_from(options: dict):  # noqa: ANN202
-    """The RunSpec of `run`'s parsed options (or of the spec file a submitted job carries)."""
-    import json
-
-    from search.errors import SpecError
-    from search.spec import RunSpec
-
-    if options.get("from_spec"):
-        try:
-            spec = RunSpec.from_options(**json.loads(Path(options["from_spec"]).read_text()))
-        except (OSError, ValueError) as exc:
-            raise SpecError(f"--from-spec {options['from_spec']}: cannot be read ({exc}).") from None
-        _leave_job_dir()
-        return spec
-    options = {k: v for k, v in options.items() if k not in ("quiet", "from_spec")}
-    options["header"] = not options.pop("no_header")
-    options["drop"] = tuple(options["drop"])
-    return RunSpec.from_options(**options)
-
-
-def _leave_job_dir() -> None:
-    """Run a submitted job from a private copy of its working_dir.
-
-    Ray 2.60 deletes a job's working_dir package while the job's driver still runs in it (seen at
-    the end of ``Tuner.fit``: ``os.getcwd()`` fails, and once a lazy import of ``search.preprocess``),
-    so the driver moves to a copy first and imports from there.
-    """
-    import atexit
-    import shutil
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="hpsearch-job-"))
-    job_dir = Path.cwd()
-    shutil.copytree(job_dir, home, dirs_exist_ok=True)
-    os.chdir(home)
-    # Modules imported later (lazily) must come from the copy too: `python -m` put the job's
-    # working_dir first on sys.path.
-    sys.path[:] = [str(home) if p in ("", str(job_dir)) else p for p in sys.path]
-    atexit.register(shutil.rmtree, home, True)
-
-
-def _guard(action) -> None:  # noqa: ANN001
-    from search import signals
-
-    signals.install()  # SIGTERM stops a run as Ctrl-C does
-    try:
-        action()
-    except Interrupted as exc:
-        err.print(f"interrupted: {exc} Its state is in {exc.partial}.\n"
-                  f"resume with: hpsearch resume {_resume_target(exc.partial)}", soft_wrap=True, markup=False)
-        raise typer.Exit(130) from None
-    except HpsearchError as exc:
-        err.print(f"error: {exc}", soft_wrap=True, markup=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("interrupted: nothing was saved.")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if os.environ.get("HPSEARCH_DEBUG"):
-            raise
-        first = (str(exc).strip().splitlines() or [""])[0]
-        err.print(
-            f"error: unexpected {type(exc).__name__}: {first} (run with --debug for details)",
-            soft_wrap=True,
-            markup=False,
-        )
-        raise typer.Exit(1) from None
-
-
-def _resume_target(partial: object) -> str:
-    """``results/NAME`` for ``results/.NAME.partial``, relative to here when it is below here."""
-    path = Path(str(partial))
-    target = path.parent / path.name.removeprefix(".").removesuffix(".partial")
-    try:
-        return str(target.relative_to(Path.cwd()))
-    except ValueError:
-        return str(target)
-
-
-def _quiet_libraries() -> None:
-    """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it)."""
-    if os.environ.get("HPSEARCH_DEBUG"):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
-    for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    from search.devices import native_stderr_silenced
-
-    with native_stderr_silenced():  # TensorFlow's C++ start-up lines
-        import keras  # noqa: F401
+    guard(action)
 
 
 # The cluster commands (submit, status, logs, stop, fetch) live in their own module.
+
+
+# The cluster commands (submit, status, logs, stop, fetch) register after these, in their own module.
 from search import cli_cluster  # noqa: E402,F401
 
 

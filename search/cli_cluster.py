@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from search.cli import _guard, _spec_from, app
+from search.cli_app import app, guard, spec_from
 from search.console import out
 
 
@@ -27,7 +27,7 @@ def submit(
 
         run_command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
         parsed = run_command.make_context("run", list(ctx.args)).params
-        spec = _spec_from(parsed)
+        spec = spec_from(parsed)
         if spec.data.startswith("builtin:") or Path(spec.data).is_file():
             prepare(spec)  # bad input fails here, not on the cluster
         job_id, job_spec = cluster.submit(spec, address, storage)
@@ -35,7 +35,7 @@ def submit(
         out.print(f"follow: hpsearch logs {job_id} --address {address} --follow", markup=False)
         out.print(f"fetch:  hpsearch fetch {job_spec.name} --storage {storage}", markup=False)
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -48,7 +48,7 @@ def status(job_id: str, address: str = typer.Option(..., help="The cluster's das
         info = cluster.status(address, job_id)
         out.print(f"{info['job']}: {info['status']} {info['message']}".rstrip(), markup=False)
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -67,7 +67,7 @@ def logs(
         else:
             sys.stdout.write(cluster.logs(address, job_id))
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -80,7 +80,7 @@ def stop(job_id: str, address: str = typer.Option(..., help="The cluster's dashb
         stopped = cluster.stop(address, job_id)
         out.print(f"{job_id}: {'stop requested' if stopped else 'not running'}", markup=False)
 
-    _guard(action)
+    guard(action)
 
 
 @app.command()
@@ -97,4 +97,4 @@ def fetch(
         local = fetch_run(storage, name, Path(results).expanduser().resolve())
         out.print(f"fetched: {local}", markup=False)
 
-    _guard(action)
+    guard(action)

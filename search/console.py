@@ -53,7 +53,7 @@ class progress_display:
         return self.update
 
     def update(self, p) -> None:  # noqa: ANN001
-        from search.retrain import FitProgress
+        from search.progress import FitProgress
 
         if isinstance(p, FitProgress):
             left = f", about {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""

@@ -32,6 +32,7 @@ import pandas as pd
 from search.data import Splits, Table
 from search.devices import Compute
 from search.metrics import METRICS, is_better, score_all
+from search.progress import FitProgress
 
 EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score "
                "(small tables: at max_epochs); the epoch at which the mean held-out score peaked")
@@ -45,18 +46,6 @@ class Candidate:
     trial_id: str
     hyperparameters: dict[str, Any]
     epochs: int
-
-
-@dataclass(frozen=True)
-class FitProgress:
-    """The CV stage for the console: fits done of all, and an estimate of the time left."""
-
-    stage: str
-    done: int
-    total: int
-    seconds_left: float | None
-    best: float | None = None
-    metric: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 
 from search.errors import Interrupted
 from search.metrics import METRICS
+from search.progress import Progress
 from search.results import EXPERIMENT_DIR, read_faults
 from search.space import ChoiceParam, FloatParam, IntParam, Space
 from search.trainable import TrialData, train_trial
@@ -35,19 +35,6 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("completed", "stopped early", "diverged", "errored")
 TUNE_TEARDOWN_S = 2.0  # Tune's stop of running trials and its last experiment save, after its time budget
-
-
-@dataclass
-class Progress:
-    """A snapshot of the search for the console: counts and the best score so far."""
-
-    total: int
-    metric: str
-    running: int = 0
-    finished: int = 0
-    stopped_early: int = 0
-    failed: int = 0
-    best: float | None = None
 
 
 def to_ray_space(space: Space) -> dict[str, Any]:

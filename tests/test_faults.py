@@ -199,7 +199,7 @@ def test_diverging_trials_are_recorded_and_the_search_goes_on(tmp_path, mixed_cs
     space.write_text(DIVERGING_SPACE)
     # TensorFlow: Keras computes its cross-entropy from the sigmoid's logits there, so SGD at a
     # learning rate of 10 overflows to NaN; on JAX it clips the probabilities, and the same trial
-    # saturates at a finite loss of about 8 (README, "The search").
+    # saturates at a finite loss of about 8 (docs/search.md, "The search").
     proc = run_cli(["run", str(mixed_csv), "--target", "label", "--space", str(space), "--samples", "6",
                     "--backend", "tensorflow",
                     "--seed", "3", "--cpus", "2", "--grace-period", "6", "--top-k", "1", "--folds", "2",
