@@ -189,3 +189,44 @@ def plan_from_json(recorded: dict[str, Any], space: Space, folds: int | None = N
         if recorded["cv_rule"] == "holdout":
             stages = dict(SHARES_KFOLD)
     return RunPlan(space, fidelity, Budget(total, stages, bool(recorded["budget_chosen"])), rule, n_folds)
+
+
+class RunClock:
+    """The stage a run is in, the seconds each stage took (``timing.json``) and each stage's deadline.
+
+    ``started`` is the budget's origin: a run's start after Ray is up, or, for a run that goes on
+    after its search (``resume``, ``retrain``), now less the search's share, so the later stages get
+    their shares from now.
+    """
+
+    def __init__(self, budget: Budget, stage: str, started: float | None = None) -> None:
+        import time
+
+        self.budget, self.stage = budget, stage
+        self.began = time.time()
+        self.started = self.began if started is None else started
+        self.seconds: dict[str, float] = {}
+
+    @classmethod
+    def after_search(cls, budget: Budget) -> RunClock:
+        import time
+
+        return cls(budget, "CV", time.time() - budget.stages["search"] * budget.total_s)
+
+    def start(self, stage: str) -> None:
+        """End the current stage (its seconds add up under ``<stage>_s``) and begin ``stage``."""
+        import time
+
+        now = time.time()
+        key = self.stage.lower().replace(" ", "_") + "_s"
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - self.began
+        self.stage, self.began = stage, now
+
+    def deadline(self, stage: str) -> float:
+        return self.budget.deadline(stage, self.started)
+
+    def timing(self, **extra: object) -> dict[str, object]:
+        """What ``timing.json`` records: each stage's seconds, the budget and the total so far."""
+        import time
+
+        return {**self.seconds, "budget_s": self.budget.total_s, "total_s": time.time() - self.started, **extra}

@@ -9,14 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from search.budget import RunPlan
 from search.data import Table
 from search.devices import Compute
 from search.spec import RunSpec
 
 
-def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec, plan: RunPlan,
-                    started: float) -> tuple[Any, Any, int, str]:
+def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
+                    deadline: float) -> tuple[Any, Any, int, str]:
     """The winner's preprocessing and network: with the holdout rule its CV fit at its best epoch,
     else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out)."""
     from search.preprocess import build_preprocessor, encode, fit_stats
@@ -29,7 +28,7 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec, plan
     preprocessor = build_preprocessor(fit_stats(train, table.schema), table.schema)
     network, trained = fit_final(winner.hyperparameters, encode(preprocessor, train, table.schema),
                                  table.y[rows].astype(np.float32), winner.epochs, spec.seed, Compute.of(spec),
-                                 plan.budget.deadline("final fit", started))
+                                 deadline)
     note = "all non-test rows" + (f" (stopped at epoch {trained} of {winner.epochs}: the budget)"
                                   if trained < winner.epochs else "")
     return preprocessor, network, trained, note

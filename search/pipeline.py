@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from search import export, results, run_folder
-from search.budget import RunPlan, plan_run
+from search.budget import RunClock, RunPlan, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
 from search.errors import DataError, Interrupted, SearchError
@@ -81,21 +80,19 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     from search.ray_session import ray_session
     from search.tuning import run_trials
 
-    stage = ["search"]
+    clock = RunClock(plan.budget, "search")
     try:
         with ray_session(spec):
-            started = time.time()  # the budget counts from here: Ray's start-up is not in it
+            clock = RunClock(plan.budget, "search")  # the budget counts from here: Ray's start-up is not in it
             data = encode_for_trials(spec, plan, table, splits)
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
-                                deadline=plan.budget.deadline("search", started))
-            stage[0] = "CV"
+                                deadline=clock.deadline("search"))
             record_search(partial, spec, plan, table, data.metric, trials)
-            timing = {"search_s": time.time() - started}
-            return _conclude(spec, plan, table, splits, trials, partial, final, started, timing,
-                             on_progress, stage, resumed=False)
+            clock.start("CV")
+            return _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=False)
     except BaseException as exc:
-        _keep_if_resumable(partial, exc, stage[0])
+        _keep_if_resumable(partial, exc, clock.stage)
         raise
 
 
@@ -120,23 +117,22 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
     table, splits = run_folder.reload_data(spec, described)
     final = partial.parent / described["name"]
     results.check_free(partial.parent, final.name)
-    stage = ["CV" if searched else "search"]
+    clock = RunClock(plan.budget, "CV" if searched else "search")
     try:
         with ray_session(spec):
-            began = time.time()
-            if searched:  # the stages after the search get their shares of the budget from now
+            if searched:
                 trials = run_folder.read_search_trials(partial)
-                started = began - plan.budget.stages["search"] * plan.budget.total_s
-            else:
+            else:  # Tune keeps the search's own time budget
                 data = encode_for_trials(spec, plan, table, splits)
                 trials = resume_trials(spec, plan.space, data, partial, on_progress)
-                stage[0] = "CV"
                 record_search(partial, spec, plan, table, data.metric, trials)
-                started = time.time() - plan.budget.stages["search"] * plan.budget.total_s
-            return _conclude(spec, plan, table, splits, trials, partial, final, started,
-                             {"search_s": time.time() - began}, on_progress, stage, resumed=True)
+                clock.start("CV")
+            searched_s = clock.seconds
+            clock = RunClock.after_search(plan.budget)  # the later stages get their shares from now
+            clock.seconds.update(searched_s)
+            return _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=True)
     except BaseException as exc:
-        _keep_if_resumable(partial, exc, stage[0])
+        _keep_if_resumable(partial, exc, clock.stage)
         raise
 
 
@@ -165,22 +161,19 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
 
 
 def _conclude(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, trials: pd.DataFrame, partial: Path,
-              final: Path, started: float, timing: dict[str, float], on_progress: Callable[[Any], None] | None,
-              stage: list[str], *, resumed: bool) -> RunOutcome:
+              final: Path, clock: RunClock, on_progress: Callable[[Any], None] | None, *,
+              resumed: bool) -> RunOutcome:
     """After the search: CV retrain and export, report, then publish the folder."""
     import json
 
-    finished = retrain_and_export(partial, spec, plan, table, splits, trials, started, on_progress, timing, stage)
-    stage[0] = "report"
-    began = time.time()
     from search.report import render_report
 
-    results.write_json(partial / results.TIMING, {**timing, "budget_s": plan.budget.total_s,
-                                                  "total_s": time.time() - started, "resumed": resumed})
+    finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress)
+    clock.start("report")
+    results.write_json(partial / results.TIMING, clock.timing(resumed=resumed))  # the report shows it
     finished["against_boosting"] = render_report(partial).get("against_boosting", "")
-    timing["report_s"] = time.time() - began
-    results.write_json(partial / results.TIMING, {**timing, "budget_s": plan.budget.total_s,
-                                                  "total_s": time.time() - started, "resumed": resumed})
+    clock.start("done")
+    results.write_json(partial / results.TIMING, clock.timing(resumed=resumed))
     best_config = json.loads((partial / results.BEST_CONFIG).read_text())
     run_dir = results.commit_run(partial, final)
     if spec.is_remote_results():
@@ -219,8 +212,8 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
     trials = run_folder.read_search_trials(folder)
     table, splits = run_folder.reload_data(spec, described)
     with ray_session(spec):
-        started = time.time() - plan.budget.stages["search"] * plan.budget.total_s
-        finished = retrain_and_export(folder, spec, plan, table, splits, trials, started, None, {}, ["CV"])
+        finished = retrain_and_export(folder, spec, plan, table, splits, trials, RunClock.after_search(plan.budget),
+                                      None)
     from search.report import render_report
 
     finished["against_boosting"] = render_report(folder).get("against_boosting", "")
@@ -228,42 +221,35 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
 
 
 def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table, splits: Splits,
-                       trials: pd.DataFrame, started: float, on_progress: Callable[[Any], None] | None,
-                       timing: dict[str, float], stage: list[str]) -> dict[str, Any]:
+                       trials: pd.DataFrame, clock: RunClock,
+                       on_progress: Callable[[Any], None] | None) -> dict[str, Any]:
     """CV of the top-k configurations, the final fit, the test score and the export, each by its deadline.
 
     Writes ``cv.json``, ``oof.parquet``, ``test.json`` and ``test_predictions.parquet`` (when a test
-    part was held out) and ``model/``; returns a summary. Records each stage's seconds in ``timing``.
+    part was held out) and ``model/``; returns a summary. ``clock`` times the stages and gives their deadlines.
     """
     from search.baseline import score_baselines
     from search.final_fit import fit_final_model
     from search.preprocess import raw_inputs
     from search.retrain import cross_validate, pick_candidates
 
-    began = time.time()
     candidates = pick_candidates(trials, spec.metric, spec.top_k, list(plan.space.params), _fixed(plan.space))
     repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
     cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
                         repeats=repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
-                        max_epochs=max_epochs, deadline=plan.budget.deadline("cv", started),
+                        max_epochs=max_epochs, deadline=clock.deadline("cv"),
                         threshold_rule=spec.threshold_rule, on_progress=on_progress)
-    timing["cv_s"] = time.time() - began
-    began = time.time()
+    clock.start("baselines")
     baselines = score_baselines(table, cv.plan, splits.test, holdout=cv.rule == "holdout")
-    timing["baselines_s"] = time.time() - began
     results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
     results.write_parquet(run_dir / results.OOF, cv.oof)
 
-    stage[0] = "final fit"
-    began = time.time()
+    clock.start("final fit")
     rows = np.sort(np.concatenate([splits.train, splits.val]))
-    final_fit = fit_final_model(cv, table, rows, spec, plan, started)
-    preprocessor, network, epochs, trained_on = final_fit
-    timing["final_fit_s"] = time.time() - began
+    preprocessor, network, epochs, trained_on = fit_final_model(cv, table, rows, spec, clock.deadline("final fit"))
 
-    stage[0] = "export"
-    began = time.time()
+    clock.start("export")
     model = export.join_model(preprocessor, network)
     test: dict[str, Any] | None = None
     if len(splits.test):
@@ -273,9 +259,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
                                                     "baselines": {n: b["test"] for n, b in baselines.items()}})
         results.write_parquet(run_dir / results.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
-    finished = export.export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)
-    timing["export_s"] = time.time() - began
-    return finished
+    return export.export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)
 
 
 def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
