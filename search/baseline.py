@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from search.data import Table
-from search.metrics import METRICS, score_all
+from search.metrics import mean_and_std, score_all
 
 BASELINES = ("majority class", "logistic regression", "gradient boosting")
 BOOSTING = "gradient boosting"
@@ -74,7 +74,7 @@ def score_baselines(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], tes
     """
     import time
 
-    from search.retrain import holdout_parts
+    from search.budget import holdout_parts
 
     rest = np.sort(np.concatenate(plan[0]))
     out: dict[str, dict[str, Any]] = {}
@@ -87,10 +87,8 @@ def score_baselines(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], tes
             y = table.y[val]
             parts = holdout_parts(y) if holdout else [np.arange(len(val))]
             folds += [score_all(y[idx], probability[idx]) for idx in parts]
-        scores = pd.DataFrame(folds)
         entry: dict[str, Any] = {
-            "mean": {m: float(scores[m].mean()) for m in METRICS},
-            "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS},
+            **mean_and_std(folds),
             "fold_scores": folds,
             "cv_seconds": time.perf_counter() - began,
         }

@@ -14,7 +14,11 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from search.space import ChoiceParam, Space
+
+HOLDOUT_PARTS = 5  # the holdout rule's spread: scores on this many disjoint parts of the validation rows
 
 # Up to this many training rows a table is "small": its search is today's (whole epochs, the space's
 # batch sizes, 60 epochs, grace 4). Above it, the fidelity follows the rows.
@@ -230,3 +234,11 @@ class RunClock:
         import time
 
         return {**self.seconds, "budget_s": self.budget.total_s, "total_s": time.time() - self.started, **extra}
+
+
+def holdout_parts(y: np.ndarray, parts: int = HOLDOUT_PARTS, seed: int = 0) -> list[np.ndarray]:
+    """Disjoint stratified parts of the held-out rows (positions), for a spread of the holdout score."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=parts, shuffle=True, random_state=seed)
+    return [idx for _, idx in splitter.split(np.zeros(len(y)), y)]

@@ -72,7 +72,7 @@ def _run(options: dict, quiet: bool) -> None:
 
     spec = spec_from(options)
     if spec.address:
-        from search.cluster import use_cluster_token
+        from search.ray_session import use_cluster_token
 
         use_cluster_token()  # before Ray is imported: it reads RAY_AUTH_MODE once
     from search.pipeline import plan_for, prepare, run_search

@@ -113,17 +113,16 @@ def quiet_libraries() -> None:
     """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it)."""
     if os.environ.get("HPSEARCH_DEBUG"):
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    from search.devices import QUIET_TENSORFLOW, native_stderr_silenced
+
+    for name, value in QUIET_TENSORFLOW.items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     import warnings
 
     warnings.filterwarnings("ignore")
     # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    from search.devices import native_stderr_silenced
-
     with native_stderr_silenced():  # TensorFlow's C++ start-up lines
         import keras  # noqa: F401

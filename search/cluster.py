@@ -16,7 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search.devices import QUIET_TENSORFLOW
 from search.errors import ClusterError
+from search.ray_session import use_cluster_token
 from search.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -24,21 +26,7 @@ if TYPE_CHECKING:
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SPEC_FILE = "job_spec.json"
-JOB_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore",
-           "PYTHONUNBUFFERED": "1"}
-
-
-def use_cluster_token() -> None:
-    """Send the cluster's token when one is available and the user chose no mode.
-
-    Ray's clients attach the token only with ``RAY_AUTH_MODE=token``; a cluster started by
-    ``ray start`` has token authentication on by default and refuses clients without it.
-    """
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    has_token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if has_token or (Path.home() / ".ray" / "auth_token").is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
+JOB_ENV = {**QUIET_TENSORFLOW, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
 
 
 def client_for(address: str) -> JobSubmissionClient:

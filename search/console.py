@@ -9,6 +9,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from search.metrics import ranked_trials
+
 out = Console(highlight=False)
 if not out.is_terminal:
     out = Console(highlight=False, width=160)
@@ -20,18 +22,17 @@ def print_report(content: dict) -> None:
 
     if content["partial"]:
         out.print(f"[bold]partial run[/bold]: missing {', '.join(content['missing'])}")
-    for title, paragraphs, rows, _ in sections(content):
-        if not rows:
+    for section in sections(content):
+        if not section.rows:
             continue
-        table = RichTable(title=title, title_justify="left")
-        for col in rows[0]:
+        table = RichTable(title=section.title, title_justify="left")
+        for col in section.rows[0]:
             table.add_column(str(col))
-        for row in rows[1:]:
+        for row in section.rows[1:]:
             table.add_row(*(str(c) for c in row))
         out.print(table)
-        for p in paragraphs:
-            if not p.startswith("**") and p != "Complete run.":
-                out.print(p, markup=False)
+        for p in section.paragraphs:
+            out.print(p, markup=False)
 
 
 class progress_display:
@@ -81,9 +82,7 @@ def print_summary(outcome, metric: str) -> None:  # noqa: ANN001
     trials = outcome.trials
     counts = trials["status"].value_counts()
     column = f"best_{metric}"
-    top = trials.dropna(subset=[column]).sort_values(
-        column, ascending=metric == "log_loss", kind="stable"
-    ).head(5)
+    top = ranked_trials(trials, metric, usable_only=False).head(5)
     params = [c for c in outcome.searched if trials[c].nunique() > 1]
     table = RichTable(title=f"Top trials by validation {metric}")
     for col in ["trial", metric, "best epoch", "epochs", "status", *params]:

@@ -24,6 +24,8 @@ from typing import Any
 # context (about 0.5 GB on recent cards) outside that limit.
 GPU_SHARE_USED = 0.9
 MIXED_POLICY = "mixed_float16"
+# TensorFlow's C++ start-up chatter off, in the driver, every worker and a submitted job.
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 @contextmanager

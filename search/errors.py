@@ -50,3 +50,17 @@ class Interrupted(HpsearchError):
     def __init__(self, message: str, partial: object) -> None:
         super().__init__(message)
         self.partial = partial
+
+
+def first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (300 characters at most): a trial's own error as trials.csv keeps it."""
+    lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def original_error(error: BaseException | None) -> str:
+    """The ``Type: message`` line that Ray's wrapper of a trial's error ends with ("" for none)."""
+    if error is None:
+        return ""
+    lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]

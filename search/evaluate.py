@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from search import results
 from search.data import Table, split_rows
 from search.errors import DataError, Interrupted
-from search.metrics import METRICS, score_all
+from search.metrics import METRICS, mean_and_std, score_all
 from search.spec import RunSpec
 
 EVALUATION = "evaluation.json"
@@ -94,7 +93,6 @@ def score_held_out(run_dir: Path, table: Table, rows: np.ndarray) -> dict[str, A
 
 def summarise(spec: RunSpec, table: Table, folds: list[dict[str, Any]], baselines: dict[str, Any],
               outer_folds: int, seconds: float) -> dict[str, Any]:
-    scores = pd.DataFrame([f["scores"] for f in folds])
     return {
         "method": "nested cross-validation: each outer fold scored by a complete run on the other folds",
         "data": table.source,
@@ -103,8 +101,7 @@ def summarise(spec: RunSpec, table: Table, folds: list[dict[str, Any]], baseline
         "positive_share": float(np.mean(table.y)),
         "outer_folds": outer_folds,
         "options": spec.model_dump(mode="json"),
-        "mean": {m: float(scores[m].mean()) for m in METRICS},
-        "std": {m: float(scores[m].std(ddof=1)) for m in METRICS},
+        **mean_and_std([f["scores"] for f in folds]),
         "baselines": {name: {"mean": b["mean"], "std": b["std"]} for name, b in baselines.items()},
         "folds": folds,
         "seconds": seconds,
@@ -112,17 +109,19 @@ def summarise(spec: RunSpec, table: Table, folds: list[dict[str, Any]], baseline
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
+    from search.report import markdown_table
+
+    scores = [["", *METRICS]] + [
+        [name, *(f"{s['mean'][m]:.4f} ± {s['std'][m]:.4f}" for m in METRICS)]
+        for name, s in [("hpsearch", summary)] + [(f"baseline: {n}", b) for n, b in summary["baselines"].items()]]
+    folds = [["outer fold", "rows", "threshold", "roc_auc", "accuracy", "minutes"]] + [
+        [f["outer_fold"], len(f["rows"]), f"{f['threshold']:.3f}", f"{f['scores']['roc_auc']:.4f}",
+         f"{f['scores']['accuracy']:.4f}", f"{f['seconds'] / 60:.1f}"] for f in summary["folds"]]
     lines = [f"# Nested CV of hpsearch on {summary['data']}", "",
              f"{summary['rows']} rows, {summary['positive_share']:.1%} positive; {summary['outer_folds']} outer "
              f"folds; each scored by a complete run on the other folds, at that run's threshold "
              f"({summary['seconds'] / 60:.1f} min in all).", "",
-             "| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    rows = [("hpsearch", summary)] + [(f"baseline: {n}", b) for n, b in summary["baselines"].items()]
-    for name, s in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{s['mean'][m]:.4f} ± {s['std'][m]:.4f}" for m in METRICS) + " |")
-    lines += ["", "Baselines use a 0.5 threshold; hpsearch uses each outer run's chosen threshold.", "",
-              "| outer fold | rows | threshold | roc_auc | accuracy | minutes |", "|---|---|---|---|---|---|"]
-    for f in summary["folds"]:
-        lines.append(f"| {f['outer_fold']} | {len(f['rows'])} | {f['threshold']:.3f} | {f['scores']['roc_auc']:.4f} "
-                     f"| {f['scores']['accuracy']:.4f} | {f['seconds'] / 60:.1f} |")
+             *markdown_table(scores), "",
+             "Baselines use a 0.5 threshold; hpsearch uses each outer run's chosen threshold.", "",
+             *markdown_table(folds)]
     return "\n".join(lines) + "\n"

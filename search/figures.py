@@ -1,4 +1,8 @@
-"""The report's plots, drawn with matplotlib from the run folder's files and embedded as base64 PNGs."""
+"""The report's plots, drawn with matplotlib from the run folder's files and embedded as base64 PNGs.
+
+One function a plot; each returns ``None`` when the run folder lacks what it needs, so that the
+report of an interrupted run shows what there is.
+"""
 
 from __future__ import annotations
 
@@ -20,73 +24,106 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = report["metric"]
-    figures: dict[str, str] = {}
-    epochs = run_folder.read_epochs(folder, metric)
-    if metric in epochs and len(epochs):
-        fig, ax = plt.subplots(figsize=(8, 4))
-        for _, trial in epochs.groupby("trial_id"):
-            ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.7)
-        sched = report["summary"]["scheduler"]
-        rung = float(sched["grace_period"])
-        while rung < sched["max_epochs"]:
-            ax.axvline(rung, color="grey", ls="--", lw=0.8)
-            rung *= sched["reduction_factor"]
-        ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Every trial per epoch (dashed: ASHA rungs)")
-        figures["curves"] = _png(fig)
-    trials = run_folder.read_trials(folder)
-    params = list(report["summary"]["space"]["params"])
-    column = f"best_{metric}"
-    if column in trials and params:
-        fig, axes = plt.subplots(1, len(params), figsize=(3 * len(params), 3), squeeze=False)
-        for ax, name in zip(axes[0], params, strict=True):
-            usable = trials.dropna(subset=[column])
-            x = usable[name]
-            if x.dtype == object:
-                x = x.astype(str)
-            ax.scatter(x, usable[column], s=12, alpha=0.7)
-            if report["summary"]["space"]["params"][name].get("log"):
-                ax.set_xscale("log")
-            ax.set(xlabel=name, ylabel=f"best {metric}" if ax is axes[0][0] else "")
-        fig.tight_layout()
-        figures["params"] = _png(fig)
-    if report["importance"]:
-        fig, ax = plt.subplots(figsize=(6, 0.4 * len(report["importance"]) + 1))
-        names = list(report["importance"])[::-1]
-        ax.barh(names, [report["importance"][n] for n in names])
-        ax.set(xlabel="importance (fANOVA)", title="Hyperparameter importance")
-        figures["importance"] = _png(fig)
-    test = run_folder.read_json(folder, results.TEST)
-    if test is not None and (folder / results.TEST_PREDICTIONS).is_file():
-        from sklearn.metrics import roc_curve
-
-        predictions = pd.read_parquet(folder / results.TEST_PREDICTIONS)
-        fpr, tpr, _ = roc_curve(predictions["y"], predictions["probability"])
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
-        ax1.plot(fpr, tpr, label=f"network (AUC {test['roc_auc']:.3f})")
-        ax1.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
-        ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on the test part")
-        ax1.legend(loc="lower right")
-        cm = test["confusion_matrix"]
-        grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
-        ax2.imshow(grid, cmap="Blues")
-        for (i, j), v in np.ndenumerate(grid):
-            ax2.text(j, i, str(v), ha="center", va="center")
-        labels = list(report["summary"]["class_counts"])  # label of class 0, then of class 1
-        ax2.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted",
-                ylabel="true", title=f"Confusion at threshold {test['threshold']:.3f}")
-        fig.tight_layout()
-        figures["test"] = _png(fig)
-    if "cv" in report:
-        fig, ax = plt.subplots(figsize=(6, 3))
-        for i, cand in enumerate(report["cv"]["candidates"]):
-            ax.scatter([i] * len(cand["folds"]), cand["folds"], s=14)
-            ax.hlines(cand["mean"][metric], i - 0.25, i + 0.25, color="black")
-        ax.set_xticks(range(len(report["cv"]["candidates"])), [c["trial_id"] for c in report["cv"]["candidates"]])
-        ax.set(ylabel=f"CV {metric}", title="Top configurations: fold scores and mean")
-        figures["cv"] = _png(fig)
+    drawn = {
+        "curves": _curves(plt, folder, report),
+        "params": _params(plt, folder, report),
+        "importance": _importance(plt, report),
+        "test": _test(plt, folder, report),
+        "cv": _cv(plt, report),
+    }
     plt.close("all")
-    return figures
+    return {key: png for key, png in drawn.items() if png is not None}
+
+
+def _curves(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
+    """Every trial's validation curve, with ASHA's rungs: where the poor trials were stopped."""
+    metric = report["metric"]
+    epochs = run_folder.read_epochs(folder, metric)
+    if metric not in epochs or not len(epochs):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for _, trial in epochs.groupby("trial_id"):
+        ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.7)
+    sched = report["summary"]["scheduler"]
+    rung = float(sched["grace_period"])
+    while rung < sched["max_epochs"]:
+        ax.axvline(rung, color="grey", ls="--", lw=0.8)
+        rung *= sched["reduction_factor"]
+    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Every trial per epoch (dashed: ASHA rungs)")
+    return _png(fig)
+
+
+def _params(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
+    """Each hyperparameter against the trials' best score: which values pay."""
+    metric = report["metric"]
+    trials = run_folder.read_trials(folder)
+    space = report["summary"]["space"]["params"]
+    column = f"best_{metric}"
+    if column not in trials or not space:
+        return None
+    fig, axes = plt.subplots(1, len(space), figsize=(3 * len(space), 3), squeeze=False)
+    usable = trials.dropna(subset=[column])
+    for ax, name in zip(axes[0], space, strict=True):
+        x = usable[name]
+        if x.dtype == object:
+            x = x.astype(str)
+        ax.scatter(x, usable[column], s=12, alpha=0.7)
+        if space[name].get("log"):
+            ax.set_xscale("log")
+        ax.set(xlabel=name, ylabel=f"best {metric}" if ax is axes[0][0] else "")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _importance(plt: Any, report: dict[str, Any]) -> str | None:
+    importance = report["importance"]
+    if not importance:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(importance) + 1))
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names])
+    ax.set(xlabel="importance (fANOVA)", title="Hyperparameter importance")
+    return _png(fig)
+
+
+def _test(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
+    """The final model on the test part: its ROC curve and its confusion at the chosen threshold."""
+    test = run_folder.read_json(folder, results.TEST)
+    if test is None or not (folder / results.TEST_PREDICTIONS).is_file():
+        return None
+    from sklearn.metrics import roc_curve
+
+    predictions = pd.read_parquet(folder / results.TEST_PREDICTIONS)
+    fpr, tpr, _ = roc_curve(predictions["y"], predictions["probability"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
+    ax1.plot(fpr, tpr, label=f"network (AUC {test['roc_auc']:.3f})")
+    ax1.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+    ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on the test part")
+    ax1.legend(loc="lower right")
+    cm = test["confusion_matrix"]
+    grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+    ax2.imshow(grid, cmap="Blues")
+    for (i, j), v in np.ndenumerate(grid):
+        ax2.text(j, i, str(v), ha="center", va="center")
+    labels = list(report["summary"]["class_counts"])  # label of class 0, then of class 1
+    ax2.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted",
+            ylabel="true", title=f"Confusion at threshold {test['threshold']:.3f}")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _cv(plt: Any, report: dict[str, Any]) -> str | None:
+    if "cv" not in report:
+        return None
+    metric = report["metric"]
+    candidates = report["cv"]["candidates"]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for i, cand in enumerate(candidates):
+        ax.scatter([i] * len(cand["folds"]), cand["folds"], s=14)
+        ax.hlines(cand["mean"][metric], i - 0.25, i + 0.25, color="black")
+    ax.set_xticks(range(len(candidates)), [c["trial_id"] for c in candidates])
+    ax.set(ylabel=f"CV {metric}", title="Top configurations: fold scores and mean")
+    return _png(fig)
 
 
 def _png(fig: Any) -> str:

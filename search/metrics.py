@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 METRICS: dict[str, str] = {"roc_auc": "max", "accuracy": "max", "f1": "max", "log_loss": "min"}
@@ -10,8 +12,36 @@ DEFAULT_METRIC = "roc_auc"
 WORST: dict[str, float] = {"roc_auc": 0.0, "accuracy": 0.0, "f1": 0.0, "log_loss": 1e9}
 
 
-def mode_of(metric: str) -> str:
-    return METRICS[metric]
+USABLE_STATUSES = ("completed", "stopped early")
+
+
+def ranked_trials(trials: Any, metric: str, usable_only: bool = True) -> Any:
+    """The trials with a best validation score, best first; a tie goes to the fewer epochs.
+
+    ``usable_only`` keeps the trials that finished or were stopped by ASHA (not errored, diverged or
+    still running): those a winner or a CV candidate may come from. The report's top-trials table of an
+    interrupted run shows the others too.
+    """
+    column = f"best_{metric}"
+    if column not in trials:
+        return trials.iloc[0:0]
+    scored = trials[trials[column].notna()]
+    if usable_only:
+        scored = scored[scored["status"].isin(USABLE_STATUSES)]
+    keys, ascending = [column], [METRICS[metric] == "min"]
+    if "best_epoch" in scored:
+        keys.append("best_epoch")
+        ascending.append(True)
+    return scored.sort_values(keys, ascending=ascending, kind="stable")
+
+
+def mean_and_std(fold_scores: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each metric's mean and sample standard deviation over folds (0 for one fold, NaN mean for none)."""
+    import pandas as pd
+
+    scores = pd.DataFrame(fold_scores, columns=list(METRICS))
+    return {"mean": {m: float(scores[m].mean()) if len(scores) else float("nan") for m in METRICS},
+            "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS}}
 
 
 def is_better(a: float, b: float, metric: str) -> bool:

@@ -19,7 +19,7 @@ from search.budget import RunClock, RunPlan, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
 from search.errors import DataError, Interrupted, SearchError
-from search.metrics import METRICS, is_better
+from search.metrics import METRICS, ranked_trials
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
@@ -265,21 +265,20 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
 def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
     """Fit the preprocessing on the trials' training part only, and encode train and validation once
     (the validation part as the fixed stratified sample the trials score, on big tables)."""
-    from search.preprocess import build_preprocessor, encode, fit_stats
+    from search.preprocess import fit_and_encode
     from search.trainable import TrialData
 
-    train_rows = table.features.iloc[splits.train]
-    preprocessor = build_preprocessor(fit_stats(train_rows, table.schema), table.schema)
     val = splits.val
     if plan.fidelity.eval_rows < len(val):
         from sklearn.model_selection import train_test_split
 
         val = np.sort(train_test_split(val, train_size=plan.fidelity.eval_rows, stratify=table.y[val],
                                        random_state=spec.seed)[0])
+    _, (x_train, x_val) = fit_and_encode(table.features.iloc[splits.train], table.schema, table.features.iloc[val])
     return TrialData(
-        x_train=encode(preprocessor, train_rows, table.schema),
+        x_train=x_train,
         y_train=table.y[splits.train].astype(np.float32),
-        x_val=encode(preprocessor, table.features.iloc[val], table.schema),
+        x_val=x_val,
         y_val=table.y[val],
         metric=spec.metric,
         max_epochs=plan.fidelity.max_epochs,
@@ -298,9 +297,8 @@ def _fixed(space: Space) -> dict[str, Any]:
 
 def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
     """The trial with the best validation score; fewer epochs wins a tie. No usable trial is an error."""
-    column = f"best_{metric}"
-    usable = trials[trials["status"].isin(["completed", "stopped early"]) & trials[column].notna()]
-    if usable.empty:
+    ranked = ranked_trials(trials, metric)
+    if ranked.empty:
         counts = trials["status"].value_counts().to_dict()
         errors = trials.loc[trials["error"].fillna("").astype(str) != "", "error"].astype(str)
         if len(errors):
@@ -312,11 +310,6 @@ def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
         else:
             cause = ""
         raise SearchError(f"all {len(trials)} trials failed ({counts}).{cause}")
-    best: dict[str, Any] | None = None
-    for row in usable.to_dict("records"):
-        if best is None or is_better(row[column], best[column], metric):
-            best = row
-    assert best is not None
-    return best
+    return ranked.head(1).to_dict("records")[0]
 
 

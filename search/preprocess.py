@@ -112,6 +112,13 @@ def build_preprocessor(stats: PreprocessStats, schema: tuple[Feature, ...]) -> k
     return keras.Model(inputs, encoded, name="preprocessing")
 
 
+def fit_and_encode(train: pd.DataFrame, schema: tuple[Feature, ...],
+                   *others: pd.DataFrame) -> tuple[keras.Model, list[np.ndarray]]:
+    """The preprocessing fitted on ``train`` alone, and ``train`` then each of ``others`` encoded with it."""
+    preprocessor = build_preprocessor(fit_stats(train, schema), schema)
+    return preprocessor, [encode(preprocessor, part, schema) for part in (train, *others)]
+
+
 def encode(preprocessor: keras.Model, features: pd.DataFrame, schema: tuple[Feature, ...]) -> np.ndarray:
     """Run the fitted preprocessor once over a whole split."""
     encoded = preprocessor(raw_inputs(features, schema))

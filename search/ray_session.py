@@ -1,5 +1,5 @@
 """The run's Ray session: a private local Ray (no dashboard, token authentication on) or a given
-cluster, the workers' environment, and the check that a trial's resources fit on some node.
+cluster and its token, the workers' environment, and the check that a trial's resources fit on some node.
 
 Security: Ray 2.60 resolves a loopback node address to the machine's routable one and its gRPC
 servers listen on every interface; its token authentication (on by default) is what keeps other
@@ -12,9 +12,10 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.devices import keep_driver_off_gpus, largest_node, put_back_variables
+from search.devices import QUIET_TENSORFLOW, keep_driver_off_gpus, largest_node, put_back_variables
 from search.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Quiet TensorFlow's C++ start-up chatter in every worker.
-WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
+WORKER_ENV = {**QUIET_TENSORFLOW, "PYTHONWARNINGS": "ignore"}
 
 
 def worker_env(backend: str) -> dict[str, str]:
@@ -31,6 +31,19 @@ def worker_env(backend: str) -> dict[str, str]:
     are the job's runtime env, and Ray keeps one pool of workers per set, so runs on other backends share none."""
     passed = {k: v for k, v in os.environ.items() if k.startswith("HPSEARCH_XLA")}
     return {**WORKER_ENV, "KERAS_BACKEND": backend, **passed}
+
+
+def use_cluster_token() -> None:
+    """Send the cluster's token when one is available and the user chose no mode.
+
+    Ray's clients attach the token only with ``RAY_AUTH_MODE=token``; a cluster started by
+    ``ray start`` has token authentication on by default and refuses clients without it.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    has_token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if has_token or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 @contextmanager
@@ -90,8 +103,6 @@ def _start_ray(spec: RunSpec) -> bool:
     if spec.address:
         # An existing cluster: its nodes need hpsearch installed (cluster.yaml does it) or, under
         # `hpsearch submit`, get it from the job's working_dir.
-        from search.cluster import use_cluster_token
-
         use_cluster_token()
         # Inside a Ray Job the job's runtime env (set by `hpsearch submit`) already holds our
         # variables, and Ray refuses to merge a second one into it.

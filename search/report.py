@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from search import results, run_folder
 from search.devices import describe, trials_on_gpu
 from search.errors import DataError
 from search.figures import draw_figures
-from search.metrics import METRICS
+from search.metrics import METRICS, ranked_trials
 
 REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
 IMPORTANCE_METHOD = (
@@ -47,9 +47,7 @@ def collect(folder: Path) -> dict[str, Any]:
     test = run_folder.read_json(folder, results.TEST)
     timing = run_folder.read_json(folder, results.TIMING)
     trials = run_folder.read_trials(folder)
-    options, data = spec["options"], spec["data"]
-    metric = options["metric"]
-    kinds = pd.Series([f["kind"] for f in data["features"]]).value_counts().to_dict()
+    metric = spec["options"]["metric"]
     missing = [name for name, part in (("best_config.json", best), ("cv.json", cv), ("test.json", test))
                if part is None and not (name == "test.json" and spec["splits"]["test"] == 0)]
     report: dict[str, Any] = {
@@ -59,51 +57,14 @@ def collect(folder: Path) -> dict[str, Any]:
         "missing": missing,
         "metric": metric,
         "mode": METRICS[metric],
-        "summary": {
-            "data": data["source"],
-            "sha256": data["sha256"],
-            "rows": data["rows"],
-            "features": {"total": len(data["features"]), **kinds},
-            "target": data["target"],
-            "positive": data["positive"],
-            "class_counts": data["class_counts"],
-            "splits": spec["splits"],
-            "space": spec["space"],
-            "searcher": options["searcher"],
-            "scheduler": {"name": "ASHA", "max_epochs": spec["max_epochs"],
-                          "grace_period": spec.get("plan", {}).get("grace_period", options["grace_period"]),
-                          "reduction_factor": options["reduction_factor"],
-                          "reports_per_epoch": spec.get("plan", {}).get("reports_per_epoch", 1)},
-            "plan": spec.get("plan"),
-            "samples": options["samples"],
-            "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
-                          "gpus_per_trial": options["gpus_per_trial"],
-                          "backend": options.get("backend", "jax"),
-                          "mixed_precision": bool(options.get("mixed_precision", False)),
-                          "devices": spec.get("devices"),
-                          "trials_on_gpu": trials_on_gpu(trials)},
-            "nodes": _nodes(trials),
-            "timing": timing,
-            "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
-            "versions": spec.get("versions", {}),
-        },
+        "summary": _summary(spec, trials, timing),
         "best": best,
         "top_trials": _top_trials(trials, metric),
         "importance": _importance(trials, spec, metric),
         "importance_method": IMPORTANCE_METHOD,
     }
     if cv is not None:
-        report["cv"] = {
-            "folds": cv["folds"], "repeats": cv["repeats"], "winner": cv["winner"], "tie_rule": cv["tie_rule"],
-            "rule": cv.get("rule", "kfold"), "method": cv.get("method", ""),
-            "epochs_rule": cv["epochs_rule"], "threshold": cv["threshold"], "threshold_rule": cv["threshold_rule"],
-            "candidates": [{k: c[k] for k in ("trial_id", "hyperparameters", "epochs", "mean", "std")}
-                           | {"folds": [f[metric] for f in c["fold_scores"]],
-                              "diverged_folds": c.get("diverged_folds", 0)} for c in cv["candidates"]],
-            "baselines": {n: {"mean": b["mean"], "std": b["std"],
-                              "seconds": b.get("cv_seconds", 0.0) + b.get("test_seconds", 0.0)}
-                          for n, b in cv.get("baselines", {}).items()},
-        }
+        report["cv"] = _cv_section(cv, metric)
         report["why"] = _why(report["cv"], metric)
         report["verdict"] = _verdict(report["cv"], metric)
     if test is not None:
@@ -111,6 +72,56 @@ def collect(folder: Path) -> dict[str, Any]:
     if cv is not None:
         report["against_boosting"] = against_boosting(report, metric)
     return report
+
+
+def _summary(spec: dict[str, Any], trials: pd.DataFrame, timing: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's set-up: the data, the space, the scheduler and its plan, the resources, the versions."""
+    options, data = spec["options"], spec["data"]
+    kinds = pd.Series([f["kind"] for f in data["features"]]).value_counts().to_dict()
+    plan = spec.get("plan") or {}
+    return {
+        "data": data["source"],
+        "sha256": data["sha256"],
+        "rows": data["rows"],
+        "features": {"total": len(data["features"]), **kinds},
+        "target": data["target"],
+        "positive": data["positive"],
+        "class_counts": data["class_counts"],
+        "splits": spec["splits"],
+        "space": spec["space"],
+        "searcher": options["searcher"],
+        "scheduler": {"name": "ASHA", "max_epochs": spec["max_epochs"],
+                      "grace_period": plan.get("grace_period", options["grace_period"]),
+                      "reduction_factor": options["reduction_factor"],
+                      "reports_per_epoch": plan.get("reports_per_epoch", 1)},
+        "plan": spec.get("plan"),
+        "samples": options["samples"],
+        "resources": {"cpus": options.get("cpus"), "cpus_per_trial": options["cpus_per_trial"],
+                      "gpus_per_trial": options["gpus_per_trial"],
+                      "backend": options.get("backend", "jax"),
+                      "mixed_precision": bool(options.get("mixed_precision", False)),
+                      "devices": spec.get("devices"),
+                      "trials_on_gpu": trials_on_gpu(trials)},
+        "nodes": _nodes(trials),
+        "timing": timing,
+        "trials_by_status": trials["status"].value_counts().to_dict() if len(trials) else {},
+        "versions": spec.get("versions", {}),
+    }
+
+
+def _cv_section(cv: dict[str, Any], metric: str) -> dict[str, Any]:
+    """cv.json as the report shows it: each candidate's fold scores of the run's metric, the baselines' times."""
+    return {
+        "folds": cv["folds"], "repeats": cv["repeats"], "winner": cv["winner"], "tie_rule": cv["tie_rule"],
+        "rule": cv.get("rule", "kfold"), "method": cv.get("method", ""),
+        "epochs_rule": cv["epochs_rule"], "threshold": cv["threshold"], "threshold_rule": cv["threshold_rule"],
+        "candidates": [{k: c[k] for k in ("trial_id", "hyperparameters", "epochs", "mean", "std")}
+                       | {"folds": [f[metric] for f in c["fold_scores"]],
+                          "diverged_folds": c.get("diverged_folds", 0)} for c in cv["candidates"]],
+        "baselines": {n: {"mean": b["mean"], "std": b["std"],
+                          "seconds": b.get("cv_seconds", 0.0) + b.get("test_seconds", 0.0)}
+                      for n, b in cv.get("baselines", {}).items()},
+    }
 
 
 def against_boosting(report: dict[str, Any], metric: str) -> str:
@@ -183,10 +194,7 @@ def _verdict(cv: dict[str, Any], metric: str) -> str:
 
 
 def _top_trials(trials: pd.DataFrame, metric: str, n: int = 10) -> list[dict[str, Any]]:
-    column = f"best_{metric}"
-    if column not in trials:
-        return []
-    top = trials.dropna(subset=[column]).sort_values(column, ascending=METRICS[metric] == "min").head(n)
+    top = ranked_trials(trials, metric, usable_only=False).head(n)
     return top.drop(columns=["error"], errors="ignore").to_dict("records")
 
 
@@ -253,93 +261,135 @@ def _budget(plan: dict[str, Any] | None, timing: dict[str, Any]) -> str:
     return text + (f"; used {used:.0f} s" if used is not None else "")
 
 
-def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]] | None, str]]:
-    """(title, paragraphs, table rows with a header row, figure key) for every section."""
-    s, metric = report["summary"], report["metric"]
+class Section(NamedTuple):
+    """One part of the report, as every renderer (Markdown, HTML, the console) shows it."""
+
+    title: str
+    paragraphs: list[str]
+    rows: list[list[Any]] | None  # a header row, then the rows
+    figure: str = ""  # key of its plot in draw_figures' output
+
+
+def sections(report: dict[str, Any]) -> list[Section]:
+    """The report's sections, in order; those the run folder has nothing for are left out."""
+    built = [_run_summary(report), _best_configuration(report), _cross_validation(report), _test_part(report),
+             _top_trials_section(report), _hyperparameters(report)]
+    return [section for section in built if section is not None]
+
+
+def status_line(report: dict[str, Any]) -> str:
+    """What the report covers: ``Complete run.``, or which files an interrupted run lacks."""
+    if report["partial"]:
+        return f"Partial run: missing {', '.join(report['missing'])}; the sections below show what exists."
+    return "Complete run."
+
+
+def _run_summary(report: dict[str, Any]) -> Section:
+    s = report["summary"]
     timing = s["timing"] or {}
-    out = []
-    summary_rows = [["item", "value"],
-                    ["data", f"{s['data']} ({s['rows']} rows, SHA-256 {s['sha256'][:12]}…)"],
-                    ["features", ", ".join(f"{v} {k}" for k, v in s["features"].items())],
-                    ["target", f"{s['target']} (positive: {s['positive']}); classes " +
-                     ", ".join(f"{k}: {v}" for k, v in s["class_counts"].items())],
-                    ["splits", ", ".join(f"{k} {v}" for k, v in s["splits"].items())],
-                    ["space", f"{s['space']['name']}: " + ", ".join(s["space"]["params"])],
-                    ["search", f"{s['samples']} trials, {s['searcher']} search, ASHA "
-                     f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
-                     f"factor {s['scheduler']['reduction_factor']}, "
-                     f"{s['scheduler'].get('reports_per_epoch', 1)} report(s) per epoch)"],
-                    ["budget", _budget(s.get("plan"), timing)],
-                    ["resources", _resources(s['resources'], s['nodes'])],
-                    ["wall time", ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timing.items()
-                                   if k.endswith("_s") and k != "budget_s") or "not recorded"],
-                    ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
-    status = (f"**Partial run**: missing {', '.join(report['missing'])}; the sections below show what exists."
-              if report["partial"] else "Complete run.")
-    out.append(("Run summary", [status], summary_rows, ""))
-    if report.get("best"):
-        best = report["best"]
-        paragraphs = [f"Best search trial {best['trial_id']}: validation {metric} {_fmt(best['value'])} at epoch "
-                      f"{best['best_epoch']} (one validation split: optimistic)."]
-        chosen = best["hyperparameters"]
-        if "cv" in report:
-            winner = next(c for c in report["cv"]["candidates"] if c["trial_id"] == report["cv"]["winner"])
-            chosen = {**winner["hyperparameters"], "epochs": winner["epochs"]}
-            paragraphs.append(report["why"] + " The exported model uses this configuration:")
-        rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in chosen.items()]
-        out.append(("Best configuration", paragraphs, rows, ""))
+    rows = [["item", "value"],
+            ["data", f"{s['data']} ({s['rows']} rows, SHA-256 {s['sha256'][:12]}…)"],
+            ["features", ", ".join(f"{v} {k}" for k, v in s["features"].items())],
+            ["target", f"{s['target']} (positive: {s['positive']}); classes " +
+             ", ".join(f"{k}: {v}" for k, v in s["class_counts"].items())],
+            ["splits", ", ".join(f"{k} {v}" for k, v in s["splits"].items())],
+            ["space", f"{s['space']['name']}: " + ", ".join(s["space"]["params"])],
+            ["search", f"{s['samples']} trials, {s['searcher']} search, ASHA "
+             f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
+             f"factor {s['scheduler']['reduction_factor']}, "
+             f"{s['scheduler'].get('reports_per_epoch', 1)} report(s) per epoch)"],
+            ["budget", _budget(s.get("plan"), timing)],
+            ["resources", _resources(s['resources'], s['nodes'])],
+            ["wall time", ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timing.items()
+                           if k.endswith("_s") and k != "budget_s") or "not recorded"],
+            ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
+    return Section("Run summary", [], rows)
+
+
+def _best_configuration(report: dict[str, Any]) -> Section | None:
+    best, metric = report.get("best"), report["metric"]
+    if not best:
+        return None
+    paragraphs = [f"Best search trial {best['trial_id']}: validation {metric} {_fmt(best['value'])} at epoch "
+                  f"{best['best_epoch']} (one validation split: optimistic)."]
+    chosen = best["hyperparameters"]
     if "cv" in report:
-        cv = report["cv"]
-        rows = [["configuration", f"mean {metric}", "std", "fold scores", "epochs"]]
-        rows += [[c["trial_id"] + (" (winner)" if c["trial_id"] == cv["winner"] else ""), _fmt(c["mean"][metric]),
-                  _fmt(c["std"][metric]), " ".join(f"{v:.3f}" for v in c["folds"]), c["epochs"]]
-                 for c in cv["candidates"]]
-        rows += [[name, _fmt(b["mean"][metric]), _fmt(b["std"][metric]), "", "baseline"]
-                 for name, b in cv["baselines"].items()]
-        how = (f"{cv['method']}" if cv["rule"] == "holdout" else
-               f"{cv['folds']}-fold stratified CV × {cv['repeats']} on the non-test rows")
-        rule = (s.get("plan") or {}).get("cv_rule_text")
-        text = [f"{how}{f' (rule: {rule})' if rule else ''}; "
-                f"epochs: {cv['epochs_rule']}. Tie rule: {cv['tie_rule']}. "
-                f"Threshold {cv['threshold']:.3f} ({cv['threshold_rule']}).",
-                report["verdict"]]
-        if report.get("against_boosting"):
-            text.append(report["against_boosting"])
-        diverged = [c["trial_id"] for c in cv["candidates"] if c.get("diverged_folds")]
-        if diverged:
-            text.append(f"Diverged in CV (not averaged in, cannot win): {', '.join(diverged)}.")
-        out.append(("Cross-validation and baselines", text, rows, "cv"))
-    if "test" in report:
-        t = report["test"]
-        rows = [["model", "ROC AUC", "accuracy", "F1", "log loss"],
-                ["network", _fmt(t["roc_auc"]), _fmt(t["accuracy"]), _fmt(t["f1"]), _fmt(t["log_loss"])]]
-        rows += [[n, _fmt(b["roc_auc"]), _fmt(b["accuracy"]), _fmt(b["f1"]), _fmt(b["log_loss"])]
-                 for n, b in t.get("baselines", {}).items()]
-        cm = t["confusion_matrix"]
-        text = [f"The final model, trained on {t.get('trained_on', 'all non-test rows')}, scored once on "
-                f"{t['rows']} held-out rows at threshold "
-                f"{t['threshold']:.3f}: precision {t['precision']:.3f}, recall {t['recall']:.3f}; confusion "
-                f"TN {cm['tn']}, FP {cm['fp']}, FN {cm['fn']}, TP {cm['tp']}. Baselines use threshold 0.5."]
-        out.append(("Test part", text, rows, "test"))
-    if report["top_trials"]:
-        keys = ["trial_id", f"best_{metric}", "best_epoch", "epochs", "status", *s["space"]["params"]]
-        rows = [keys] + [[_fmt(t.get(k, "")) for k in keys] for t in report["top_trials"]]
-        out.append(("Top 10 trials", [], rows, "curves"))
-    if report["importance"]:
-        rows = [["hyperparameter", "importance"]] + [[k, f"{v:.3f}"] for k, v in report["importance"].items()]
-        out.append(("Hyperparameters", [f"Importance: {report['importance_method']}."], rows, "params"))
-    return out
+        winner = next(c for c in report["cv"]["candidates"] if c["trial_id"] == report["cv"]["winner"])
+        chosen = {**winner["hyperparameters"], "epochs": winner["epochs"]}
+        paragraphs.append(report["why"] + " The exported model uses this configuration:")
+    rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in chosen.items()]
+    return Section("Best configuration", paragraphs, rows)
+
+
+def _cross_validation(report: dict[str, Any]) -> Section | None:
+    if "cv" not in report:
+        return None
+    cv, metric = report["cv"], report["metric"]
+    rows = [["configuration", f"mean {metric}", "std", "fold scores", "epochs"]]
+    rows += [[c["trial_id"] + (" (winner)" if c["trial_id"] == cv["winner"] else ""), _fmt(c["mean"][metric]),
+              _fmt(c["std"][metric]), " ".join(f"{v:.3f}" for v in c["folds"]), c["epochs"]]
+             for c in cv["candidates"]]
+    rows += [[name, _fmt(b["mean"][metric]), _fmt(b["std"][metric]), "", "baseline"]
+             for name, b in cv["baselines"].items()]
+    how = (f"{cv['method']}" if cv["rule"] == "holdout" else
+           f"{cv['folds']}-fold stratified CV × {cv['repeats']} on the non-test rows")
+    rule = (report["summary"].get("plan") or {}).get("cv_rule_text")
+    text = [f"{how}{f' (rule: {rule})' if rule else ''}; "
+            f"epochs: {cv['epochs_rule']}. Tie rule: {cv['tie_rule']}. "
+            f"Threshold {cv['threshold']:.3f} ({cv['threshold_rule']}).",
+            report["verdict"]]
+    if report.get("against_boosting"):
+        text.append(report["against_boosting"])
+    diverged = [c["trial_id"] for c in cv["candidates"] if c.get("diverged_folds")]
+    if diverged:
+        text.append(f"Diverged in CV (not averaged in, cannot win): {', '.join(diverged)}.")
+    return Section("Cross-validation and baselines", text, rows, "cv")
+
+
+def _test_part(report: dict[str, Any]) -> Section | None:
+    if "test" not in report:
+        return None
+    t = report["test"]
+    rows = [["model", "ROC AUC", "accuracy", "F1", "log loss"],
+            ["network", _fmt(t["roc_auc"]), _fmt(t["accuracy"]), _fmt(t["f1"]), _fmt(t["log_loss"])]]
+    rows += [[n, _fmt(b["roc_auc"]), _fmt(b["accuracy"]), _fmt(b["f1"]), _fmt(b["log_loss"])]
+             for n, b in t.get("baselines", {}).items()]
+    cm = t["confusion_matrix"]
+    text = [f"The final model, trained on {t.get('trained_on', 'all non-test rows')}, scored once on "
+            f"{t['rows']} held-out rows at threshold "
+            f"{t['threshold']:.3f}: precision {t['precision']:.3f}, recall {t['recall']:.3f}; confusion "
+            f"TN {cm['tn']}, FP {cm['fp']}, FN {cm['fn']}, TP {cm['tp']}. Baselines use threshold 0.5."]
+    return Section("Test part", text, rows, "test")
+
+
+def _top_trials_section(report: dict[str, Any]) -> Section | None:
+    if not report["top_trials"]:
+        return None
+    keys = ["trial_id", f"best_{report['metric']}", "best_epoch", "epochs", "status",
+            *report["summary"]["space"]["params"]]
+    rows = [keys] + [[_fmt(t.get(k, "")) for k in keys] for t in report["top_trials"]]
+    return Section("Top 10 trials", [], rows, "curves")
+
+
+def _hyperparameters(report: dict[str, Any]) -> Section | None:
+    if not report["importance"]:
+        return None
+    rows = [["hyperparameter", "importance"]] + [[k, f"{v:.3f}"] for k, v in report["importance"].items()]
+    return Section("Hyperparameters", [f"Importance: {report['importance_method']}."], rows, "params")
+
+
+def markdown_table(rows: list[list[Any]]) -> list[str]:
+    """A header row and its rows as Markdown table lines."""
+    return (["| " + " | ".join(map(str, rows[0])) + " |", "|" + "---|" * len(rows[0])]
+            + ["| " + " | ".join(map(str, r)) + " |" for r in rows[1:]])
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# hpsearch report: {report['name']}", ""]
-    for title, paragraphs, rows, _ in sections(report):
-        lines += [f"## {title}", ""] + [p + "\n" for p in paragraphs]
-        if rows:
-            lines.append("| " + " | ".join(map(str, rows[0])) + " |")
-            lines.append("|" + "---|" * len(rows[0]))
-            lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows[1:]]
-            lines.append("")
+    lines = [f"# hpsearch report: {report['name']}", "", status_line(report), ""]
+    for section in sections(report):
+        lines += [f"## {section.title}", ""] + [p + "\n" for p in section.paragraphs]
+        if section.rows:
+            lines += markdown_table(section.rows) + [""]
     return "\n".join(lines) + "\n"
 
 
@@ -353,12 +403,12 @@ def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>hpsearch report: {esc(report['name'])}"
              f"</title><style>{CSS}</style></head><body><h1>hpsearch report: {esc(report['name'])}</h1>"]
+    cls = " class='partial'" if report["partial"] else ""
+    parts.append(f"<p{cls}>{esc(status_line(report))}</p>")
     shown = set()
     for title, paragraphs, rows, figure in sections(report):
         parts.append(f"<section><h2>{esc(title)}</h2>")
-        for p in paragraphs:
-            cls = " class='partial'" if p.startswith("**Partial") else ""
-            parts.append(f"<p{cls}>{esc(p.replace('**', ''))}</p>")
+        parts += [f"<p>{esc(p)}</p>" for p in paragraphs]
         if rows:
             parts.append("<table><tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in rows[0]) + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows[1:]]

@@ -29,15 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search.budget import holdout_parts
 from search.data import Splits, Table
 from search.devices import Compute
-from search.metrics import METRICS, is_better, score_all
+from search.metrics import METRICS, is_better, mean_and_std, ranked_trials, score_all
 from search.progress import FitProgress
 
 EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score "
                "(small tables: at max_epochs); the epoch at which the mean held-out score peaked")
 TIE_RULE = "best mean CV metric; on a tie (equal to 4 decimals) the smaller network (depth x width) wins"
-HOLDOUT_PARTS = 5  # the holdout rule's spread: scores on this many disjoint parts of the validation rows
 FOLDS_IN_FLIGHT = 2  # fold encodings alive at once (each one copy of the encoded table)
 
 
@@ -88,9 +88,7 @@ def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: lis
     """The ``top_k`` usable trials by best validation metric."""
     from search.model import resolve_config
 
-    column = f"best_{metric}"
-    usable = trials[trials["status"].isin(["completed", "stopped early"]) & trials[column].notna()]
-    ranked = usable.sort_values(column, ascending=METRICS[metric] == "min", kind="stable").head(top_k)
+    ranked = ranked_trials(trials, metric).head(top_k)
     return [
         Candidate(
             str(row["trial_id"]),
@@ -218,7 +216,7 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
     if not usable and any(out["skipped"] for out in outs):  # the budget left it no fit: it cannot win
         return ({"trial_id": cand.trial_id, "hyperparameters": cand.hyperparameters, "epochs": 1,
                  "search_best_epoch": cand.epochs, "diverged_folds": 0, "skipped_folds": len(outs),
-                 "mean": {m: float("nan") for m in METRICS}, "std": {m: 0.0 for m in METRICS}, "fold_scores": []},
+                 **mean_and_std([]), "fold_scores": []},
                 pd.DataFrame(columns=["fold", "row", "y", "probability"]))
     diverged = sum(out["diverged"] for out in outs)
     skipped = sum(out["skipped"] for out in outs)
@@ -236,7 +234,6 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
                             for part, idx in enumerate(holdout_parts(y))]
         else:
             fold_scores.append({"fold": f % folds, "repeat": f // folds, **score_all(y, probability), **info})
-    scores = pd.DataFrame(fold_scores)
     summary = {
         "trial_id": cand.trial_id,
         "hyperparameters": cand.hyperparameters,
@@ -244,20 +241,11 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
         "search_best_epoch": cand.epochs,
         "diverged_folds": diverged,
         "skipped_folds": skipped,  # not started before the stage's deadline: the budget cut the CV short
-        "mean": {m: float(scores[m].mean()) if len(scores) else float("nan") for m in METRICS},
-        "std": {m: float(scores[m].std(ddof=1)) if len(scores) > 1 else 0.0 for m in METRICS},
+        **mean_and_std(fold_scores),
         "fold_scores": fold_scores,
     }
     oof = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fold", "row", "y", "probability"])
     return summary, oof
-
-
-def holdout_parts(y: np.ndarray, parts: int = HOLDOUT_PARTS, seed: int = 0) -> list[np.ndarray]:
-    """Disjoint stratified parts of the held-out rows (positions), for a spread of the holdout score."""
-    from sklearn.model_selection import StratifiedKFold
-
-    splitter = StratifiedKFold(n_splits=parts, shuffle=True, random_state=seed)
-    return [idx for _, idx in splitter.split(np.zeros(len(y)), y)]
 
 
 def _cv_epochs(curves: list[list[float]], metric: str) -> int:
@@ -351,11 +339,11 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
 
 def encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
     """The preprocessing fitted on ``train_rows`` alone, and both parts encoded with it."""
-    from search.preprocess import build_preprocessor, encode, fit_stats
+    from search.preprocess import fit_and_encode
 
-    train = table.features.iloc[train_rows]
-    pre = build_preprocessor(fit_stats(train, table.schema), table.schema)
-    return pre, encode(pre, train, table.schema), encode(pre, table.features.iloc[eval_rows], table.schema)
+    pre, (x_train, x_eval) = fit_and_encode(table.features.iloc[train_rows], table.schema,
+                                            table.features.iloc[eval_rows])
+    return pre, x_train, x_eval
 
 
 def _winner(summaries: list[dict[str, Any]], metric: str) -> int:

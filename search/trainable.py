@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from search.devices import Compute, use_precision
+from search.errors import first_line
 from search.fit import class_weights, seed_rngs, whole_batches
 from search.metrics import WORST, score_all
 from search.worker import use_backend
@@ -77,7 +78,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise  # Ray's own signals (a stop, a lost session) are Ray's to handle
-        _report({**WORST, "loss": -1.0, "errored": 1, "diverged": 0, "error": _first_line(exc),
+        _report({**WORST, "loss": -1.0, "errored": 1, "diverged": 0, "error": first_line(exc),
                  "node_id": _node_id(), "device": device})
 
 
@@ -233,8 +234,3 @@ def _node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from search.errors import Interrupted
-from search.metrics import METRICS
+from search.errors import Interrupted, original_error
+from search.metrics import METRICS, ranked_trials
 from search.progress import Progress
 from search.results import EXPERIMENT_DIR, read_faults
 from search.space import ChoiceParam, FloatParam, IntParam, Space
@@ -197,10 +197,7 @@ def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float, budget: float 
 
 def _prune_checkpoints(grid: ResultGrid, table: pd.DataFrame, metric: str, keep: int) -> None:
     """Keep disk bounded: only the top-``keep`` trials keep their last checkpoint."""
-    column = f"best_{metric}"
-    usable = table[table["status"].isin(["completed", "stopped early"])].dropna(subset=[column])
-    kept = set(usable.sort_values(column, ascending=METRICS[metric] == "min", kind="stable")
-               ["trial_id"].head(keep))
+    kept = set(ranked_trials(table, metric)["trial_id"].head(keep))
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id")
         if trial_id in kept or not result.path:
@@ -230,7 +227,7 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
             pick = np.nanargmax(values) if METRICS[data.metric] == "max" else np.nanargmin(values)
             best, last = float(values[pick]), float(values[-1])
             best_epoch = float(history["epoch" if "epoch" in history else "training_iteration"].iloc[pick])
-        error = _first_line(result.error)
+        error = original_error(result.error)
         if result.error is not None or metrics.get("errored"):
             status = "errored"
             error = error or str(metrics.get("error", ""))
@@ -273,12 +270,3 @@ def _searcher(spec: RunSpec) -> Any:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
-
-
-def _first_line(error: BaseException | None) -> str:
-    if error is None:
-        return ""
-    text = str(error).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    # Ray wraps the trial's exception; its last line is the original "Type: message".
-    return (lines[-1] if lines else type(error).__name__)[:300]

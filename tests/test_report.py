@@ -91,3 +91,21 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.std() > 0.05  # not a blank page
+
+
+def test_the_report_renders_without_ray_or_keras(run_dir, tmp_path):
+    """The report reads only the run folder: rebuilding it loads neither Ray nor a Keras backend."""
+    import sys
+
+    copy = tmp_path / "bc"
+    shutil.copytree(run_dir, copy)
+    for name in ("report.html", "report.md", "report.json"):
+        (copy / name).unlink()
+    script = ("import sys; from search.report import render_report; render_report(sys.argv[1]); "
+              "heavy = {m.split('.')[0] for m in sys.modules} & {'ray', 'keras', 'tensorflow', 'jax'}; "
+              "seam = sorted(m for m in sys.modules if m in ('search.tuning', 'search.trainable', 'search.retrain', "
+              "'search.ray_session', 'search.callbacks', 'search.final_fit')); print(sorted(heavy), seam)")
+    proc = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[] []"
+    assert (copy / "report.html").is_file() and "<h2>Test part</h2>" in (copy / "report.html").read_text()

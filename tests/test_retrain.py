@@ -1,0 +1,63 @@
+"""The CV stage's choices, each on its own: which trials become candidates, which candidate wins."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from search.errors import SearchError
+from search.pipeline import best_trial
+from search.retrain import _winner, pick_candidates
+
+
+def _trials(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["trial_id", "status", "best_roc_auc", "best_log_loss", "best_epoch", "width",
+                                       "error"])
+
+
+TRIALS = _trials([
+    ("a", "completed", 0.90, 0.30, 12, 32, ""),
+    ("b", "stopped early", 0.95, 0.20, 4, 64, ""),
+    ("c", "errored", 0.99, 0.10, 3, 16, "ValueError: boom"),
+    ("d", "diverged", None, None, 2, 16, ""),
+    ("e", "completed", 0.95, 0.25, 3, 128, ""),
+    ("f", "completed", 0.80, 0.15, 30, 8, ""),
+])
+
+
+def test_candidates_are_the_usable_trials_best_first_ties_to_fewer_epochs():
+    picked = pick_candidates(TRIALS, "roc_auc", 3, ["width"], {"depth": 2})
+    assert [c.trial_id for c in picked] == ["e", "b", "a"]  # e and b tie at 0.95: e trained fewer epochs
+    assert picked[0].hyperparameters["width"] == 128 and picked[0].hyperparameters["depth"] == 2
+    assert [c.epochs for c in picked] == [3, 4, 12]
+
+
+def test_log_loss_ranks_the_lowest_first():
+    assert [c.trial_id for c in pick_candidates(TRIALS, "log_loss", 2, ["width"], {})] == ["f", "b"]
+
+
+def test_best_trial_follows_the_same_ranking():
+    assert best_trial(TRIALS, "roc_auc")["trial_id"] == "e"
+    assert best_trial(TRIALS, "log_loss")["trial_id"] == "f"
+
+
+def test_no_usable_trial_names_the_commonest_error():
+    failed = TRIALS[TRIALS["status"].isin(["errored", "diverged"])]
+    with pytest.raises(SearchError, match=r"all 2 trials failed.*most common error \(1 of 2 trials\): ValueError: boom"):
+        best_trial(failed, "roc_auc")
+
+
+def _summary(mean: float, depth: int, width: int, diverged: int = 0) -> dict:
+    return {"mean": {"roc_auc": mean}, "hyperparameters": {"depth": depth, "width": width},
+            "diverged_folds": diverged, "fold_scores": [{"roc_auc": mean}]}
+
+
+def test_the_winner_is_the_best_mean_and_the_smaller_network_on_a_tie():
+    assert _winner([_summary(0.91, 2, 64), _summary(0.93, 3, 256), _summary(0.92, 1, 8)], "roc_auc") == 1
+    assert _winner([_summary(0.93001, 3, 256), _summary(0.93004, 2, 64)], "roc_auc") == 1  # equal to 4 decimals
+
+
+def test_a_candidate_with_a_diverged_fold_cannot_win():
+    assert _winner([_summary(0.99, 1, 8, diverged=1), _summary(0.90, 2, 64)], "roc_auc") == 1
+    with pytest.raises(SearchError, match="every CV candidate diverged"):
+        _winner([_summary(0.99, 1, 8, diverged=2)], "roc_auc")
