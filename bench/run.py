@@ -63,7 +63,7 @@ def prepare(table: str, workdir: Path, max_epochs: int, cpus: int, seed: int) ->
     """Encode the table's splits with hpsearch's own preprocessing; write data.npz."""
     from search.pipeline import encode_for_trials
     from search.pipeline import prepare as prepare_run
-    from search.preprocess import build_preprocessor, encode, fit_stats
+    from search.preprocess import fit_and_encode
     from search.spec import RunSpec
 
     options = TABLES[table]
@@ -73,9 +73,9 @@ def prepare(table: str, workdir: Path, max_epochs: int, cpus: int, seed: int) ->
     space, t, splits = prepare_run(spec)
     data = encode_for_trials(spec, space, t, splits)
     rows = np.sort(np.concatenate([splits.train, splits.val]))
-    pre = build_preprocessor(fit_stats(t.features.iloc[rows], t.schema), t.schema)
+    _, (x_all,) = fit_and_encode(t.features.iloc[rows], t.schema)
     np.savez(workdir / "data.npz", x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
-             y_val=data.y_val, x_all=encode(pre, t.features.iloc[rows], t.schema), y_all=t.y[rows])
+             y_val=data.y_val, x_all=x_all, y_all=t.y[rows])
     return {"rows": int(t.n_rows), "features": int(data.x_train.shape[1]), "train": len(splits.train),
             "val": len(splits.val), "positive_share": float(np.mean(t.y))}
 

@@ -1,13 +1,14 @@
-"""Reading the user's table: the only module that opens data files.
+"""The user's table made fit to train on (``reading.py`` opens the file).
 
-It checks that the target is binary, maps labels to 0/1 (recording the mapping), decides
-which columns are numeric and which categorical, and splits the rows, stratified and seeded.
+It checks that the target is binary, maps labels to 0/1 (recording the mapping, forgiving stray
+case and spaces), turns date columns into parts (``dates.py``), leaves out empty and constant
+columns, decides which columns are numeric and which categorical, and splits the rows, stratified
+and seeded. What it assumed comes back as notes for the run's first lines.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search.dates import date_parts, expand
 from search.errors import DataError
+from search.reading import is_text, read_frame
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_TABLES = ("breast_cancer",)
 DEFAULT_DATA = "builtin:breast_cancer"
-MISSING_MARKERS = ["", "NA", "N/A", "NaN", "nan", "?", "null", "None"]
 # A text column with more distinct values than this share of its rows is an id or free text.
 MAX_CATEGORY_SHARE = 0.5
 MAX_CATEGORIES = 1000
@@ -46,6 +48,7 @@ class Table:
     source: str
     sha256: str
     notes: tuple[str, ...] = ()  # what was assumed while reading (printed in the run's first lines)
+    dates: dict[str, tuple[str, ...]] | None = None  # date column -> its parts, which stand in the features
 
     @property
     def n_rows(self) -> int:
@@ -82,10 +85,11 @@ def load_table(
     Raises:
         DataError: with a one-line message naming the problem and the fix.
     """
+    read_notes: tuple[str, ...] = ()
     if source.startswith(BUILTIN_PREFIX):
         df, default_target, digest = _read_builtin(source[len(BUILTIN_PREFIX) :])
     else:
-        df, digest = read_frame(Path(source), header)
+        df, digest, read_notes = read_frame(Path(source), header)
         default_target = None
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise DataError(f"{source}: the table is empty. Give a file with a header and data rows.")
@@ -103,11 +107,34 @@ def load_table(
             f"{source}: target '{target_name}' has {int(labels_raw.isna().sum())} missing values. "
             f"Remove those rows or fill them."
         )
-    y, labels = _encode_target(labels_raw, target_name, positive, source)
-    features = df.drop(columns=[target_name, *drop])
+    y, labels, label_notes = _encode_target(labels_raw, target_name, positive, source)
+    features, column_notes = _usable_columns(df.drop(columns=[target_name, *drop]))
+    dates = {str(c): parts for c in features.columns if (parts := date_parts(features[c]))}
+    features = expand(features, dates)
     schema = infer_schema(features, source)
-    features, notes = _infinite_as_missing(features[[f.name for f in schema]], schema)
-    return Table(features.reset_index(drop=True), y, schema, target_name, labels, source, digest, notes)
+    features, inf_notes = _infinite_as_missing(features[[f.name for f in schema]], schema)
+    date_notes = tuple(f"column '{c}': dates, used as {', '.join(f'{c}.{p}' for p in parts)}"
+                       if parts[0] == "year" else f"column '{c}': times of day, used as {c}.hour, {c}.minute"
+                       for c, parts in dates.items())
+    notes = read_notes + label_notes + column_notes + date_notes + inf_notes
+    return Table(features.reset_index(drop=True), y, schema, target_name, labels, source, digest, notes, dates)
+
+
+def _usable_columns(features: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Leave out what cannot teach anything, and say so: empty columns (a trailing delimiter makes one)
+    and constant columns (one value in every row; a column that is constant but has gaps stays, since
+    its gaps may tell)."""
+    empty = [str(c) for c in features.columns if features[c].isna().all()]
+    constant = [str(c) for c in features.columns
+                if str(c) not in empty and features[c].notna().all() and features[c].nunique() == 1]
+    notes = []
+    if empty:
+        notes.append(f"left out {len(empty)} empty column(s): {list_names(empty)}")
+    if constant:
+        notes.append(f"left out {len(constant)} constant column(s): {list_names(constant)}")
+    if empty or constant:
+        features = features.drop(columns=empty + constant)
+    return features, tuple(notes)
 
 
 def _infinite_as_missing(features: pd.DataFrame, schema: tuple[Feature, ...]) -> tuple[pd.DataFrame, tuple[str, ...]]:
@@ -131,18 +158,9 @@ def infer_schema(features: pd.DataFrame, source: str) -> tuple[Feature, ...]:
     schema = []
     for name in features.columns:
         col = features[name]
-        if col.isna().all():
-            raise DataError(
-                f"{source}: column '{name}' has no values at all. Remove it with --drop '{name}'."
-            )
         if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             schema.append(Feature(str(name), "numeric"))
             continue
-        if pd.api.types.is_datetime64_any_dtype(col):
-            raise DataError(
-                f"{source}: column '{name}' holds dates, which hpsearch cannot use. "
-                f"Turn it into numbers or remove it with --drop '{name}'."
-            )
         distinct = col.dropna().astype(str).nunique()
         if distinct > max(10, MAX_CATEGORY_SHARE * len(col)) or distinct > MAX_CATEGORIES:
             raise DataError(
@@ -194,7 +212,8 @@ def choose_positive(labels: list[Any], counts: dict[Any, int]) -> Any:
 
 def _encode_target(
     col: pd.Series, name: str, positive: str | None, source: str
-) -> tuple[np.ndarray, tuple[str, str]]:
+) -> tuple[np.ndarray, tuple[str, str], tuple[str, ...]]:
+    col, notes = _forgiving_labels(col, name)
     counts = col.value_counts()
     if len(counts) != 2:
         shown = ", ".join(f"{k!s} ({v})" for k, v in list(counts.items())[:10])
@@ -216,7 +235,23 @@ def _encode_target(
         pos = matches[0]
     neg = labels[0] if labels[1] == pos else labels[1]
     y = (col == pos).to_numpy().astype(np.int32)
-    return y, (str(neg), str(pos))
+    return y, (str(neg), str(pos)), notes
+
+
+def _forgiving_labels(col: pd.Series, name: str) -> tuple[pd.Series, tuple[str, ...]]:
+    """Text labels that differ only in case or spaces (``Yes``, ``yes ``, ``YES``) are one class, written
+    as its commonest spelling; merged only when that leaves exactly two classes."""
+    if not is_text(col) or col.nunique() <= 2:
+        return col, ()
+    text = col.astype(str).str.strip()
+    folded = text.str.casefold()
+    if folded.nunique() != 2:
+        return col, ()
+    spelling = text.groupby(folded).agg(lambda v: v.value_counts().index[0])
+    merged = folded.map(spelling)
+    said = [f"{', '.join(repr(v) for v in sorted(set(col[merged == label].astype(str))) if v != label)} as {label!r}"
+            for label in spelling if (col[merged == label].astype(str) != label).any()]
+    return merged, (f"target '{name}': read {'; '.join(said)} (labels that differ only in case or spaces)",)
 
 
 def _resolve_target(df: pd.DataFrame, target: str | None, source: str) -> str:
@@ -237,45 +272,6 @@ def _resolve_target(df: pd.DataFrame, target: str | None, source: str) -> str:
             f"Use 0..{df.shape[1] - 1} or -1 for the last."
         )
     return str(df.columns[index])
-
-
-def read_frame(path: Path, header: bool) -> tuple[pd.DataFrame, str]:
-    """Read a CSV or Parquet file as it is, with its SHA-256; every failure is a DataError."""
-    if not path.exists():
-        raise DataError(f"data file {path} not found. Check the path.")
-    if not path.is_file():
-        raise DataError(f"data file {path} is not a file. Give a CSV or Parquet file.")
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"data file {path} cannot be read ({exc.strerror}). Check its permissions.") from None
-    if not blob.strip():
-        raise DataError(f"data file {path} is empty. Give a file with data rows.")
-    digest = hashlib.sha256(blob).hexdigest()
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(io.BytesIO(blob))
-        else:
-            df = pd.read_csv(
-                io.BytesIO(blob),
-                header=0 if header else None,
-                na_values=MISSING_MARKERS,
-                keep_default_na=True,
-                skipinitialspace=True,
-                sep="\t" if path.suffix.lower() == ".tsv" else ",",
-            )
-    except Exception as exc:  # pandas and pyarrow raise many types for unreadable files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"data file {path} cannot be parsed as {'Parquet' if path.suffix == '.parquet' else 'CSV'} "
-            f"({first}). Check its format."
-        ) from None
-    if not header:
-        df.columns = [f"col_{i}" for i in range(df.shape[1])]
-    df.columns = [str(c).strip() for c in df.columns]
-    if len(set(df.columns)) != len(df.columns):
-        raise DataError(f"data file {path} has duplicate column names. Rename them.")
-    return df, digest
 
 
 def _read_builtin(name: str) -> tuple[pd.DataFrame, str, str]:

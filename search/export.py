@@ -99,6 +99,7 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, model: Any
     metadata = {
         "input_form": INPUT_FORM,
         "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
+        "dates": table.dates or {},  # raw date column -> the parts (features) derived from it
         "target": table.target,
         "labels": {"0": table.labels[0], "1": table.labels[1]},
         "header": spec.header,

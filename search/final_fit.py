@@ -18,13 +18,15 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
                     deadline: float) -> tuple[Any, Any, int, str]:
     """The winner's preprocessing and network: with the holdout rule its CV fit at its best epoch,
     else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out)."""
-    from search.preprocess import fit_and_encode
+    from search.preprocess import build_preprocessor, fit_and_encode
 
     winner = cv.winner
     if cv.rule == "holdout":
         network = network_with(winner.hyperparameters, cv.final_weights[0].shape[0], cv.final_weights)
-        return cv.final_preprocessor, network, winner.epochs, "the training part (its holdout fit, best epoch kept)"
-    preprocessor, (x,) = fit_and_encode(table.features.iloc[rows], table.schema)
+        preprocessor = build_preprocessor(cv.final_preprocessor, table.schema)
+        return preprocessor, network, winner.epochs, "the training part (its holdout fit, best epoch kept)"
+    stats, (x,) = fit_and_encode(table.features.iloc[rows], table.schema)
+    preprocessor = build_preprocessor(stats, table.schema)
     network, trained = fit_final(winner.hyperparameters, x,
                                  table.y[rows].astype(np.float32), winner.epochs, spec.seed, Compute.of(spec),
                                  deadline)

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.data import Feature, list_names, read_frame
+from search.data import Feature, list_names
+from search.dates import expand
 from search.errors import DataError
+from search.reading import read_frame
 
 BATCH = 4096
 
@@ -23,9 +25,12 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
     from search.preprocess import raw_inputs
 
     model, metadata = load_model(Path(run_dir).resolve())
-    frame, _ = read_frame(Path(data), header=bool(metadata.get("header", True)))
+    frame, _, _ = read_frame(Path(data), header=bool(metadata.get("header", True)))
     schema = tuple(Feature(f["name"], f["kind"]) for f in metadata["features"])
-    missing = [f.name for f in schema if f.name not in frame.columns]
+    dates = {name: tuple(parts) for name, parts in (metadata.get("dates") or {}).items()}
+    derived = {f"{name}.{part}" for name, parts in dates.items() for part in parts}
+    needed = [f.name for f in schema if f.name not in derived] + list(dates)
+    missing = [name for name in needed if name not in frame.columns]
     if missing:
         raise DataError(
             f"{data}: {len(missing)} feature column(s) missing: {list_names(missing)}. "
@@ -34,8 +39,10 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
     if id_column is not None and id_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
         raise DataError(f"--id {id_column}: no such column in {data}. Columns are: {columns}.")
+    raw = frame
+    frame = expand(frame, dates)
     for feature in schema:
-        if feature.kind == "numeric":
+        if feature.kind == "numeric" and feature.name not in derived:
             column = frame[feature.name]
             bad = column.notna() & pd.to_numeric(column, errors="coerce").isna()
             if bad.any():
@@ -45,7 +52,7 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
                     f"Fix the value or leave the cell empty."
                 )
     notes = []
-    extra = [str(c) for c in frame.columns if c not in {f.name for f in schema} | {id_column, metadata.get("target")}]
+    extra = [str(c) for c in raw.columns if c not in {*needed, id_column, metadata.get("target")}]
     if extra:
         notes.append(f"ignored columns that the model does not use: {', '.join(extra)}")
     inputs = raw_inputs(frame, schema)
@@ -61,5 +68,5 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
         "label": [labels["1"] if p >= metadata["threshold"] else labels["0"] for p in probability],
     })
     if id_column is not None:
-        predictions.insert(0, id_column, frame[id_column].to_numpy())
+        predictions.insert(0, id_column, raw[id_column].to_numpy())
     return predictions, notes

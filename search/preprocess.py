@@ -6,10 +6,11 @@ backend is free. The exported model joins the two, so that it takes raw rows.
 
 Raw input form (one Keras input per column, shape ``(1,)``): numeric columns as float32 with
 NaN for a missing value; categorical columns as strings with ``""`` for a missing value.
-Numeric columns are standardised with the training part's mean and variance, missing values
-become that mean (0 after standardising), and a column with missing values in training also
-gets a 0/1 missing indicator. Categorical columns are one-hot encoded over the training part's
-vocabulary, with one extra slot for values not seen in training.
+Numeric columns are standardised together, as one block, with the training part's means and
+variances; missing values become the mean (0 after standardising), and each column with missing
+values in training also gets a 0/1 missing indicator, after the block. Categorical columns are
+one-hot encoded over the training part's vocabulary, with one extra slot for values not seen in
+training.
 """
 
 from __future__ import annotations
@@ -87,39 +88,69 @@ def build_preprocessor(stats: PreprocessStats, schema: tuple[Feature, ...]) -> k
     import keras
     from keras import ops
 
-    inputs: dict[str, keras.KerasTensor] = {}
+    inputs = {input_name(f.name): keras.Input(shape=(1,), name=input_name(f.name),
+                                              dtype="float32" if f.kind == "numeric" else "string")
+              for f in schema}
     parts = []
+    numeric = [f for f in schema if f.kind == "numeric"]
+    if numeric:  # one block, so that a table of thousands of columns is a handful of ops, not thousands
+        columns = [inputs[input_name(f.name)] for f in numeric]
+        block = columns[0] if len(columns) == 1 else keras.layers.Concatenate(name="numeric")(columns)
+        z = keras.layers.Normalization(mean=[stats.numeric[f.name].mean for f in numeric],
+                                       variance=[stats.numeric[f.name].variance for f in numeric],
+                                       name="numeric_norm")(block)
+        parts.append(ops.where(ops.isnan(z), ops.zeros_like(z), z))
+        gaps = [i for i, f in enumerate(numeric) if stats.numeric[f.name].has_missing]
+        if gaps:
+            parts.append(ops.cast(ops.isnan(ops.take(block, gaps, axis=1)), "float32"))
     for feature in schema:
-        name = input_name(feature.name)
-        if feature.kind == "numeric":
-            s = stats.numeric[feature.name]
-            x = keras.Input(shape=(1,), name=name, dtype="float32")
-            z = keras.layers.Normalization(mean=[s.mean], variance=[s.variance], name=f"{name}_norm")(x)
-            parts.append(ops.where(ops.isnan(z), ops.zeros_like(z), z))
-            if s.has_missing:
-                parts.append(ops.cast(ops.isnan(x), "float32"))
-        else:
-            x = keras.Input(shape=(1,), name=name, dtype="string")
+        if feature.kind != "numeric":
+            name = input_name(feature.name)
             lookup = keras.layers.StringLookup(
                 vocabulary=list(stats.vocabularies[feature.name]),
                 output_mode="one_hot",
                 num_oov_indices=1,
                 name=f"{name}_lookup",
             )
-            parts.append(ops.cast(lookup(x), "float32"))
-        inputs[name] = x
+            parts.append(ops.cast(lookup(inputs[name]), "float32"))
     encoded = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="encoded")(parts)
     return keras.Model(inputs, encoded, name="preprocessing")
 
 
 def fit_and_encode(train: pd.DataFrame, schema: tuple[Feature, ...],
-                   *others: pd.DataFrame) -> tuple[keras.Model, list[np.ndarray]]:
+                   *others: pd.DataFrame) -> tuple[PreprocessStats, list[np.ndarray]]:
     """The preprocessing fitted on ``train`` alone, and ``train`` then each of ``others`` encoded with it."""
-    preprocessor = build_preprocessor(fit_stats(train, schema), schema)
-    return preprocessor, [encode(preprocessor, part, schema) for part in (train, *others)]
+    stats = fit_stats(train, schema)
+    return stats, [encode(stats, part, schema) for part in (train, *others)]
 
 
-def encode(preprocessor: keras.Model, features: pd.DataFrame, schema: tuple[Feature, ...]) -> np.ndarray:
-    """Run the fitted preprocessor once over a whole split."""
-    encoded = preprocessor(raw_inputs(features, schema))
-    return np.asarray(encoded, dtype=np.float32)
+def encode(stats: PreprocessStats, features: pd.DataFrame, schema: tuple[Feature, ...]) -> np.ndarray:
+    """What :func:`build_preprocessor`'s model computes, in NumPy (a test checks they agree).
+
+    The driver encodes every split and every CV fold; calling the Keras model for it would make JAX
+    compile a program with one argument per column: 30 s for a table of 2,000 columns.
+    """
+    arrays = raw_inputs(features, schema)
+    parts = []
+    numeric = [f for f in schema if f.kind == "numeric"]
+    if numeric:
+        block = np.concatenate([arrays[input_name(f.name)] for f in numeric], axis=1)
+        mean = np.array([stats.numeric[f.name].mean for f in numeric], dtype=np.float32)
+        scale = np.maximum(np.sqrt(np.array([stats.numeric[f.name].variance for f in numeric], dtype=np.float32)),
+                           np.float32(1e-7))  # Keras' Normalization divides by max(sqrt(variance), epsilon)
+        z = (block - mean) / scale
+        parts.append(np.where(np.isnan(z), np.float32(0), z))
+        gaps = [i for i, f in enumerate(numeric) if stats.numeric[f.name].has_missing]
+        if gaps:
+            parts.append(np.isnan(block[:, gaps]).astype(np.float32))
+    for feature in schema:
+        if feature.kind != "numeric":
+            vocabulary = stats.vocabularies[feature.name]
+            index = {value: i + 1 for i, value in enumerate(vocabulary)}  # 0: a value not seen in training
+            codes = np.array([index.get(v, 0) for v in arrays[input_name(feature.name)].ravel()], dtype=np.int64)
+            one_hot = np.zeros((len(codes), len(vocabulary) + 1), dtype=np.float32)
+            one_hot[np.arange(len(codes)), codes] = 1.0
+            parts.append(one_hot)
+    if not parts:
+        return np.zeros((len(features), 0), dtype=np.float32)
+    return np.concatenate(parts, axis=1).astype(np.float32)

@@ -63,7 +63,7 @@ class CvSummary:
     oof: pd.DataFrame  # candidate, fold, row, y, probability: written to oof.parquet, not cv.json
     plan: list[tuple[np.ndarray, np.ndarray]]  # (training rows, held-out rows) of each fold, as table rows
     final_weights: list[np.ndarray] | None = None  # holdout: the winner's fit at its best epoch
-    final_preprocessor: Any = None
+    final_preprocessor: Any = None  # the holdout fit's PreprocessStats
 
     def to_json(self) -> dict[str, Any]:
         method = ("the search's validation part (holdout), spread over 5 disjoint parts of it"
@@ -338,7 +338,7 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
 
 
 def encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The preprocessing fitted on ``train_rows`` alone, and both parts encoded with it."""
+    """The preprocessing's statistics from ``train_rows`` alone, and both parts encoded with them."""
     from search.preprocess import fit_and_encode
 
     pre, (x_train, x_eval) = fit_and_encode(table.features.iloc[train_rows], table.schema,

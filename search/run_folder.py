@@ -100,6 +100,7 @@ def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, nam
             "positive": table.labels[1],
             "class_counts": {table.labels[0]: int(classes[0]), table.labels[1]: int(classes[1])},
             "features": [{"name": f.name, "kind": f.kind} for f in table.schema],
+            "dates": table.dates or {},
         },
         "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         "devices": cluster_devices(),

@@ -7,6 +7,7 @@ No Ray and no Keras here: ``tuning.py`` translates a Space into Ray Tune's domai
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,7 +36,16 @@ KNOWN_PARAMS: dict[str, tuple[type, Any]] = {
     "class_weight": (str, ("none", "balanced")),
 }
 FIXED_ONLY = {"epochs": (int, (1, 100000, True))}
-HINT_YAML_NUMBERS = " (write small numbers as 1.0e-4, not 1e-4: YAML 1.1 reads the latter as text)"
+HINT_YAML_NUMBERS = " (a number is written without quotes, e.g. 1e-4)"
+
+
+class _SpaceLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as the number people mean: YAML 1.1 (PyYAML) wants a dot
+    (``1.0e-4``) and reads ``1e-4`` as text; YAML 1.2 and JSON read it as a number."""
+
+
+_SpaceLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,7 @@ def load_space(ref: str | Path) -> Space:
             f"space file {ref} not found. Give a path to a .yaml file or one of: {known}."
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpaceLoader)  # noqa: S506 (a SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpaceError(f"{path}: not valid YAML ({first}). Fix the syntax of the file.") from None

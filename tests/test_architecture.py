@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "search"
 # of a run, then the conductors and the commands. A module may import only modules before it.
 FLOW = [
     "errors", "metrics", "progress", "signals", "devices", "epochs", "model", "fit", "worker", "results",
-    "data", "space", "spec", "preprocess", "budget", "run_folder",
+    "reading", "dates", "data", "space", "spec", "preprocess", "budget", "run_folder",
     "ray_session", "trainable", "callbacks", "tuning", "retrain", "baseline", "final_fit", "export",
     "figures", "report", "predict",
     "pipeline", "evaluate", "console", "cli_app", "cluster", "cli_cluster", "cli", "__init__", "__main__",

@@ -24,7 +24,7 @@ CASES = {
     "missing file": (["nowhere.csv"], r"data file nowhere.csv not found"),
     "empty file": (["{empty}"], r"is empty"),
     "a directory": (["{dir}"], r"is not a file"),
-    "unparsable parquet": (["{garbage}"], r"cannot be parsed as Parquet"),
+    "unparsable parquet": (["{garbage}"], r"cannot be read as Parquet"),
     "unknown target": (["{csv}", "--target", "nope"], r"target column 'nope' not found"),
     "one class": (["{one_class}", "--target", "y"], r"exactly 2 classes, found 1"),
     "three classes": (["{three}", "--target", "y"], r"found 3: a \(4\), b \(4\), c \(4\)"),

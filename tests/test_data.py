@@ -84,7 +84,6 @@ def test_splits_are_stratified_disjoint_and_complete():
         ("a,y\n1,0\n2,1\n", "z", r"target column 'z' not found. Columns are: a, y"),
         ("a,y\n1,0\n2,1\n", "5", r"target index 5 is out of range for 2 columns"),
         ("y\n0\n1\n", "y", r"no feature column is left"),
-        ("a,b,y\n1,,0\n2,,1\n", "y", r"column 'b' has no values at all. Remove it with --drop 'b'"),
     ],
 )
 def test_unusable_tables_are_explained(tmp_path, text, target, match):

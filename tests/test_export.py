@@ -26,12 +26,14 @@ def test_the_test_score_matches_scikit_learn():
 def test_the_exported_model_reloads_in_safe_mode_and_predicts_the_same(tmp_path):
     from search.data import load_table
     from search.model import build_network
-    from search.preprocess import fit_and_encode, raw_inputs
+    from search.preprocess import build_preprocessor, fit_and_encode, raw_inputs
 
     path = tmp_path / "mixed.csv"
     make_mixed_table().to_csv(path, index=False)
     table = load_table(str(path), target="label")
-    preprocessor, (x,) = fit_and_encode(table.features, table.schema)
+    stats, (x,) = fit_and_encode(table.features, table.schema)
+    preprocessor = build_preprocessor(stats, table.schema)
+    np.testing.assert_allclose(np.asarray(preprocessor(raw_inputs(table.features, table.schema))), x, atol=1e-6)
     network = build_network({"depth": 1, "width": 8}, x.shape[1], compiled=False)
     model = join_model(preprocessor, network)
     check = raw_inputs(table.features.iloc[:32], table.schema)

@@ -33,9 +33,10 @@ def test_encoding_uses_training_statistics_only(tmp_path):
     alpha_train, alpha_val = data.x_train[:, 0], data.x_val[:, 0]
     assert abs(alpha_train.mean()) < 1e-5 and abs(alpha_train.std() - 1) < 1e-3
     assert alpha_val.mean() > 50  # standardised with the training mean, so the shift stays visible
-    # beta has gaps in training: mean-imputed (0 after standardising) plus a missing indicator
+    # beta has gaps in training: mean-imputed (0 after standardising) plus a missing indicator after the
+    # numeric block (alpha, beta, gamma)
     beta_missing = table.features["beta"].iloc[splits.train].isna().to_numpy()
-    assert np.all(data.x_train[beta_missing, 1] == 0) and np.all(data.x_train[beta_missing, 2] == 1)
+    assert np.all(data.x_train[beta_missing, 1] == 0) and np.all(data.x_train[beta_missing, 3] == 1)
     # colour: the vocabulary holds only training values, so "violet" falls into the out-of-vocabulary slot
     colour = data.x_val[:, 4:]
     assert colour.shape[1] == 1 + table.features["colour"].iloc[splits.train].fillna("").nunique()
@@ -59,3 +60,20 @@ def test_preprocessor_round_trips_through_a_safe_mode_reload(tmp_path):
         inputs = raw_inputs(frame, schema)
         np.testing.assert_allclose(np.asarray(model(inputs)), np.asarray(reloaded(inputs)), atol=1e-6)
         assert np.all(np.isfinite(np.asarray(reloaded(inputs))))
+
+
+def test_the_driver_encoding_is_what_the_exported_preprocessor_computes():
+    """The driver encodes in NumPy (fast on wide tables); the model the export holds must agree with it,
+    on seen and unseen values, gaps, and a column that had no gaps in training."""
+    from search.preprocess import build_preprocessor, encode, fit_stats, raw_inputs
+
+    df = make_mixed_table(120)
+    schema = (Feature("alpha", "numeric"), Feature("beta", "numeric"), Feature("colour", "categorical"),
+              Feature("gamma", "numeric"))
+    stats = fit_stats(df.iloc[:90], schema)
+    model = build_preprocessor(stats, schema)
+    unseen = pd.DataFrame({"alpha": [np.nan, 1e6], "beta": [2.0, np.nan], "colour": ["mauve", None],
+                           "gamma": [np.nan, -3.0]})
+    for frame in (df.iloc[90:], unseen):
+        np.testing.assert_allclose(encode(stats, frame, schema), np.asarray(model(raw_inputs(frame, schema))),
+                                   rtol=1e-6, atol=1e-6)

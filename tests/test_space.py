@@ -82,3 +82,20 @@ def test_int_bounds_are_inclusive_in_ray_domains():
     widths = {int(v) for v in domains["width"].sample(size=400, random_state=0)}
     assert depths == {1, 2, 3}
     assert widths == {2, 3, 4}
+
+
+def test_numbers_written_as_people_write_them_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads ``1e-4`` as text; a space file means a number, and gets one."""
+    path = tmp_path / "s.yaml"
+    path.write_text("params:\n  learning_rate: {type: float, low: 1e-4, high: 3E-2, log: true}\n"
+                    "  l2: {type: choice, values: [0, 1e-5, 1.5e-3]}\nfixed:\n  epochs: 10\n")
+    space = load_space(path)
+    assert space.params["learning_rate"] == FloatParam(1e-4, 3e-2, log=True)
+    assert space.params["l2"].values == (0.0, 1e-5, 1.5e-3)
+
+
+def test_a_quoted_number_is_still_named_in_one_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("params:\n  l2: {type: choice, values: [0.0, '1e-4']}\n")
+    with pytest.raises(SpaceError, match=r"expected float, got '1e-4' \(a number is written without quotes"):
+        load_space(path)
