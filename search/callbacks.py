@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
 
 from search.metrics import is_better
 from search.progress import Progress
@@ -39,7 +39,8 @@ class ProgressCallback(Callback):
         self._best: float | None = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._emit(trials)
+        # Tune calls this just before it marks the trial RUNNING: count it as Ray runs it
+        self._emit(trials, starting=trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)
@@ -55,14 +56,14 @@ class ProgressCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._emit(trials, finishing=trial)
 
-    def _emit(self, trials: list, finishing: Any = None) -> None:
+    def _emit(self, trials: list, finishing: Any = None, starting: Any = None) -> None:
         if _sink is None:
             return
         state = Progress(total=max(self.total, len(trials)), metric=self.metric, best=self._best)
         for t in trials:
             ended = t is finishing or t.status in ("TERMINATED", "ERROR")
             if not ended:
-                state.running += t.status == "RUNNING"
+                state.running += t is starting or t.status == "RUNNING"
                 continue
             state.finished += 1
             last = t.last_result or {}
@@ -71,6 +72,19 @@ class ProgressCallback(Callback):
             elif last.get("epoch", last.get("training_iteration", 0)) < self.max_epochs - 1e-9:
                 state.stopped_early += 1
         _sink(state)
+
+
+class StopOnSignal(Stopper):
+    """Ends the search when a SIGTERM arrived, also when the handler's own interrupt was lost, or when
+    Tune only waits (for a node that can hold a trial) and runs no trial that a Ctrl-C would stop."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        from search.signals import stop_requested
+
+        return stop_requested()
 
 
 class FaultLog(Callback):

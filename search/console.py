@@ -41,7 +41,7 @@ class progress_display:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.live = None
-        self.finished = 0
+        self.last_printed: tuple = ()
 
     def __enter__(self):  # noqa: ANN204
         if self.quiet:
@@ -66,11 +66,11 @@ class progress_display:
                 f"trials: {p.running} running, {p.finished}/{p.total} finished "
                 f"({p.stopped_early} stopped early, {p.failed} failed); best {p.metric} {best}"
             )
-            key = ("trials", p.finished)
+            key = ("trials", p.finished, p.running)
         if self.live is not None:
             self.live.update(line)
-        elif key != self.finished:
-            self.finished = key
+        elif key[:2] != self.last_printed[:2] or key[2:] > self.last_printed[2:]:  # a fit done, or a trial started
+            self.last_printed = key
             out.print(line)
 
     def __exit__(self, *exc: object) -> None:

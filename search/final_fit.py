@@ -11,6 +11,7 @@ import numpy as np
 
 from search.data import Table
 from search.devices import Compute
+from search.signals import raise_if_stopped
 from search.spec import RunSpec
 
 
@@ -47,6 +48,7 @@ def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int,
     try:
         while True:
             ready, _ = ray.wait([ref], timeout=2.0)
+            raise_if_stopped()
             if ready:
                 break
     except BaseException:

@@ -67,17 +67,25 @@ def ray_session(spec: RunSpec) -> Iterator[None]:
 
 def _check_trials_fit(spec: RunSpec) -> None:
     """Refuse a CPU or GPU reservation no node can meet: Ray would queue the trial forever. On a
-    cluster (``--address``) a node may yet come (an autoscaler): only a missing GPU is said then."""
+    cluster (``--address``) such a node may yet come from its autoscaler: say so, and what it waits for."""
     cpus = largest_node("CPU")
-    if not spec.address and spec.cpus_per_trial > cpus:
+    most = largest_node("GPU") if spec.gpus_per_trial > 0 else 0.0
+    if spec.address:
+        short = [f"{asked:g} {kind}s (the largest node has {has:g})"
+                 for kind, asked, has in (("CPU", spec.cpus_per_trial, cpus), ("GPU", spec.gpus_per_trial, most))
+                 if asked > has]
+        if short:
+            log.warning(f"waiting for the autoscaler: no node of the cluster has {' and '.join(short)} for one "
+                        f"trial; the search starts when such a node joins (Ctrl-C stops it).")
+        return
+    if spec.cpus_per_trial > cpus:
         raise ClusterError(
             f"--cpus-per-trial {spec.cpus_per_trial:g}: this machine's Ray has {cpus:g} CPUs, and a trial runs on one "
             f"node. Ask for at most {cpus:g}, or run on a cluster with --address."
         )
     if spec.gpus_per_trial <= 0:
         return
-    most = largest_node("GPU")
-    if most == 0 and not spec.address:
+    if most == 0:
         raise ClusterError(
             f"--gpus-per-trial {spec.gpus_per_trial:g}: Ray found no GPU on this machine. Leave the option out "
             f"to train on CPUs, or run on a machine with an NVIDIA GPU and the GPU extra (pip install -e '.[gpu]')."

@@ -34,6 +34,7 @@ from search.data import Splits, Table
 from search.devices import Compute
 from search.metrics import METRICS, is_better, mean_and_std, ranked_trials, score_all
 from search.progress import FitProgress
+from search.signals import raise_if_stopped
 
 EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score "
                "(small tables: at max_epochs); the epoch at which the mean held-out score peaked")
@@ -189,6 +190,7 @@ def _run_fits(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], candidate
                 alive[next_fold] = len(candidates)
                 next_fold += 1
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            raise_if_stopped()
             for ref in ready:
                 c, f = pending.pop(ref)
                 outputs[(c, f)] = ray.get(ref)

@@ -30,13 +30,38 @@ def stop_requested() -> bool:
     return _stopped.is_set()
 
 
+def raise_if_stopped() -> None:
+    """Raise ``KeyboardInterrupt`` if a SIGTERM arrived: the loops that wait on Ray call it, because the
+    one raised by the handler can be lost (Python ignores an exception raised while a garbage-collector
+    callback runs, such as JAX's; seen as "Exception ignored in: _xla_gc_callback")."""
+    if _stopped.is_set():
+        raise KeyboardInterrupt
+
+
 def _as_ctrl_c(signum: int, frame: Any) -> None:
     _stopped.set()
     handler = signal.getsignal(signal.SIGINT)
+    raises = handler is signal.default_int_handler or not callable(handler)
+    if raises and _in_gc_callback(frame):
+        # Python would print the interrupt as "Exception ignored" and carry on: send it again shortly
+        threading.Timer(0.05, signal.raise_signal, (signal.SIGTERM,)).start()
+        return
     if callable(handler):
         handler(signal.SIGINT, frame)
     else:
         raise KeyboardInterrupt
+
+
+def _in_gc_callback(frame: Any) -> bool:
+    """Whether the signal came while a garbage-collector callback (JAX registers one) was running."""
+    import gc
+
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextmanager

@@ -75,7 +75,7 @@ def run_trials(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from search.callbacks import FaultLog, ProgressCallback
+    from search.callbacks import FaultLog, ProgressCallback, StopOnSignal
 
     scheduler = ASHAScheduler(
         time_attr="epoch",
@@ -105,6 +105,7 @@ def run_trials(
             # Trials catch their own errors (see trainable.py): what Ray retries is a lost worker.
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            stop=StopOnSignal(),
         ),
     )
     return _fit(tuner, spec, space, data, run_dir, on_progress, budget)

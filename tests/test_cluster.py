@@ -196,3 +196,32 @@ def _checkpointed_trial_on(partial: Path, node_id: str) -> bool:
         if on_node and list(progress.parent.glob("checkpoint_*")) and len(rows) < 9:
             return True
     return False
+
+
+def test_a_trial_no_node_can_hold_yet_waits_for_the_autoscaler_and_says_so(cluster, tmp_path, mixed_csv):
+    """On a cluster a bigger node may join: the search waits, says what for, and stops on SIGTERM."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(mixed_csv), "--target", "label", "--address", cluster["address"],
+         "--cpus-per-trial", "2", "--samples", "2", "--max-epochs", "2", "--results", str(tmp_path / "out"),
+         "--name", "waits"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, said = time.time() + 120, ""
+        while time.time() < deadline and "waiting for the autoscaler" not in said:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+            said += line
+        assert "waiting for the autoscaler: no node of the cluster has 2 CPUs (the largest node has 1)" in said, said
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, rest = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, rest = proc.communicate()
+            raise AssertionError(out[-3000:] + "\n-----\n" + rest[-5000:]) from None
+        assert proc.returncode == 130, rest[-2000:]
+        assert "Traceback" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -142,3 +142,28 @@ def test_a_run_says_what_it_assumed_and_predict_reads_the_same_way(tmp_path, tab
     predicted = run_cli(["predict", "out/stops", str(path)], cwd=tmp_path, timeout=180)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert len(predicted.stdout.strip().splitlines()) == len(table) + 1
+
+
+@pytest.mark.slow
+def test_a_table_of_a_thousand_columns_encodes_exports_and_predicts(tmp_path):
+    """Thousands of columns: the driver encodes them in NumPy, and the exported model (one input per
+    column) still reloads in safe mode and scores a file with ``hpsearch predict``'s code."""
+    from search.export import join_model, save_model
+    from search.model import build_network
+    from search.predict import predict_file
+    from search.preprocess import build_preprocessor, fit_and_encode, raw_inputs
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(150, 1000)).round(3), columns=[f"x{i}" for i in range(1000)])
+    frame["y"] = (frame["x0"] + frame["x1"] > 0).astype(int)
+    frame.to_csv(tmp_path / "wide.csv", index=False)
+    table = load_table(str(tmp_path / "wide.csv"), target="y")
+    stats, (x,) = fit_and_encode(table.features, table.schema)
+    assert x.shape == (150, 1000) and np.isfinite(x).all()
+    model = join_model(build_preprocessor(stats, table.schema), build_network({"depth": 1, "width": 8}, 1000,
+                                                                               compiled=False))
+    metadata = {"threshold": 0.5, "labels": {"0": "0", "1": "1"}, "target": "y", "header": True,
+                "features": [{"name": f.name, "kind": f.kind} for f in table.schema]}
+    save_model(tmp_path, model, metadata, raw_inputs(table.features.iloc[:8], table.schema))
+    predictions, _ = predict_file(tmp_path, tmp_path / "wide.csv")
+    assert len(predictions) == 150 and predictions["probability"].between(0, 1).all()

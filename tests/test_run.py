@@ -71,6 +71,7 @@ def test_default_table_search_end_to_end(builtin_run):
     epochs = pd.read_csv(run_dir / "epochs.csv")
     assert epochs.groupby("trial_id")["epoch"].max().sum() == trials["epochs"].sum()
     assert "best: roc_auc" in proc.stdout and str(run_dir) in proc.stdout
+    assert "trials: 2 running" in proc.stdout  # --cpus 2: Ray runs two trials at once, and the line says so
     # The devices Ray had (--cpus 2), and where each trial trained: no GPU was asked for
     assert spec["devices"]["cpus"] == 2 and set(trials["device"]) == {"CPU"}
     assert set(trials["backend"]) == {"jax"}  # the Keras each trial's worker really ran: JAX by default
