@@ -11,11 +11,13 @@ run's first lines and written to ``spec.json``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from search.progress import StageProgress
 from search.space import ChoiceParam, Space
 
 HOLDOUT_PARTS = 5  # the holdout rule's spread: scores on this many disjoint parts of the validation rows
@@ -203,27 +205,30 @@ class RunClock:
     their shares from now.
     """
 
-    def __init__(self, budget: Budget, stage: str, started: float | None = None) -> None:
+    def __init__(self, budget: Budget, stage: str, started: float | None = None,
+                 on_stage: Callable[[StageProgress], None] | None = None) -> None:
         import time
 
-        self.budget, self.stage = budget, stage
+        self.budget, self.stage, self.on_stage = budget, stage, on_stage
         self.began = time.time()
         self.started = self.began if started is None else started
         self.seconds: dict[str, float] = {}
 
     @classmethod
-    def after_search(cls, budget: Budget) -> RunClock:
+    def after_search(cls, budget: Budget, on_stage: Callable[[StageProgress], None] | None = None) -> RunClock:
         import time
 
-        return cls(budget, "CV", time.time() - budget.stages["search"] * budget.total_s)
+        return cls(budget, "CV", time.time() - budget.stages["search"] * budget.total_s, on_stage)
 
     def start(self, stage: str) -> None:
-        """End the current stage (its seconds add up under ``<stage>_s``) and begin ``stage``."""
+        """End the current stage (its seconds add up under ``<stage>_s``) and begin ``stage`` (``done``: the end)."""
         import time
 
         now = time.time()
         key = self.stage.lower().replace(" ", "_") + "_s"
         self.seconds[key] = self.seconds.get(key, 0.0) + now - self.began
+        if self.on_stage is not None:
+            self.on_stage(StageProgress(self.stage, now - self.began, None if stage == "done" else stage))
         self.stage, self.began = stage, now
 
     def deadline(self, stage: str) -> float:

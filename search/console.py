@@ -1,10 +1,14 @@
 """What the commands print: progress while a run works, and its summary when it ends.
 
-On a terminal the progress is one live line; in a log or a Ray job's output, a line per finished
-trial or CV fit.
+On a terminal the progress is rich progress bars; in a log or a Ray job's output, plain lines (see
+:class:`progress_display`).
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -18,7 +22,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def print_report(content: dict) -> None:
-    from search.report import sections
+    from search.report_layout import sections
 
     if content["partial"]:
         out.print(f"[bold]partial run[/bold]: missing {', '.join(content['missing'])}")
@@ -36,46 +40,80 @@ def print_report(content: dict) -> None:
 
 
 class progress_display:
-    """A live one-line status on a terminal; a line per finished trial elsewhere."""
+    """A run's progress as people expect it. On a terminal: rich progress bars for the trials and for
+    the CV fits, with counts, the best score so far and the time left. In a log or a Ray job's output:
+    the same as plain lines, one when a trial starts or finishes or a fit is done, and the latest again
+    every ``HEARTBEAT_S`` seconds while nothing changes. Each stage's end and duration, either way."""
+
+    HEARTBEAT_S = 30.0
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.live = None
-        self.last_printed: tuple = ()
+        self.bars: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.last_line, self.last_key, self.last_time = "", (), time.monotonic()
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
 
     def __enter__(self):  # noqa: ANN204
         if self.quiet:
             return None
         if out.is_terminal:
-            from rich.live import Live
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.live = Live("", console=out, transient=True, refresh_per_second=4)
-            self.live.__enter__()
+            self.bars = Progress(TextColumn("{task.description:<6}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[detail]}"), console=out)
+            self.bars.__enter__()
+        else:
+            threading.Thread(target=self._heartbeat, daemon=True).start()
         return self.update
 
     def update(self, p) -> None:  # noqa: ANN001
-        from search.progress import FitProgress
+        from search.progress import FitProgress, StageProgress
 
+        if isinstance(p, StageProgress):
+            self._say(f"{p.ended}: done in {p.seconds:.0f} s" + (f"; {p.started}: started" if p.started else ""))
+            return
         if isinstance(p, FitProgress):
             left = f", about {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
-            line = f"{p.stage}: {p.done}/{p.total} fits done{left}"
-            key = (p.stage, p.done)
+            name, done, total, detail = p.stage, p.done, p.total, "fits"
+            line, key = f"{p.stage}: {p.done}/{p.total} fits done{left}", (p.stage, p.done)
         else:
-            best = f"{p.best:.4f}" if p.best is not None else "-"
-            line = (
-                f"trials: {p.running} running, {p.finished}/{p.total} finished "
-                f"({p.stopped_early} stopped early, {p.failed} failed); best {p.metric} {best}"
-            )
+            best = f"best {p.metric} {p.best:.4f}" if p.best is not None else f"best {p.metric} -"
+            name, done, total = "trials", p.finished, p.total
+            detail = f"{p.running} running, {p.stopped_early + p.failed} stopped or failed; {best}"
+            line = (f"trials: {p.running} running, {p.finished}/{p.total} finished ({p.stopped_early} stopped "
+                    f"early, {p.failed} failed); {best}")
             key = ("trials", p.finished, p.running)
-        if self.live is not None:
-            self.live.update(line)
-        elif key[:2] != self.last_printed[:2] or key[2:] > self.last_printed[2:]:  # a fit done, or a trial started
-            self.last_printed = key
-            out.print(line)
+        if self.bars is not None:
+            if name not in self.tasks:
+                self.tasks[name] = self.bars.add_task(name, total=total, detail="")
+            self.bars.update(self.tasks[name], completed=done, total=total, detail=detail)
+        elif key[:2] != self.last_key[:2] or key[2:] > self.last_key[2:]:  # a fit done, or a trial started
+            self.last_key = key
+            self._say(line)
+
+    def _say(self, line: str) -> None:
+        with self.lock:
+            if self.bars is not None:
+                self.bars.console.print(line, markup=False)
+            else:
+                out.print(line, markup=False)
+            self.last_line, self.last_time = line, time.monotonic()
+
+    def _heartbeat(self) -> None:
+        """Repeat the latest line, with the time since the run began, while nothing else is printed."""
+        while not self.closed.wait(1.0):
+            with self.lock:
+                if self.last_line and time.monotonic() - self.last_time >= self.HEARTBEAT_S:
+                    out.print(f"{self.last_line} ({time.monotonic() - self.started:.0f} s)", markup=False)
+                    self.last_time = time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
+        self.closed.set()
+        if self.bars is not None:
+            self.bars.__exit__(*exc)
 
 
 def print_summary(outcome, metric: str) -> None:  # noqa: ANN001

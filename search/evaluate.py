@@ -109,7 +109,7 @@ def summarise(spec: RunSpec, table: Table, folds: list[dict[str, Any]], baseline
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
-    from search.report import markdown_table
+    from search.report_layout import markdown_table
 
     scores = [["", *METRICS]] + [
         [name, *(f"{s['mean'][m]:.4f} ± {s['std'][m]:.4f}" for m in METRICS)]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from search import results, run_folder
+from search.metrics import METRICS, ranked_trials
 
 
 def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
@@ -27,6 +28,7 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
     drawn = {
         "curves": _curves(plt, folder, report),
         "params": _params(plt, folder, report),
+        "parallel": _parallel(plt, folder, report),
         "importance": _importance(plt, report),
         "test": _test(plt, folder, report),
         "cv": _cv(plt, report),
@@ -54,25 +56,75 @@ def _curves(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
 
 
 def _params(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
-    """Each hyperparameter against the trials' best score: which values pay."""
+    """Each hyperparameter against the trials' best score, three to a row: which values pay."""
     metric = report["metric"]
     trials = run_folder.read_trials(folder)
     space = report["summary"]["space"]["params"]
     column = f"best_{metric}"
     if column not in trials or not space:
         return None
-    fig, axes = plt.subplots(1, len(space), figsize=(3 * len(space), 3), squeeze=False)
+    cols = min(3, len(space))
+    rows = -(-len(space) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     usable = trials.dropna(subset=[column])
-    for ax, name in zip(axes[0], space, strict=True):
+    for ax, name in zip(axes.flat, space, strict=False):
         x = usable[name]
         if x.dtype == object:
             x = x.astype(str)
-        ax.scatter(x, usable[column], s=12, alpha=0.7)
+        ax.scatter(x, usable[column], s=14, alpha=0.7)
         if space[name].get("log"):
             ax.set_xscale("log")
-        ax.set(xlabel=name, ylabel=f"best {metric}" if ax is axes[0][0] else "")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels of a short log axis overlap
+        ax.set(xlabel=name, ylabel=f"best {metric}")
+    for ax in list(axes.flat)[len(space):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return _png(fig)
+
+
+def _parallel(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
+    """Parallel coordinates: one line per usable trial across the hyperparameters, coloured by its best
+    score, the best trial drawn thick; each axis runs from the space's low bound to its high one."""
+    metric = report["metric"]
+    space = report["summary"]["space"]["params"]
+    trials = ranked_trials(run_folder.read_trials(folder), metric)
+    if len(trials) < 2 or len(space) < 2:
+        return None
+    names = list(space)
+    scaled = np.column_stack([_unit(trials[name], space[name]) for name in names])
+    score = trials[f"best_{metric}"].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.5 * len(names)), 4.6))
+    colours = plt.get_cmap("viridis" if METRICS[metric] == "max" else "viridis_r")
+    norm = plt.Normalize(np.nanmin(score), np.nanmax(score))
+    for i in range(len(trials))[::-1]:  # the best last, on top
+        ax.plot(range(len(names)), scaled[i], color=colours(norm(score[i])), lw=2.6 if i == 0 else 1.0,
+                alpha=1.0 if i == 0 else 0.6)
+    for j, name in enumerate(names):
+        ax.axvline(j, color="grey", lw=0.6)
+        low, high = _bounds(space[name])
+        ax.annotate(low, (j, -0.04), ha="center", va="top", fontsize=8)
+        ax.annotate(high, (j, 1.04), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(yticks=[], ylim=(-0.15, 1.15), title=f"Trials across the hyperparameters (thick: the best by {metric})")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=colours), ax=ax, label=f"best validation {metric}")
+    return _png(fig)
+
+
+def _unit(values: pd.Series, param: dict[str, Any]) -> np.ndarray:
+    """A hyperparameter's values on [0, 1] of its axis (log axes for log params, evenly spaced choices)."""
+    if param["type"] == "choice":
+        order = {str(v): i for i, v in enumerate(param["values"])}
+        return np.array([order.get(str(v), np.nan) for v in values], dtype=float) / max(1, len(order) - 1)
+    x, low, high = values.to_numpy(dtype=float), float(param["low"]), float(param["high"])
+    if param.get("log"):
+        x, low, high = np.log(x), np.log(low), np.log(high)
+    return (x - low) / (high - low) if high > low else np.zeros_like(x)
+
+
+def _bounds(param: dict[str, Any]) -> tuple[str, str]:
+    if param["type"] == "choice":
+        return str(param["values"][0]), str(param["values"][-1])
+    return f"{param['low']:g}", f"{param['high']:g}"
 
 
 def _importance(plt: Any, report: dict[str, Any]) -> str | None:
@@ -128,5 +180,5 @@ def _cv(plt: Any, report: dict[str, Any]) -> str | None:
 
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # no label clipped at the edge
     return base64.b64encode(buffer.getvalue()).decode()

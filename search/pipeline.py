@@ -83,7 +83,8 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     clock = RunClock(plan.budget, "search")
     try:
         with ray_session(spec):
-            clock = RunClock(plan.budget, "search")  # the budget counts from here: Ray's start-up is not in it
+            # the budget counts from here: Ray's start-up is not in it
+            clock = RunClock(plan.budget, "search", on_stage=on_progress)
             data = encode_for_trials(spec, plan, table, splits)
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
@@ -117,7 +118,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
     table, splits = run_folder.reload_data(spec, described)
     final = partial.parent / described["name"]
     results.check_free(partial.parent, final.name)
-    clock = RunClock(plan.budget, "CV" if searched else "search")
+    clock = RunClock(plan.budget, "CV" if searched else "search", on_stage=on_progress)
     try:
         with ray_session(spec):
             if searched:
@@ -128,7 +129,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
                 record_search(partial, spec, plan, table, data.metric, trials)
                 clock.start("CV")
             searched_s = clock.seconds
-            clock = RunClock.after_search(plan.budget)  # the later stages get their shares from now
+            clock = RunClock.after_search(plan.budget, on_progress)  # the later stages get their shares from now
             clock.seconds.update(searched_s)
             return _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=True)
     except BaseException as exc:

@@ -20,6 +20,15 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class StageProgress:
+    """A stage of the run ended after ``seconds``, and the next one (``None`` at the end) started."""
+
+    ended: str
+    seconds: float
+    started: str | None
+
+
+@dataclass(frozen=True)
 class FitProgress:
     """The CV stage for the console: fits done of all, and an estimate of the time left."""
 

@@ -138,8 +138,8 @@ def _read_csv(blob: bytes, header: bool, notes: list[str]) -> pd.DataFrame:
                    skipinitialspace=True, sep=sep, encoding=encoding)
     df = pd.read_csv(io.BytesIO(blob), **options)
     if sep == ";":  # spreadsheets that write ';' between columns write decimal commas in numbers
-        text = df.select_dtypes(include="object")
-        comma = [c for c in text if text[c].dropna().astype(str).str.match(DECIMAL_COMMA).mean() > 0.95]
+        comma = [c for c in df.columns
+                 if is_text(df[c]) and df[c].dropna().astype(str).str.match(DECIMAL_COMMA).mean() > 0.95]
         if comma:
             df = pd.read_csv(io.BytesIO(blob), decimal=",", thousands=".", **options)
             notes.append(f"decimal comma in {', '.join(map(str, comma[:5]))}{' ...' if len(comma) > 5 else ''}")
@@ -150,7 +150,7 @@ def _read_excel(blob: bytes, header: bool, notes: list[str]) -> pd.DataFrame:
     with pd.ExcelFile(io.BytesIO(blob), engine="openpyxl") as book:
         if len(book.sheet_names) > 1:
             notes.append(f"Excel: the first of {len(book.sheet_names)} sheets, '{book.sheet_names[0]}'")
-        return book.parse(0, header=0 if header else None, na_values=MISSING_MARKERS)
+        return pd.read_excel(book, sheet_name=0, header=0 if header else None, na_values=MISSING_MARKERS)
 
 
 def _read_json(blob: bytes, suffix: str) -> pd.DataFrame:

@@ -6,15 +6,13 @@ rebuilt at any time, also for an interrupted run, whose missing parts are named 
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from search import results, run_folder
-from search.devices import describe, trials_on_gpu
+from search.devices import trials_on_gpu
 from search.errors import DataError
 from search.figures import draw_figures
 from search.metrics import METRICS, ranked_trials
@@ -31,6 +29,8 @@ def render_report(run_dir: str | Path) -> dict[str, Any]:
     folder = Path(run_dir).resolve()
     report = collect(folder)
     figures = draw_figures(folder, report)
+    from search.report_layout import to_html, to_markdown
+
     results.write_json(folder / REPORT_JSON, report)
     results.write_text(folder / REPORT_MD, to_markdown(report))
     results.write_text(folder / REPORT_HTML, to_html(report, figures))
@@ -62,6 +62,7 @@ def collect(folder: Path) -> dict[str, Any]:
         "top_trials": _top_trials(trials, metric),
         "importance": _importance(trials, spec, metric),
         "importance_method": IMPORTANCE_METHOD,
+        "model": _model(folder),
     }
     if cv is not None:
         report["cv"] = _cv_section(cv, metric)
@@ -122,6 +123,17 @@ def _cv_section(cv: dict[str, Any], metric: str) -> dict[str, Any]:
                           "seconds": b.get("cv_seconds", 0.0) + b.get("test_seconds", 0.0)}
                       for n, b in cv.get("baselines", {}).items()},
     }
+
+
+def _model(folder: Path) -> dict[str, Any] | None:
+    """What the "use this model" code needs to know of the exported model, or None before the export."""
+    from search.export import METADATA_FILE, MODEL_DIR
+
+    metadata = run_folder.read_json(folder / MODEL_DIR, METADATA_FILE)
+    if metadata is None:
+        return None
+    return {"path": str(folder / MODEL_DIR), "dates": metadata.get("dates") or {},
+            "categorical": any(f["kind"] == "categorical" for f in metadata["features"])}
 
 
 def against_boosting(report: dict[str, Any], metric: str) -> str:
@@ -234,195 +246,3 @@ def _importance(trials: pd.DataFrame, spec: dict[str, Any], metric: str) -> dict
 
 
 # --- text --------------------------------------------------------------------------------------
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if np.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-def _resources(r: dict[str, Any], nodes: list[str]) -> str:
-    text = (f"{r['cpus_per_trial']} CPU and {r['gpus_per_trial']} GPU per trial, Keras on {r['backend']}"
-            f"{' in mixed precision' if r.get('mixed_precision') else ''}; nodes: {', '.join(nodes) or 'local'}")
-    if r.get("devices"):
-        text += f"; devices: {describe(r['devices'])}, {r.get('trials_on_gpu', 0)} trials trained on a GPU"
-    return text
-
-
-def _budget(plan: dict[str, Any] | None, timing: dict[str, Any]) -> str:
-    """The budget's split between the stages, and what each stage used."""
-    if not plan:
-        return "not recorded"
-    origin = "default for the table's size" if plan["budget_chosen"] else "--time-budget"
-    split = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in plan["stages_s"].items() if seconds)
-    used = timing.get("total_s")
-    text = f"{plan['budget_s']:.0f} s ({origin}), split: {split}"
-    return text + (f"; used {used:.0f} s" if used is not None else "")
-
-
-class Section(NamedTuple):
-    """One part of the report, as every renderer (Markdown, HTML, the console) shows it."""
-
-    title: str
-    paragraphs: list[str]
-    rows: list[list[Any]] | None  # a header row, then the rows
-    figure: str = ""  # key of its plot in draw_figures' output
-
-
-def sections(report: dict[str, Any]) -> list[Section]:
-    """The report's sections, in order; those the run folder has nothing for are left out."""
-    built = [_run_summary(report), _best_configuration(report), _cross_validation(report), _test_part(report),
-             _top_trials_section(report), _hyperparameters(report)]
-    return [section for section in built if section is not None]
-
-
-def status_line(report: dict[str, Any]) -> str:
-    """What the report covers: ``Complete run.``, or which files an interrupted run lacks."""
-    if report["partial"]:
-        return f"Partial run: missing {', '.join(report['missing'])}; the sections below show what exists."
-    return "Complete run."
-
-
-def _run_summary(report: dict[str, Any]) -> Section:
-    s = report["summary"]
-    timing = s["timing"] or {}
-    rows = [["item", "value"],
-            ["data", f"{s['data']} ({s['rows']} rows, SHA-256 {s['sha256'][:12]}…)"],
-            ["features", ", ".join(f"{v} {k}" for k, v in s["features"].items())],
-            ["target", f"{s['target']} (positive: {s['positive']}); classes " +
-             ", ".join(f"{k}: {v}" for k, v in s["class_counts"].items())],
-            ["splits", ", ".join(f"{k} {v}" for k, v in s["splits"].items())],
-            ["space", f"{s['space']['name']}: " + ", ".join(s["space"]["params"])],
-            ["search", f"{s['samples']} trials, {s['searcher']} search, ASHA "
-             f"(max {s['scheduler']['max_epochs']} epochs, grace {s['scheduler']['grace_period']}, "
-             f"factor {s['scheduler']['reduction_factor']}, "
-             f"{s['scheduler'].get('reports_per_epoch', 1)} report(s) per epoch)"],
-            ["budget", _budget(s.get("plan"), timing)],
-            ["resources", _resources(s['resources'], s['nodes'])],
-            ["wall time", ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timing.items()
-                           if k.endswith("_s") and k != "budget_s") or "not recorded"],
-            ["trials", ", ".join(f"{v} {k}" for k, v in s["trials_by_status"].items())]]
-    return Section("Run summary", [], rows)
-
-
-def _best_configuration(report: dict[str, Any]) -> Section | None:
-    best, metric = report.get("best"), report["metric"]
-    if not best:
-        return None
-    paragraphs = [f"Best search trial {best['trial_id']}: validation {metric} {_fmt(best['value'])} at epoch "
-                  f"{best['best_epoch']} (one validation split: optimistic)."]
-    chosen = best["hyperparameters"]
-    if "cv" in report:
-        winner = next(c for c in report["cv"]["candidates"] if c["trial_id"] == report["cv"]["winner"])
-        chosen = {**winner["hyperparameters"], "epochs": winner["epochs"]}
-        paragraphs.append(report["why"] + " The exported model uses this configuration:")
-    rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in chosen.items()]
-    return Section("Best configuration", paragraphs, rows)
-
-
-def _cross_validation(report: dict[str, Any]) -> Section | None:
-    if "cv" not in report:
-        return None
-    cv, metric = report["cv"], report["metric"]
-    rows = [["configuration", f"mean {metric}", "std", "fold scores", "epochs"]]
-    rows += [[c["trial_id"] + (" (winner)" if c["trial_id"] == cv["winner"] else ""), _fmt(c["mean"][metric]),
-              _fmt(c["std"][metric]), " ".join(f"{v:.3f}" for v in c["folds"]), c["epochs"]]
-             for c in cv["candidates"]]
-    rows += [[name, _fmt(b["mean"][metric]), _fmt(b["std"][metric]), "", "baseline"]
-             for name, b in cv["baselines"].items()]
-    how = (f"{cv['method']}" if cv["rule"] == "holdout" else
-           f"{cv['folds']}-fold stratified CV × {cv['repeats']} on the non-test rows")
-    rule = (report["summary"].get("plan") or {}).get("cv_rule_text")
-    text = [f"{how}{f' (rule: {rule})' if rule else ''}; "
-            f"epochs: {cv['epochs_rule']}. Tie rule: {cv['tie_rule']}. "
-            f"Threshold {cv['threshold']:.3f} ({cv['threshold_rule']}).",
-            report["verdict"]]
-    if report.get("against_boosting"):
-        text.append(report["against_boosting"])
-    diverged = [c["trial_id"] for c in cv["candidates"] if c.get("diverged_folds")]
-    if diverged:
-        text.append(f"Diverged in CV (not averaged in, cannot win): {', '.join(diverged)}.")
-    return Section("Cross-validation and baselines", text, rows, "cv")
-
-
-def _test_part(report: dict[str, Any]) -> Section | None:
-    if "test" not in report:
-        return None
-    t = report["test"]
-    rows = [["model", "ROC AUC", "accuracy", "F1", "log loss"],
-            ["network", _fmt(t["roc_auc"]), _fmt(t["accuracy"]), _fmt(t["f1"]), _fmt(t["log_loss"])]]
-    rows += [[n, _fmt(b["roc_auc"]), _fmt(b["accuracy"]), _fmt(b["f1"]), _fmt(b["log_loss"])]
-             for n, b in t.get("baselines", {}).items()]
-    cm = t["confusion_matrix"]
-    text = [f"The final model, trained on {t.get('trained_on', 'all non-test rows')}, scored once on "
-            f"{t['rows']} held-out rows at threshold "
-            f"{t['threshold']:.3f}: precision {t['precision']:.3f}, recall {t['recall']:.3f}; confusion "
-            f"TN {cm['tn']}, FP {cm['fp']}, FN {cm['fn']}, TP {cm['tp']}. Baselines use threshold 0.5."]
-    return Section("Test part", text, rows, "test")
-
-
-def _top_trials_section(report: dict[str, Any]) -> Section | None:
-    if not report["top_trials"]:
-        return None
-    keys = ["trial_id", f"best_{report['metric']}", "best_epoch", "epochs", "status",
-            *report["summary"]["space"]["params"]]
-    rows = [keys] + [[_fmt(t.get(k, "")) for k in keys] for t in report["top_trials"]]
-    return Section("Top 10 trials", [], rows, "curves")
-
-
-def _hyperparameters(report: dict[str, Any]) -> Section | None:
-    if not report["importance"]:
-        return None
-    rows = [["hyperparameter", "importance"]] + [[k, f"{v:.3f}"] for k, v in report["importance"].items()]
-    return Section("Hyperparameters", [f"Importance: {report['importance_method']}."], rows, "params")
-
-
-def markdown_table(rows: list[list[Any]]) -> list[str]:
-    """A header row and its rows as Markdown table lines."""
-    return (["| " + " | ".join(map(str, rows[0])) + " |", "|" + "---|" * len(rows[0])]
-            + ["| " + " | ".join(map(str, r)) + " |" for r in rows[1:]])
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# hpsearch report: {report['name']}", "", status_line(report), ""]
-    for section in sections(report):
-        lines += [f"## {section.title}", ""] + [p + "\n" for p in section.paragraphs]
-        if section.rows:
-            lines += markdown_table(section.rows) + [""]
-    return "\n".join(lines) + "\n"
-
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f2f2f2}img{max-width:100%;display:block;margin:.5em 0}.partial{color:#a40}"""
-
-
-def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
-    """One self-contained page: inline styles, images as data URIs, no external resource."""
-    esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>hpsearch report: {esc(report['name'])}"
-             f"</title><style>{CSS}</style></head><body><h1>hpsearch report: {esc(report['name'])}</h1>"]
-    cls = " class='partial'" if report["partial"] else ""
-    parts.append(f"<p{cls}>{esc(status_line(report))}</p>")
-    shown = set()
-    for title, paragraphs, rows, figure in sections(report):
-        parts.append(f"<section><h2>{esc(title)}</h2>")
-        parts += [f"<p>{esc(p)}</p>" for p in paragraphs]
-        if rows:
-            parts.append("<table><tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in rows[0]) + "</tr>")
-            parts += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows[1:]]
-            parts.append("</table>")
-        keys = [figure] + (["importance"] if figure == "params" else [])
-        for key in keys:
-            if key and key in figures:
-                parts.append(f"<img alt='{esc(key)}' src='data:image/png;base64,{figures[key]}'>")
-                shown.add(key)
-        parts.append("</section>")
-    if "curves" in figures and "curves" not in shown:
-        parts.append("<section><h2>Trials per epoch</h2>"
-                     f"<img alt='curves' src='data:image/png;base64,{figures['curves']}'></section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,9 +16,9 @@ from search.cli import app
 from tests.test_run import builtin_run  # noqa: F401  (the shared module-scoped run)
 
 pytestmark = pytest.mark.slow
-SECTIONS = ["Run summary", "Best configuration", "Cross-validation and baselines", "Test part", "Top 10 trials",
-            "Hyperparameters"]
-FIGURES = ["curves", "params", "importance", "test", "cv"]
+SECTIONS = ["Run summary", "Best configuration", "Use this model", "Cross-validation and baselines", "Test part",
+            "Top 10 trials", "Hyperparameters"]
+FIGURES = ["curves", "params", "parallel", "importance", "test", "cv"]
 
 
 @pytest.fixture
@@ -72,18 +74,38 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def _browse(browser: str, page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400",
+         *args, page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+# Run in the page once it has loaded: what overflows a 1280 px window, and how wide each plot is drawn.
+MEASURE = """<script>addEventListener('load', () => {
+  const wide = [...document.querySelectorAll('table, pre, img, p, h1, h2')]
+    .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+    .map(e => e.tagName + ':' + (e.alt || e.textContent.slice(0, 30)));
+  const plots = Object.fromEntries([...document.images].map(i => [i.alt, [i.clientWidth, i.naturalWidth]]));
+  const out = document.createElement('pre');
+  out.id = 'measured';
+  out.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth,
+                                    client: document.documentElement.clientWidth, wide, plots});
+  document.body.appendChild(out);
+});</script>"""
+
+
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    """At 1280 px nothing runs off the page, every plot is drawn at its own size or shrunk to fit, and the
+    slice plots and the parallel coordinates are drawn wide enough to read."""
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium found: .ci/run installs Debian's `chromium` (apt-get) where it can")
     shot = tmp_path / "report.png"
-    proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1200,2400", f"--screenshot={shot}", (run_dir / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
+    proc = _browse(browser, run_dir / "report.html", tmp_path, f"--screenshot={shot}")
     assert shot.is_file(), proc.stderr[-2000:]
     console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
@@ -91,6 +113,38 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.std() > 0.05  # not a blank page
+    page = tmp_path / "measured.html"
+    page.write_text((run_dir / "report.html").read_text().replace("</body>", MEASURE + "</body>"))
+    dom = _browse(browser, page, tmp_path, "--dump-dom", "--virtual-time-budget=5000").stdout
+    found = re.search(r"<pre id=\"measured\">(.*?)</pre>", dom, re.S)
+    assert found, dom[-2000:]
+    measured = json.loads(html.unescape(found.group(1)))
+    assert measured["scroll"] <= measured["client"] and not measured["wide"], measured
+    plots = measured["plots"]
+    assert set(FIGURES) | {"parallel"} <= set(plots), plots
+    assert all(shown <= natural for shown, natural in plots.values()), plots
+    assert plots["params"][0] >= 900 and plots["parallel"][0] >= 700, plots  # not thumbnails
+
+
+def test_the_use_this_model_code_scores_as_hpsearch_predict_does(run_dir, tmp_path):
+    """The report's code for this run, run as written in a fresh process, gives predict's probabilities."""
+    import sys
+
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    code = re.search(r"```python\n(.*?)```", (run_dir / "report.md").read_text(), re.S).group(1)
+    assert f'run = "{run_dir}"' in code and "safe_mode=True" in code
+    load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(25).to_csv(tmp_path / "new.csv",
+                                                                                      index=False)
+    (tmp_path / "use.py").write_text(code + "\nprint(json.dumps([float(p) for p in probability]))\n")
+    ran = subprocess.run([sys.executable, "use.py"], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    predicted = CliRunner().invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"),
+                                         "--out", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    expected = pd.read_csv(tmp_path / "p.csv")["probability"].to_numpy()
+    assert json.loads(ran.stdout.strip().splitlines()[-1]) == pytest.approx(expected.tolist(), abs=2e-6)
 
 
 def test_the_report_renders_without_ray_or_keras(run_dir, tmp_path):

@@ -72,6 +72,8 @@ def test_default_table_search_end_to_end(builtin_run):
     assert epochs.groupby("trial_id")["epoch"].max().sum() == trials["epochs"].sum()
     assert "best: roc_auc" in proc.stdout and str(run_dir) in proc.stdout
     assert "trials: 2 running" in proc.stdout  # --cpus 2: Ray runs two trials at once, and the line says so
+    for stage in ("search: done in", "CV: done in", "final fit: done in", "export: done in", "report: done in"):
+        assert stage in proc.stdout, stage  # each stage says when it ends and how long it took
     # The devices Ray had (--cpus 2), and where each trial trained: no GPU was asked for
     assert spec["devices"]["cpus"] == 2 and set(trials["device"]) == {"CPU"}
     assert set(trials["backend"]) == {"jax"}  # the Keras each trial's worker really ran: JAX by default
@@ -87,8 +89,9 @@ def check_retrain_outputs(run_dir: Path, trials: pd.DataFrame, spec: dict) -> No
     cv = json.loads((run_dir / "cv.json").read_text())
     assert cv["folds"] == 3 and cv["repeats"] == 1 and len(cv["candidates"]) == 2
     usable = trials[trials["status"].isin(["completed", "stopped early"])]
-    # the two best validation scores, best first; equal scores keep trial-id order (a stable sort)
-    top2 = usable.sort_values("best_roc_auc", ascending=False, kind="stable")["trial_id"].head(2).tolist()
+    # the two best validation scores, best first; on equal scores the fewer epochs first (metrics.ranked_trials)
+    top2 = usable.sort_values(["best_roc_auc", "best_epoch"], ascending=[False, True], kind="stable")[
+        "trial_id"].head(2).tolist()
     assert [c["trial_id"] for c in cv["candidates"]] == top2
     # folds: disjoint, covering the non-test rows once, stratified (out-of-fold predictions in oof.parquet)
     oof = pd.read_parquet(run_dir / "oof.parquet")

@@ -1,0 +1,57 @@
+"""The progress people expect: bars on a terminal, steady plain lines in a log, each stage's duration."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+from rich.console import Console
+
+from search import console
+from search.progress import FitProgress, Progress, StageProgress
+
+
+def _feed(show) -> None:  # noqa: ANN001
+    show(Progress(total=6, metric="roc_auc", running=2))
+    show(Progress(total=6, metric="roc_auc", running=2, finished=4, stopped_early=1, best=0.9731))
+    show(Progress(total=6, metric="roc_auc", running=0, finished=6, stopped_early=2, best=0.9812))
+    show(StageProgress("search", 12.4, "CV"))
+    show(FitProgress("cv", 7, 15, 9.0, metric="roc_auc"))
+    show(StageProgress("CV", 20.2, "baselines"))
+
+
+def test_a_terminal_gets_progress_bars_and_the_stages(monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(console, "out", Console(file=buffer, force_terminal=True, width=120))
+    with console.progress_display(quiet=False) as show:
+        _feed(show)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())  # without the terminal's escape codes
+    assert "━" in text and "6/6" in text and "7/15" in text  # a bar with its counts, for trials and for CV
+    assert "best roc_auc 0.9812" in text
+    assert "search: done in 12 s; CV: started" in text and "CV: done in 20 s; baselines: started" in text
+
+
+def test_a_log_gets_a_line_per_change_and_the_latest_again_while_nothing_changes(monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(console, "out", Console(file=buffer, force_terminal=False, width=160))
+    display = console.progress_display(quiet=False)
+    display.HEARTBEAT_S = 0.5
+    with display as show:
+        _feed(show)
+        time.sleep(2.5)
+    lines = buffer.getvalue().splitlines()
+    assert lines[:3] == ["trials: 2 running, 0/6 finished (0 stopped early, 0 failed); best roc_auc -",
+                         "trials: 2 running, 4/6 finished (1 stopped early, 0 failed); best roc_auc 0.9731",
+                         "trials: 0 running, 6/6 finished (2 stopped early, 0 failed); best roc_auc 0.9812"]
+    assert "search: done in 12 s; CV: started" in lines and "cv: 7/15 fits done, about 9 s left" in lines
+    repeated = [ln for ln in lines if ln.startswith("CV: done in 20 s; baselines: started (")]
+    assert repeated and repeated[0].endswith(" s)")  # the heartbeat: the latest line, with the run's time
+
+
+def test_quiet_shows_nothing(monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(console, "out", Console(file=buffer))
+    with console.progress_display(quiet=True) as show:
+        assert show is None
+    assert buffer.getvalue() == ""
