@@ -60,6 +60,10 @@ def run(
     backend: str = typer.Option("jax", help="Keras backend of the trials, CV and final fits: jax or tensorflow."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision",
                                          help="Train in float16 with float32 weights (GPUs); the export is float32."),
+    mlflow: bool = typer.Option(False, "--mlflow", help="Track the run and its trials in MLflow (pip install "
+                                "'hpsearch[mlflow]').", rich_help_panel="MLflow"),
+    mlflow_uri: str | None = typer.Option(None, help="MLflow tracking URI. Default: sqlite:///mlflow.db here "
+                                          "(artifacts in ./mlruns).", rich_help_panel="MLflow"),
     from_spec: str | None = typer.Option(None, "--from-spec", hidden=True, help="Run a spec written by submit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -123,7 +127,8 @@ def _evaluate(options: dict, outer_folds: int, quiet: bool) -> None:
 
 
 # `evaluate` takes every option of `run` that applies to a run on part of the table, plus --outer-folds.
-_NOT_FOR_EVALUATE = {"test_size", "address", "from_spec", "export_savedmodel", "checkpoint_every", "max_failures"}
+_NOT_FOR_EVALUATE = {"test_size", "address", "from_spec", "export_savedmodel", "checkpoint_every", "max_failures",
+                     "mlflow", "mlflow_uri"}
 _RUN_TYPES = typing.get_type_hints(run)  # real types: typer cannot read `from __future__` strings here
 evaluate.__signature__ = inspect.signature(run).replace(parameters=[  # type: ignore[attr-defined]
     *(p.replace(annotation=_RUN_TYPES[name]) for name, p in inspect.signature(run).parameters.items()

@@ -41,6 +41,10 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     """Everything that can fail on bad input, done before any folder is created or Ray started."""
     if spec.name and not spec.is_remote_results():
         results.check_free(spec.results_root(), spec.name)
+    if spec.mlflow:
+        from search.tracking import check_available
+
+        check_available()
     space = load_space(spec.space)
     table = load_table(
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
@@ -81,6 +85,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     from search.tuning import run_trials
 
     clock = RunClock(plan.budget, "search")
+    tracking = _start_tracking(spec, final.name)
     try:
         with ray_session(spec):
             # the budget counts from here: Ray's start-up is not in it
@@ -88,13 +93,39 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             data = encode_for_trials(spec, plan, table, splits)
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
-                                deadline=clock.deadline("search"))
+                                deadline=clock.deadline("search"), callbacks=_trial_loggers(tracking))
             record_search(partial, spec, plan, table, data.metric, trials)
             clock.start("CV")
-            return _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=False)
+            outcome = _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=False)
     except BaseException as exc:
         _keep_if_resumable(partial, exc, clock.stage)
+        if tracking is not None:
+            from search import tracking as mlflow_tracking
+
+            mlflow_tracking.fail(tracking)
         raise
+    if tracking is not None:
+        from search import tracking as mlflow_tracking
+
+        mlflow_tracking.finish(tracking, Path(outcome.run_dir), trials, outcome.final)
+    return outcome
+
+
+def _start_tracking(spec: RunSpec, name: str) -> Any:
+    """The MLflow parent run of ``--mlflow`` (None without it), opened before the search."""
+    if not spec.mlflow:
+        return None
+    from search import tracking
+
+    return tracking.start(spec.mlflow_uri, name, spec.model_dump(mode="json"))
+
+
+def _trial_loggers(tracking: Any) -> tuple[Any, ...]:
+    if tracking is None:
+        return ()
+    from search import tracking as mlflow_tracking
+
+    return (mlflow_tracking.trial_logger(tracking),)
 
 
 def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None) -> RunOutcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,18 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
         DataError: a missing feature column, a value of the wrong type, or an unusable run folder.
     """
     from search.export import load_model
-    from search.preprocess import raw_inputs
 
     model, metadata = load_model(Path(run_dir).resolve())
     frame, _, _ = read_frame(Path(data), header=bool(metadata.get("header", True)))
+    return predict_frame(model, metadata, frame, str(data), id_column)
+
+
+def predict_frame(model: Any, metadata: dict[str, Any], frame: pd.DataFrame, source: str = "the table",
+                  id_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Probability and label for every row of ``frame`` (the raw columns), as read from a file or given
+    by a program (the MLflow model of ``search/mlflow_pyfunc.py``)."""
+    from search.preprocess import raw_inputs
+
     schema = tuple(Feature(f["name"], f["kind"]) for f in metadata["features"])
     dates = {name: tuple(parts) for name, parts in (metadata.get("dates") or {}).items()}
     derived = {f"{name}.{part}" for name, parts in dates.items() for part in parts}
@@ -33,12 +42,12 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
     missing = [name for name in needed if name not in frame.columns]
     if missing:
         raise DataError(
-            f"{data}: {len(missing)} feature column(s) missing: {list_names(missing)}. "
+            f"{source}: {len(missing)} feature column(s) missing: {list_names(missing)}. "
             f"Give a table with the columns the model was trained on (model/metadata.json lists them)."
         )
     if id_column is not None and id_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
-        raise DataError(f"--id {id_column}: no such column in {data}. Columns are: {columns}.")
+        raise DataError(f"--id {id_column}: no such column in {source}. Columns are: {columns}.")
     raw = frame
     frame = expand(frame, dates)
     for feature in schema:
@@ -48,8 +57,8 @@ def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = 
             if bad.any():
                 row = int(bad.to_numpy().argmax())
                 raise DataError(
-                    f"{data}: column '{feature.name}' expects numbers, got {column.iloc[row]!r} in data row {row + 1}. "
-                    f"Fix the value or leave the cell empty."
+                    f"{source}: column '{feature.name}' expects numbers, got {column.iloc[row]!r} in data row "
+                    f"{row + 1}. Fix the value or leave the cell empty."
                 )
     notes = []
     extra = [str(c) for c in raw.columns if c not in {*needed, id_column, metadata.get("target")}]

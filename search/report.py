@@ -52,7 +52,7 @@ def collect(folder: Path) -> dict[str, Any]:
                if part is None and not (name == "test.json" and spec["splits"]["test"] == 0)]
     report: dict[str, Any] = {
         "name": spec.get("name", folder.name),
-        "folder": str(folder),
+        "folder": str(_published(folder, spec.get("name", folder.name))),
         "partial": bool(missing),
         "missing": missing,
         "metric": metric,
@@ -125,6 +125,12 @@ def _cv_section(cv: dict[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
+def _published(folder: Path, name: str) -> Path:
+    """Where the run's folder is once published: a report is written in ``.NAME.partial`` just before the
+    rename to ``NAME``, and its paths (the model's, in "Use this model") must name the final folder."""
+    return folder.parent / name if folder.name == f".{name}.partial" else folder
+
+
 def _model(folder: Path) -> dict[str, Any] | None:
     """What the "use this model" code needs to know of the exported model, or None before the export."""
     from search.export import METADATA_FILE, MODEL_DIR
@@ -132,7 +138,7 @@ def _model(folder: Path) -> dict[str, Any] | None:
     metadata = run_folder.read_json(folder / MODEL_DIR, METADATA_FILE)
     if metadata is None:
         return None
-    return {"path": str(folder / MODEL_DIR), "dates": metadata.get("dates") or {},
+    return {"dates": metadata.get("dates") or {},
             "categorical": any(f["kind"] == "categorical" for f in metadata["features"])}
 
 

@@ -62,6 +62,8 @@ class RunSpec(BaseModel):
     max_failures: int = Field(2, ge=0)
     backend: Literal["jax", "tensorflow"] = "jax"
     mixed_precision: bool = False
+    mlflow: bool = False
+    mlflow_uri: str | None = None
 
     @field_validator("metric")
     @classmethod

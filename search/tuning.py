@@ -62,6 +62,7 @@ def run_trials(
     *,
     grace_period: float,
     deadline: float,
+    callbacks: tuple[Any, ...] = (),
 ) -> pd.DataFrame:
     """Run the search until its trials are done or ``deadline`` (clock time) passes, and return the
     trial table (one row per trial, see :func:`trial_table`).
@@ -101,7 +102,8 @@ def run_trials(
             name=EXPERIMENT_DIR,
             storage_path=str(run_dir),
             verbose=0,
-            callbacks=[ProgressCallback(spec.samples, data.metric, data.max_epochs), FaultLog(), *_loggers()],
+            callbacks=[ProgressCallback(spec.samples, data.metric, data.max_epochs), FaultLog(), *_loggers(),
+                       *callbacks],
             # Trials catch their own errors (see trainable.py): what Ray retries is a lost worker.
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

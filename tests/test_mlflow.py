@@ -1,0 +1,50 @@
+"""--mlflow end to end, in a real local MLflow store: the trials as child runs, the run's scores and
+report on the parent, and the model as a pyfunc that predicts what ``hpsearch predict`` does."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+mlflow = pytest.importorskip("mlflow", reason="the MLflow extra is not installed (pip install -e '.[mlflow]')")
+pytestmark = pytest.mark.slow
+
+
+def test_a_tracked_run_logs_its_trials_scores_report_and_a_pyfunc_model(tmp_path, mixed_csv):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(["run", str(mixed_csv), "--target", "label", "--samples", "3", "--max-epochs", "3",
+                    "--top-k", "1", "--folds", "2", "--repeats", "1", "--cpus", "2", "--name", "tracked",
+                    "--results", "out", "--mlflow", "--mlflow-uri", store], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "out" / "tracked"
+    trials = pd.read_csv(run_dir / "trials.csv")
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("hpsearch")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.info.run_name == "tracked")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(children) == len(trials) == 3
+    statuses = dict(zip(trials["trial_id"], trials["status"], strict=True))
+    for child in children:
+        trial = next(t for t in statuses if t in child.info.run_name)
+        assert child.data.tags["hpsearch.status"] == statuses[trial]
+        assert {"width", "depth", "learning_rate"} <= set(child.data.params)
+        assert client.get_metric_history(child.info.run_id, "roc_auc")  # a value per report
+    assert parent.data.metrics["cv_roc_auc"] == pytest.approx(
+        __import__("json").loads((run_dir / "cv.json").read_text())["candidates"][0]["mean"]["roc_auc"])
+    assert "test_roc_auc" in parent.data.metrics and parent.data.tags["hpsearch.winner"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"report.html", "report.md", "cv.json", "trials.csv"} <= artifacts  # the model: a logged model (below)
+
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+    frame = pd.read_csv(mixed_csv).drop(columns=["label"])
+    scored = model.predict(frame)
+    predicted = run_cli(["predict", str(run_dir), str(mixed_csv)], cwd=tmp_path, timeout=180)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    expected = pd.read_csv(__import__("io").StringIO(predicted.stdout))
+    assert scored["probability"].tolist() == pytest.approx(expected["probability"].tolist(), abs=1e-6)
+    assert scored["label"].astype(str).tolist() == expected["label"].astype(str).tolist()
