@@ -7,26 +7,31 @@ from typing import TYPE_CHECKING, Any
 from search.errors import ClusterError, DataError, HpsearchError, SearchError, SpaceError, SpecError
 
 if TYPE_CHECKING:
+    from search.api import Result, load, run
     from search.pipeline import RunOutcome
     from search.space import Space, load_space
     from search.spec import RunSpec
 
 # Imported when first asked for: every Ray worker imports this package to reach search.trainable,
 # and the spec and space modules bring pandas, pydantic and YAML, which a worker never uses.
-_LAZY = {"RunSpec": "search.spec", "Space": "search.space", "load_space": "search.space"}
+_LAZY = {"RunSpec": "search.spec", "Space": "search.space", "load_space": "search.space", "run": "search.api",
+         "load": "search.api", "Result": "search.api"}
 
 __version__ = "0.1.0"
 __all__ = [
     "ClusterError",
     "DataError",
     "HpsearchError",
+    "Result",
     "RunSpec",
     "SearchError",
     "Space",
     "SpaceError",
     "SpecError",
     "__version__",
+    "load",
     "load_space",
+    "run",
     "run_search",
 ]
 

@@ -15,7 +15,7 @@ FLOW = [
     "reading", "dates", "data", "space", "spec", "preprocess", "budget", "run_folder",
     "ray_session", "trainable", "callbacks", "tuning", "retrain", "baseline", "final_fit", "export",
     "figures", "report_layout", "report", "predict", "mlflow_pyfunc", "tracking",
-    "pipeline", "evaluate", "console", "cli_app", "cluster", "cli_cluster", "cli", "__init__", "__main__",
+    "pipeline", "evaluate", "console", "api", "cli_app", "cluster", "cli_cluster", "cli", "__init__", "__main__",
 ]
 # Where `import ray` may stand, and why: the session, the search and its trial, the CV and final-fit
 # tasks, the cluster's job client, the devices' view of the cluster's resources, and Tune's MLflow logger.
