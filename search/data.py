@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.dates import date_parts, expand
+from search.dates import expand, find_dates
 from search.errors import DataError
 from search.reading import is_text, read_frame
 
@@ -109,8 +109,8 @@ def load_table(
         )
     y, labels, label_notes = _encode_target(labels_raw, target_name, positive, source)
     features, column_notes = _usable_columns(df.drop(columns=[target_name, *drop]))
-    dates = {str(c): parts for c in features.columns if (parts := date_parts(features[c]))}
-    features = expand(features, dates)
+    dates, parsed = find_dates(features)
+    features = expand(features, dates, parsed)
     schema = infer_schema(features, source)
     features, inf_notes = _infinite_as_missing(features[[f.name for f in schema]], schema)
     date_notes = tuple(f"column '{c}': dates, used as {', '.join(f'{c}.{p}' for p in parts)}"

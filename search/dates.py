@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from search.reading import is_text
@@ -24,28 +23,40 @@ DATE_PARTS = ("year", "month", "day", "weekday", "dayofyear")
 TIME_PARTS = ("hour", "minute")
 
 
-def date_parts(column: pd.Series) -> tuple[str, ...]:
-    """The parts a column yields if it holds dates or times, else ``()``."""
+def find_dates(features: pd.DataFrame) -> tuple[dict[str, tuple[str, ...]], dict[str, pd.Series]]:
+    """The date and time columns of ``features`` with the parts each yields, and the datetimes parsed on
+    the way (for :func:`expand`, so that a column is parsed once)."""
+    dates, parsed = {}, {}
+    for name in features.columns:
+        parts, stamps = _detect(features[name])
+        if parts:
+            dates[str(name)] = parts
+            if stamps is not None:
+                parsed[str(name)] = stamps
+    return dates, parsed
+
+
+def _detect(column: pd.Series) -> tuple[tuple[str, ...], pd.Series | None]:
+    """The parts a column yields if it holds dates or times (else ``()``), and its datetimes."""
     values = column.dropna()
     if values.empty:
-        return ()
+        return (), None
     if pd.api.types.is_datetime64_any_dtype(column):
         stamps = _as_naive(column)
     elif is_text(column):
-        text = values.astype(str).str.strip()
-        sample = text.head(500)
+        sample = values.head(500).astype(str).str.strip()
         if sample.str.match(TIME_PATTERN).mean() >= SHARE_PARSED:
-            return TIME_PARTS
+            return TIME_PARTS, None
         if sample.str.match(DATE_PATTERN).mean() < SHARE_PARSED:
-            return ()
+            return (), None
         stamps = parse(column)
         if stamps.notna().sum() < SHARE_PARSED * len(values):
-            return ()
+            return (), None
     else:
-        return ()
+        return (), None
     times = stamps.dropna()
     has_time = bool(((times.dt.hour != 0) | (times.dt.minute != 0)).any())
-    return DATE_PARTS + (TIME_PARTS if has_time else ())
+    return DATE_PARTS + (TIME_PARTS if has_time else ()), stamps
 
 
 def parse(column: pd.Series) -> pd.Series:
@@ -63,15 +74,18 @@ def parse(column: pd.Series) -> pd.Series:
     return _as_naive(stamps)
 
 
-def expand(features: pd.DataFrame, dates: dict[str, tuple[str, ...]]) -> pd.DataFrame:
-    """``features`` with each date column replaced by its parts, named ``COLUMN.PART``, where it stood."""
+def expand(features: pd.DataFrame, dates: dict[str, tuple[str, ...]],
+           parsed: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    """``features`` with each date column replaced by its parts, named ``COLUMN.PART``, where it stood
+    (``parsed``: datetimes :func:`find_dates` already has)."""
+    parsed = parsed or {}
     parts = {}
     for name, wanted in dates.items():
         if wanted == TIME_PARTS and not pd.api.types.is_datetime64_any_dtype(features[name]):
             clock = features[name].astype("string").str.strip().str.extract(r"^(\d{1,2}):(\d{2})")
             values = {"hour": pd.to_numeric(clock[0]), "minute": pd.to_numeric(clock[1])}
         else:
-            stamps = parse(features[name])
+            stamps = parsed[name] if name in parsed else parse(features[name])
             values = {part: getattr(stamps.dt, part) for part in wanted}
         parts[name] = pd.DataFrame({f"{name}.{p}": values[p].astype(float).to_numpy() for p in wanted},
                                    index=features.index)
@@ -85,4 +99,4 @@ def _as_naive(stamps: pd.Series) -> pd.Series:
     stamps = pd.to_datetime(stamps, errors="coerce")
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    return stamps.astype("datetime64[ns]") if not np.issubdtype(stamps.dtype, np.datetime64) else stamps
+    return stamps

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search import export, results, run_folder
+from search import export, results, run_folder, tracking
 from search.budget import RunClock, RunPlan, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
@@ -42,9 +42,7 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     if spec.name and not spec.is_remote_results():
         results.check_free(spec.results_root(), spec.name)
     if spec.mlflow:
-        from search.tracking import check_available
-
-        check_available()
+        tracking.check_available()
     space = load_space(spec.space)
     table = load_table(
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
@@ -85,7 +83,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     from search.tuning import run_trials
 
     clock = RunClock(plan.budget, "search")
-    tracking = _start_tracking(spec, final.name)
+    run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow else None
     try:
         with ray_session(spec):
             # the budget counts from here: Ray's start-up is not in it
@@ -93,39 +91,19 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             data = encode_for_trials(spec, plan, table, splits)
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
-                                deadline=clock.deadline("search"), callbacks=_trial_loggers(tracking))
+                                deadline=clock.deadline("search"),
+                                callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
             record_search(partial, spec, plan, table, data.metric, trials)
             clock.start("CV")
             outcome = _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=False)
     except BaseException as exc:
         _keep_if_resumable(partial, exc, clock.stage)
-        if tracking is not None:
-            from search import tracking as mlflow_tracking
-
-            mlflow_tracking.fail(tracking)
+        if run_tracking:
+            tracking.fail(run_tracking)
         raise
-    if tracking is not None:
-        from search import tracking as mlflow_tracking
-
-        mlflow_tracking.finish(tracking, Path(outcome.run_dir), trials, outcome.final)
+    if run_tracking:
+        tracking.finish(run_tracking, Path(outcome.run_dir), trials, outcome.final)
     return outcome
-
-
-def _start_tracking(spec: RunSpec, name: str) -> Any:
-    """The MLflow parent run of ``--mlflow`` (None without it), opened before the search."""
-    if not spec.mlflow:
-        return None
-    from search import tracking
-
-    return tracking.start(spec.mlflow_uri, name, spec.model_dump(mode="json"))
-
-
-def _trial_loggers(tracking: Any) -> tuple[Any, ...]:
-    if tracking is None:
-        return ()
-    from search import tracking as mlflow_tracking
-
-    return (mlflow_tracking.trial_logger(tracking),)
 
 
 def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None) -> RunOutcome:

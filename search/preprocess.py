@@ -146,8 +146,9 @@ def encode(stats: PreprocessStats, features: pd.DataFrame, schema: tuple[Feature
     for feature in schema:
         if feature.kind != "numeric":
             vocabulary = stats.vocabularies[feature.name]
-            index = {value: i + 1 for i, value in enumerate(vocabulary)}  # 0: a value not seen in training
-            codes = np.array([index.get(v, 0) for v in arrays[input_name(feature.name)].ravel()], dtype=np.int64)
+            # slot 0: a value not seen in training (pandas' code -1), then the vocabulary in order
+            values = arrays[input_name(feature.name)].ravel()
+            codes = pd.Categorical(values, categories=vocabulary).codes.astype(np.int64) + 1
             one_hot = np.zeros((len(codes), len(vocabulary) + 1), dtype=np.float32)
             one_hot[np.arange(len(codes)), codes] = 1.0
             parts.append(one_hot)

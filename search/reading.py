@@ -172,7 +172,10 @@ def _tidy(df: pd.DataFrame, path: Path, header: bool, notes: list[str]) -> pd.Da
     padded = 0
     for name in [c for c in df.columns if is_text(df[c])]:
         values = df[name]
-        text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+        if pd.api.types.is_string_dtype(values):  # pandas' vectorised strip
+            text = values.str.strip()
+        else:  # objects of several types (Excel, JSON): strip the strings only
+            text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
         changed = int((text != values).sum() - (text.isna() & values.isna()).sum())
         if changed:
             padded += changed
