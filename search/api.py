@@ -46,6 +46,10 @@ def run(data: str | Path | pd.DataFrame = DEFAULT_DATA, target: str | None = Non
         path = folder / "frame.parquet"
         data.to_parquet(path, index=False)
         data = path
+    if options.get("hypermodel"):
+        from search.hypermodel import absolute
+
+        options["hypermodel"] = absolute(str(options["hypermodel"]))
     spec = RunSpec.from_options(data=str(data), target=target, **options)
     with progress_display(quiet) as on_progress:
         outcome = run_search(spec, on_progress)

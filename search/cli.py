@@ -27,6 +27,8 @@ def run(
     positive: str | None = typer.Option(None, help="Label of class 1. Default: 1/true/yes, else the rarer class."),
     drop: list[str] = typer.Option([], "--drop", help="Column to leave out (an id, a leak); repeat for more."),
     space: str = typer.Option("default", help="Space name in spaces/ or a path to a .yaml file."),
+    hypermodel: str | None = typer.Option(None, help="Your own model instead: FILE.py:build_model, a KerasTuner "
+                                          "build_model(hp) or HyperModel; its space is its hyperparameters."),
     name: str | None = typer.Option(None, help="Run name: results go to RESULTS/NAME. Default: <data>-<UTC time>."),
     results: str = typer.Option("results", help="Folder for run outputs."),
     metric: str = typer.Option("roc_auc", help="roc_auc, accuracy, f1 or log_loss."),
@@ -81,6 +83,8 @@ def _run(options: dict, quiet: bool) -> None:
         use_cluster_token()  # before Ray is imported: it reads RAY_AUTH_MODE once
     from search.pipeline import plan_for, prepare, run_search
 
+    if spec.hypermodel:
+        quiet_libraries()  # Keras is imported to find the hypermodel's space
     space, table, splits = prepare(spec)  # fail fast, before the slow imports
     if not quiet:
         out.print(

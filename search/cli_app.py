@@ -47,6 +47,10 @@ def spec_from(options: dict):  # noqa: ANN202
     options = {k: v for k, v in options.items() if k not in ("quiet", "from_spec")}
     options["header"] = not options.pop("no_header")
     options["drop"] = tuple(options["drop"])
+    if options.get("hypermodel"):  # Ray's workers import it by path, from wherever they run
+        from search.hypermodel import absolute
+
+        options["hypermodel"] = absolute(options["hypermodel"])
     return RunSpec.from_options(**options)
 
 

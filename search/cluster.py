@@ -58,6 +58,13 @@ def stage_job(spec: RunSpec, storage: str, folder: Path) -> tuple[str, RunSpec]:
     if space.suffix in (".yaml", ".yml") and space.is_file():
         shutil.copy2(space, folder / "spaces" / f"job-{space.name}")
         update["space"] = f"spaces/job-{space.name}"
+    if spec.hypermodel:  # the job's workers import it from their copy of the working dir
+        from search.hypermodel import parse_ref
+
+        file, function = parse_ref(spec.hypermodel)
+        (folder / "hypermodel").mkdir()
+        shutil.copy2(file, folder / "hypermodel" / file.name)
+        update["hypermodel"] = f"hypermodel/{file.name}:{function}"
     job_spec = spec.model_copy(update=update)
     (folder / SPEC_FILE).write_text(json.dumps(job_spec.model_dump(mode="json"), indent=2))
     return f"python -m search run --from-spec {SPEC_FILE}", job_spec

@@ -161,11 +161,18 @@ def keep_driver_off_gpus() -> dict[str, str | None]:
     before = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    hide_gpus_in_process()
+    return before
+
+
+def hide_gpus_in_process() -> None:
+    """Keep this process's JAX and TensorFlow off the GPUs without changing the environment (which
+    Ray, not yet started, reads to count them): the driver building a hypermodel before Ray starts."""
     if "jax" in sys.modules:
         import jax
 
         try:
-            jax.config.update("jax_platforms", os.environ["JAX_PLATFORMS"])
+            jax.config.update("jax_platforms", "cpu")
         except RuntimeError:  # JAX's backends were already started in this process
             pass
     if "tensorflow" in sys.modules:
@@ -176,7 +183,6 @@ def keep_driver_off_gpus() -> dict[str, str | None]:
                 tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # TensorFlow already started its GPUs in this process
             pass
-    return before
 
 
 def put_back_variables(before: dict[str, str | None]) -> None:

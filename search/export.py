@@ -26,6 +26,28 @@ MODEL_DIR = "model"
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 SAVEDMODEL_DIR = "savedmodel"
+INPUTS_FILE = "inputs.py"  # search/model_inputs.py, for plain Keras
+README_FILE = "README.md"
+FOLDER_README = """# The exported model
+
+`model.keras` takes the table's raw columns and returns P({positive}) per row; it loads with plain
+Keras (3.x), without hpsearch. `inputs.py` (NumPy and pandas only) turns a pandas DataFrame with the
+training table's columns into the model's inputs (one array per feature, date columns as their parts):
+
+```python
+import keras
+import pandas as pd
+from inputs import to_inputs  # this folder on sys.path, or copy inputs.py beside your code
+
+model = keras.saving.load_model("model.keras", safe_mode=True)
+df = pd.read_csv("new_rows.csv")
+probability = model(to_inputs(df, "metadata.json")).numpy().ravel()
+label = probability >= {threshold}  # the run's decision threshold (metadata.json: threshold)
+```
+
+`metadata.json` lists the features, the labels (class 1 is `{positive}`), the threshold, the
+winner's hyperparameters and its CV and test scores.
+"""
 INPUT_FORM = (
     "a dict with one array of shape (n, 1) per feature, keyed by its 'input' name: numeric "
     "features as float32 with NaN for a missing value, categorical features as strings with '' "
@@ -65,6 +87,10 @@ def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], chec
         model.export(str(staging / SAVEDMODEL_DIR), format="tf_saved_model", verbose=False)
         metadata = {**metadata, "savedmodel": f"{SAVEDMODEL_DIR}/ (signature 'serve')"}
     write_json(staging / METADATA_FILE, metadata)
+    shutil.copyfile(Path(__file__).with_name("model_inputs.py"), staging / INPUTS_FILE)
+    labels = metadata.get("labels") or {}
+    (staging / README_FILE).write_text(FOLDER_README.format(positive=labels.get("1", "class 1"),
+                                                            threshold=f"{metadata.get('threshold', 0.5):.4g}"))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -24,6 +24,7 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     """
     import keras
 
+    from search.hypermodel import uses_own_fit
     from search.model import build_network, resolve_config
 
     resolved = resolve_config(config)
@@ -33,7 +34,7 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     batch_size = int(resolved["batch_size"])
     x, y = whole_batches(x, y, batch_size, seed)
     weights = class_weights(resolved, y)
-    if keras.backend.backend() == "jax":
+    if keras.backend.backend() == "jax" and not uses_own_fit(resolved):
         from search.epochs import EpochRunner
 
         runner = EpochRunner(model, x, y, batch_size, seed, weights, epochs_expected=epochs, x_eval=x_eval)
@@ -50,9 +51,20 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
         if on_epoch is not None and not on_epoch(epoch, probability, weights):
             model.stop_training = True
 
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=weights, shuffle=True, verbose=0,
+    keras_fit(resolved, model, x, y, epochs=epochs, class_weight=weights,
               callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=after_epoch)])
     return model
+
+
+def keras_fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
+    """Keras' own loop: ``model.fit`` at the config's batch size, or the hypermodel's ``fit(hp, model, ...)``,
+    which chooses its own (KerasTuner's convention)."""
+    from search import hypermodel
+
+    kwargs.update(shuffle=True, verbose=0)
+    if hypermodel.uses_own_fit(config):
+        return hypermodel.fit(config, model, x, y, **kwargs)
+    return model.fit(x, y, batch_size=int(config["batch_size"]), **kwargs)
 
 
 def seed_rngs(seed: int) -> None:

@@ -31,8 +31,12 @@ STEPS_PER_EXECUTION = 16
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The sampled values over the defaults, as plain Python builtins (no NumPy scalars)."""
-    resolved = dict(DEFAULTS)
+    """The sampled values over the defaults, as plain Python builtins (no NumPy scalars). A hypermodel's
+    config keeps its own names, with the batch size and class weights every fit needs."""
+    from search.hypermodel import DEFAULT_BATCH_SIZE, REF_KEY
+
+    own = REF_KEY in config
+    resolved = {"batch_size": DEFAULT_BATCH_SIZE, "class_weight": "none"} if own else dict(DEFAULTS)
     for key, value in config.items():
         resolved[key] = value.item() if hasattr(value, "item") else value
     return resolved
@@ -42,12 +46,17 @@ def build_network(config: dict[str, Any], n_features: int, compiled: bool = True
                   seed: int | None = None) -> keras.Model:
     """An MLP for ``config`` on ``n_features`` encoded inputs, compiled for training unless ``compiled`` is off.
 
+    A config with a ``hypermodel`` builds the user's KerasTuner model instead, compiled as it compiles it.
     With ``seed``, its initial weights are drawn on the host (:func:`host_initializers`) and its
     dropout layers are seeded from it; without, Keras' global seed and initializers are used (the
     network the export assembles, whose weights are then set).
     """
     import keras
 
+    from search import hypermodel
+
+    if hypermodel.REF_KEY in config:  # the user's own network (search/hypermodel.py)
+        return hypermodel.build(config, n_features, compiled)
     c = resolve_config(config)
     init = host_initializers(seed) if seed is not None else {}
     dense = {k: v for k, v in init.items() if k in ("kernel_initializer", "bias_initializer")}

@@ -43,14 +43,28 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
         results.check_free(spec.results_root(), spec.name)
     if spec.mlflow:
         tracking.check_available()
-    space = load_space(spec.space)
     table = load_table(
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
     )
     splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
+    space = hypermodel_space(spec, table, splits) if spec.hypermodel else load_space(spec.space)
     if "class_weight" not in space.params and "class_weight" not in space.fixed:
         space = replace(space, fixed={**space.fixed, "class_weight": spec.class_weights(table.y)})
     return space, table, splits
+
+
+def hypermodel_space(spec: RunSpec, table: Table, splits: Splits) -> Space:
+    """The space of ``--hypermodel``, found by building it on a sample of encoded training rows."""
+    import keras  # noqa: F401 (Keras' backend first, to keep it off the GPUs, which the trials need)
+
+    from search.devices import hide_gpus_in_process
+    from search.hypermodel import discover_space
+    from search.preprocess import fit_and_encode
+
+    hide_gpus_in_process()
+    sample = splits.train[:256]
+    _, (x,) = fit_and_encode(table.features.iloc[sample], table.schema)
+    return discover_space(str(spec.hypermodel), x, table.y[sample].astype(np.float32))
 
 
 def plan_for(spec: RunSpec, space: Space, splits: Splits) -> RunPlan:
@@ -153,7 +167,7 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
     best = best_trial(trials, metric)
     best_config = {
         "trial_id": best["trial_id"],
-        "hyperparameters": resolve_config({**_fixed(plan.space), **{k: best[k] for k in plan.space.params}}),
+        "hyperparameters": resolve_config(plan.space.config_of(best)),
         "metric": metric,
         "mode": METRICS[metric],
         "value": best[f"best_{metric}"],
@@ -243,7 +257,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     from search.preprocess import raw_inputs
     from search.retrain import cross_validate, pick_candidates
 
-    candidates = pick_candidates(trials, spec.metric, spec.top_k, list(plan.space.params), _fixed(plan.space))
+    candidates = pick_candidates(trials, spec.metric, spec.top_k, plan.space)
     repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
     cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
@@ -293,16 +307,11 @@ def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits
         metric=spec.metric,
         max_epochs=plan.fidelity.max_epochs,
         seed=spec.seed,
-        fixed=_fixed(plan.space),
+        fixed=plan.space.config_of({}),
         checkpoint_every=spec.checkpoint_every,
         compute=Compute.of(spec),
         reports_per_epoch=plan.fidelity.reports_per_epoch,
     )
-
-
-def _fixed(space: Space) -> dict[str, Any]:
-    """The space's fixed values that configure a network (``epochs`` is the search's, not the network's)."""
-    return {k: v for k, v in space.fixed.items() if k != "epochs"}
 
 
 def best_trial(trials: pd.DataFrame, metric: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ training.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from search.data import Feature
+from search.model_inputs import column_inputs, input_name
 
 if TYPE_CHECKING:
     import keras
@@ -43,23 +43,9 @@ class PreprocessStats:
     vocabularies: dict[str, tuple[str, ...]]
 
 
-def input_name(column: str) -> str:
-    """A Keras-safe input name for a column (letters, digits and underscores)."""
-    name = re.sub(r"[^0-9A-Za-z_]", "_", column)
-    return name if name and not name[0].isdigit() else f"f_{name}"
-
-
 def raw_inputs(features: pd.DataFrame, schema: tuple[Feature, ...]) -> dict[str, np.ndarray]:
     """The columns in the model's raw input form (see the module docstring)."""
-    arrays: dict[str, np.ndarray] = {}
-    for feature in schema:
-        col = features[feature.name]
-        if feature.kind == "numeric":
-            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
-        else:
-            values = np.asarray(col.astype(object).where(col.notna(), "").astype(str), dtype=str)
-        arrays[input_name(feature.name)] = values.reshape(-1, 1)
-    return arrays
+    return column_inputs(features, [(f.name, f.kind) for f in schema])
 
 
 def fit_stats(train_features: pd.DataFrame, schema: tuple[Feature, ...]) -> PreprocessStats:

@@ -16,6 +16,7 @@ from search.devices import trials_on_gpu
 from search.errors import DataError
 from search.figures import draw_figures
 from search.metrics import METRICS, ranked_trials
+from search.space import Space
 
 REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
 IMPORTANCE_METHOD = (
@@ -238,11 +239,11 @@ def _importance(trials: pd.DataFrame, spec: dict[str, Any], metric: str) -> dict
             distributions[name] = FloatDistribution(p["low"], p["high"], log=p.get("log", False))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize" if METRICS[metric] == "max" else "minimize")
+    space = Space.from_dict(spec["space"])
     for row in usable.to_dict("records"):
-        values = {k: (type(params[k]["values"][0])(row[k]) if params[k]["type"] == "choice" else row[k])
-                  for k in params}
-        values = {k: (int(v) if params[k]["type"] == "int" else v) for k, v in values.items()}
-        study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=float(row[column])))
+        values = space.values_of(row)  # a hypermodel's param outside its conditional scope is left out
+        study.add_trial(optuna.trial.create_trial(params=values, distributions={k: distributions[k] for k in values},
+                                                  value=float(row[column])))
     try:
         found = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))

@@ -35,6 +35,7 @@ from search.devices import Compute
 from search.metrics import METRICS, is_better, mean_and_std, ranked_trials, score_all
 from search.progress import FitProgress
 from search.signals import raise_if_stopped
+from search.space import Space
 
 EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score "
                "(small tables: at max_epochs); the epoch at which the mean held-out score peaked")
@@ -84,8 +85,7 @@ class CvSummary:
         }
 
 
-def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: list[str],
-                    fixed: dict[str, Any]) -> list[Candidate]:
+def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, space: Space) -> list[Candidate]:
     """The ``top_k`` usable trials by best validation metric."""
     from search.model import resolve_config
 
@@ -93,7 +93,7 @@ def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, searched: lis
     return [
         Candidate(
             str(row["trial_id"]),
-            resolve_config({**fixed, **{k: row[k] for k in searched}}),
+            resolve_config(space.config_of(row)),
             max(1, int(math.ceil(float(row["best_epoch"])))),
         )
         for row in ranked.to_dict("records")

@@ -68,6 +68,8 @@ class ChoiceParam:
 
 
 Param = IntParam | FloatParam | ChoiceParam
+# A param's conditions: (parent, the parent's values under which it is used), all of which must hold.
+Conditions = tuple[tuple[str, tuple[Any, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,37 @@ class Space:
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<memory>"
+    # A KerasTuner hypermodel's space (search/hypermodel.py): its "FILE.py:NAME", and the conditional
+    # scopes of its params. Such a space names the user's hyperparameters, not the built-in network's.
+    hypermodel: str = ""
+    conditions: dict[str, Conditions] = field(default_factory=dict)
+
+    def in_use(self, name: str, chosen: dict[str, Any]) -> bool:
+        """Whether param ``name`` is used under the values ``chosen`` so far for its parents."""
+        return all(chosen.get(parent) in values for parent, values in self.conditions.get(name, ()))
+
+    def values_of(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The searched values of one trial (a config, or a row read back from trials.csv): only the
+        params in use under the others' values (its conditions), each as its param's type."""
+        chosen: dict[str, Any] = {}
+        for name, p in self.params.items():
+            if not self.in_use(name, chosen):
+                continue
+            value = _plain(row.get(name))
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            if isinstance(p, IntParam):
+                value = int(value)
+            elif isinstance(p, FloatParam):
+                value = float(value)
+            else:  # the choice itself: a CSV reads 64 back as 64.0, True as "True"
+                value = next((v for v in p.values if v == value or str(v) == str(value)), value)
+            chosen[name] = value
+        return chosen
+
+    def config_of(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A trial's network config: the fixed values (bar ``epochs``, the search's) and its searched ones."""
+        return {**{k: v for k, v in self.fixed.items() if k != "epochs"}, **self.values_of(row)}
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form of this space (``Space.from_dict(s.to_dict()) == s``)."""
@@ -89,13 +122,18 @@ class Space:
             else:
                 kind = "int" if isinstance(p, IntParam) else "float"
                 params[name] = {"type": kind, "low": p.low, "high": p.high, "log": p.log}
-        return {
+        doc = {
             "version": 1,
             "name": self.name,
             "description": self.description,
             "params": params,
             "fixed": dict(self.fixed),
         }
+        if self.hypermodel:
+            doc["hypermodel"] = self.hypermodel
+            doc["conditions"] = {name: [[parent, list(values)] for parent, values in c]
+                                 for name, c in self.conditions.items()}
+        return doc
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "<memory>") -> Space:
@@ -104,6 +142,11 @@ class Space:
             doc = _SpaceDoc.model_validate(raw)
         except ValidationError as exc:
             raise SpaceError(f"{source}: {_first_error(exc)}") from None
+        if doc.hypermodel:  # KerasTuner checked these as the space was discovered
+            return cls(doc.name, {name: _param_of(p) for name, p in doc.params.items()}, dict(doc.fixed),
+                       doc.description, source, doc.hypermodel,
+                       {name: tuple((parent, tuple(values)) for parent, values in c)
+                        for name, c in doc.conditions.items()})
         params: dict[str, Param] = {}
         for name, p in doc.params.items():
             where = f"{source}: params.{name}"
@@ -182,6 +225,18 @@ class _SpaceDoc(_Strict):
     description: str = ""
     params: dict[str, _ParamDoc]
     fixed: dict[str, Any] = Field(default_factory=dict)
+    hypermodel: str = ""
+    conditions: dict[str, list[tuple[str, list[Any]]]] = Field(default_factory=dict)
+
+
+def _param_of(doc: Any) -> Param:
+    if isinstance(doc, _ChoiceDoc):
+        return ChoiceParam(tuple(doc.values))
+    return (IntParam if isinstance(doc, _IntDoc) else FloatParam)(doc.low, doc.high, doc.log)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def _first_error(exc: ValidationError) -> str:

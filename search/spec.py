@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search.data import BUILTIN_PREFIX, DEFAULT_DATA
 from search.errors import SpecError
@@ -35,6 +35,7 @@ class RunSpec(BaseModel):
     positive: str | None = None
     drop: tuple[str, ...] = ()
     space: str = DEFAULT_SPACE
+    hypermodel: str | None = None
     name: str | None = None
     results: str = "results"
     metric: str = DEFAULT_METRIC
@@ -71,6 +72,13 @@ class RunSpec(BaseModel):
         if value not in METRICS:
             raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_network(self) -> RunSpec:
+        if self.hypermodel and self.space != DEFAULT_SPACE:
+            raise ValueError("give --space (the built-in network's space) or --hypermodel (your own model, "
+                             "whose space is its build_model's), not both")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -25,7 +25,7 @@ import numpy as np
 
 from search.devices import Compute, use_precision
 from search.errors import first_line
-from search.fit import class_weights, seed_rngs, whole_batches
+from search.fit import class_weights, keras_fit, seed_rngs, whole_batches
 from search.metrics import WORST, score_all
 from search.worker import use_backend
 
@@ -58,6 +58,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable: one ``ray.tune.report`` per epoch, one ``training_iteration`` each."""
     device = use_backend(data.compute)
 
+    from search.hypermodel import uses_own_fit
     from search.model import build_network, resolve_config
 
     try:
@@ -67,14 +68,15 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         model = build_network(resolved, data.x_train.shape[1], seed=data.seed)
         start = _restore_state(model)
         batch_size = int(resolved["batch_size"])
-        chunks = data.reports_per_epoch if data.compute.backend == "jax" else 1
+        epoch_programs = data.compute.backend == "jax" and not uses_own_fit(resolved)
+        chunks = data.reports_per_epoch if epoch_programs else 1
         x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size * chunks, data.seed)
         weights = class_weights(resolved, y_train)
-        if data.compute.backend == "jax":
+        if epoch_programs:
             _train_jax_trial(model, x_train, y_train, batch_size, weights, start, data, device)
             return
-        model.fit(x_train, y_train, batch_size=batch_size, initial_epoch=start, epochs=data.max_reports,
-                  class_weight=weights, shuffle=True, verbose=0, callbacks=[_EpochReporter(data, start, device)])
+        keras_fit(resolved, model, x_train, y_train, initial_epoch=start, epochs=data.max_reports,
+                  class_weight=weights, callbacks=[_EpochReporter(data, start, device)])
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise  # Ray's own signals (a stop, a lost session) are Ray's to handle
@@ -120,11 +122,16 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
         checkpoint = bool(every) and done % every == 0 and done < data.max_reports
     scores.update(epoch=done / data.reports_per_epoch, restored_from=start, errored=0, node_id=_node_id(),
                   train_seconds=train_seconds, device=device,
-                  compute_dtype=model.layers[1].compute_dtype, backend=keras.backend.backend())
+                  compute_dtype=_compute_dtype(model), backend=keras.backend.backend())
     if checkpoint:
         save()
     _report(scores, state_of=model if checkpoint else None, epoch=done)
     return keep_going
+
+
+def _compute_dtype(model: Any) -> str:
+    """The dtype the model's first layer with weights computes in (float16 under mixed precision)."""
+    return next((layer.compute_dtype for layer in model.layers if layer.weights), "float32")
 
 
 def _report(metrics: dict[str, Any], state_of: Any = None, epoch: int = 0) -> None:

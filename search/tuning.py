@@ -86,14 +86,15 @@ def run_trials(
     )
     # Tune stops its trials at its budget, then tears down (stops actors, saves the experiment): leave time for it
     budget = max(1.0, (deadline - time.time()) * 0.95 - TUNE_TEARDOWN_S)
+    conditional = spec.searcher == "optuna" and bool(space.conditions)
     tuner = tune.Tuner(
         _trainable(spec, data),
-        param_space=to_ray_space(space),
+        param_space={} if conditional else to_ray_space(space),  # else the searcher's define-by-run space
         tune_config=tune.TuneConfig(
             metric=data.metric,
             mode=METRICS[data.metric],
             scheduler=scheduler,
-            search_alg=_searcher(spec),
+            search_alg=_searcher(spec, space, data.metric),
             num_samples=spec.samples,
             reuse_actors=True,
             time_budget_s=budget if math.isfinite(budget) else None,
@@ -221,7 +222,8 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
         metrics = result.metrics or {}
         history = result.metrics_dataframe
         row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name}
-        row.update({name: _plain((result.config or {}).get(name)) for name in space.params})
+        used = space.values_of(result.config or {})  # a param out of its conditional scope is left empty
+        row.update({name: used.get(name) for name in space.params})
         epochs = float(metrics.get("epoch") or metrics.get("training_iteration") or 0)
         best = best_epoch = last = np.nan
         if history is not None and data.metric in history and len(history):
@@ -261,15 +263,34 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
 
 
-def _searcher(spec: RunSpec) -> Any:
+def _searcher(spec: RunSpec, space: Space, metric: str) -> Any:
     if spec.searcher == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
+        if space.conditions:  # define-by-run: a conditional param is asked for only where it is used
+            return OptunaSearch(space=DefineByRun(space), metric=metric, mode=METRICS[metric], seed=spec.seed)
         return OptunaSearch(seed=spec.seed)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     return BasicVariantGenerator(random_state=spec.seed)
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+class DefineByRun:
+    """Optuna's define-by-run form of a conditional space: params in their order (parents first), each
+    suggested only when its conditions hold for the values suggested before it. A class, not a closure:
+    Tune pickles its searcher into the experiment's state."""
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        chosen: dict[str, Any] = {}
+        for name, p in self.space.params.items():
+            if not self.space.in_use(name, chosen):
+                continue
+            if isinstance(p, IntParam):
+                chosen[name] = trial.suggest_int(name, p.low, p.high, log=p.log)
+            elif isinstance(p, FloatParam):
+                chosen[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
+            else:
+                chosen[name] = trial.suggest_categorical(name, list(p.values))

@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "search"
 # The modules in the order of the flow, callees before callers: shared values first, then the steps
 # of a run, then the conductors and the commands. A module may import only modules before it.
 FLOW = [
-    "errors", "metrics", "progress", "signals", "devices", "epochs", "model", "fit", "worker", "results",
-    "reading", "dates", "data", "space", "spec", "preprocess", "budget", "run_folder",
+    "errors", "model_inputs", "metrics", "progress", "signals", "devices", "space", "hypermodel", "epochs", "model",
+    "fit", "worker", "results", "reading", "dates", "data", "spec", "preprocess", "budget", "run_folder",
     "ray_session", "trainable", "callbacks", "tuning", "retrain", "baseline", "final_fit", "export",
     "figures", "report_layout", "report", "predict", "mlflow_pyfunc", "tracking",
     "pipeline", "evaluate", "console", "api", "cli_app", "cluster", "cli_cluster", "cli", "__init__", "__main__",
@@ -78,3 +78,9 @@ def test_the_report_and_the_run_folder_readers_reach_no_module_of_the_ray_seam()
 def test_no_product_code_reads_a_test_variable():
     for path in PACKAGE.glob("*.py"):
         assert not re.search(r"HPSEARCH_(TEST|FAKE)_", path.read_text()), path.name
+
+
+def test_the_file_a_model_folder_ships_stands_alone():
+    """``model_inputs.py`` is copied beside model.keras as inputs.py: no hpsearch, only NumPy and pandas."""
+    own, other = _imports(PACKAGE / "model_inputs.py")
+    assert not own and other - {"__future__"} <= {"json", "re", "warnings", "pathlib", "typing", "numpy", "pandas"}

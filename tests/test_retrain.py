@@ -8,6 +8,7 @@ import pytest
 from search.errors import SearchError
 from search.pipeline import best_trial
 from search.retrain import _winner, pick_candidates
+from search.space import IntParam, Space
 
 
 def _trials(rows: list[tuple]) -> pd.DataFrame:
@@ -26,14 +27,14 @@ TRIALS = _trials([
 
 
 def test_candidates_are_the_usable_trials_best_first_ties_to_fewer_epochs():
-    picked = pick_candidates(TRIALS, "roc_auc", 3, ["width"], {"depth": 2})
+    picked = pick_candidates(TRIALS, "roc_auc", 3, Space("s", {"width": IntParam(8, 128)}, {"depth": 2}))
     assert [c.trial_id for c in picked] == ["e", "b", "a"]  # e and b tie at 0.95: e trained fewer epochs
     assert picked[0].hyperparameters["width"] == 128 and picked[0].hyperparameters["depth"] == 2
     assert [c.epochs for c in picked] == [3, 4, 12]
 
 
 def test_log_loss_ranks_the_lowest_first():
-    assert [c.trial_id for c in pick_candidates(TRIALS, "log_loss", 2, ["width"], {})] == ["f", "b"]
+    assert [c.trial_id for c in pick_candidates(TRIALS, "log_loss", 2, Space("s", {"width": IntParam(8, 128)}))] == ["f", "b"]
 
 
 def test_best_trial_follows_the_same_ranking():
