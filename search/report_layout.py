@@ -161,24 +161,18 @@ def _hyperparameters(report: dict[str, Any]) -> Section | None:
                    ("importance", "parallel", "params"))
 
 
-MODEL_CODE = '''import json, os
+MODEL_CODE = '''import json, os, sys
 os.environ.setdefault("KERAS_BACKEND", "{backend}")  # before Keras is imported{backend_note}
 import keras, numpy as np, pandas as pd
 
 run = "{folder}"
+sys.path.insert(0, f"{{run}}/model")
+from inputs import to_inputs  # model/inputs.py: a DataFrame to the model's inputs, date parts included
+
 model = keras.saving.load_model(f"{{run}}/model/model.keras", safe_mode=True, compile=False)
 meta = json.load(open(f"{{run}}/model/metadata.json"))
 rows = pd.read_csv("new.csv")  # a table with the columns the model was trained on
-
-
-def column(feature):
-    values = rows[feature["name"]]
-    if feature["kind"] == "numeric":
-        return pd.to_numeric(values, errors="coerce").to_numpy("float32", na_value=np.nan).reshape(-1, 1)
-    return values.fillna("").astype(str).to_numpy().reshape(-1, 1)
-
-
-probability = np.asarray(model({{f["input"]: column(f) for f in meta["features"]}})).ravel()
+probability = np.asarray(model(to_inputs(rows, meta))).ravel()
 label = np.where(probability >= meta["threshold"], meta["labels"]["1"], meta["labels"]["0"])'''
 
 
@@ -189,11 +183,12 @@ def _use_this_model(report: dict[str, Any]) -> Section | None:
         return None
     folder = report["folder"]
     text = [f"Score a new table from the command line: hpsearch predict {folder} new.csv --out predictions.csv "
-            f"(probability and label per row). In Python, with Keras alone (hpsearch need not be installed):"]
+            f"(probability and label per row). In Python, with Keras and pandas alone (hpsearch need not be "
+            f"installed), through the model folder's inputs.py:"]
     if model.get("dates"):
         parts = ", ".join(f"{c}.{p}" for c, ps in model["dates"].items() for p in ps[:2])
-        text.append(f"The model takes the parts of its date columns as inputs ({parts}, ...): derive them first, "
-                    f"as hpsearch predict does (docs/data.md).")
+        text.append(f"The model takes the parts of its date columns as inputs ({parts}, ...); to_inputs derives "
+                    f"them from the raw columns.")
     categorical = model.get("categorical", False)
     code = MODEL_CODE.format(folder=folder, backend="tensorflow" if categorical else "jax",
                              backend_note=" (its text inputs run on TensorFlow only)" if categorical else "")

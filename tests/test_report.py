@@ -137,7 +137,8 @@ def test_the_use_this_model_code_scores_as_hpsearch_predict_does(run_dir, tmp_pa
     assert f'run = "{run_dir}"' in code and "safe_mode=True" in code
     load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(25).to_csv(tmp_path / "new.csv",
                                                                                       index=False)
-    (tmp_path / "use.py").write_text(code + "\nprint(json.dumps([float(p) for p in probability]))\n")
+    (tmp_path / "use.py").write_text(code + "\nassert 'search' not in sys.modules  # hpsearch is not needed\n"
+                                     "print(json.dumps([float(p) for p in probability]))\n")
     ran = subprocess.run([sys.executable, "use.py"], cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert ran.returncode == 0, ran.stderr[-2000:]
     predicted = CliRunner().invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"),
