@@ -126,10 +126,24 @@ def test_run_with_address_spreads_trials_over_two_nodes(cluster, tmp_path, mixed
     assert len(report["summary"]["nodes"]) >= 2
 
 
+HYPERMODEL = """import keras
+
+
+def build_model(hp):
+    model = keras.Sequential([keras.layers.Dense(hp.Choice("units", [4, 8]), activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+"""
+
+
 def test_submit_follow_and_fetch_a_job(cluster, tmp_path, mixed_csv):
+    """A job with a KerasTuner hypermodel: its file travels in the job's working dir to every node."""
     storage = tmp_path / "storage"
+    (tmp_path / "tiny_model.py").write_text(HYPERMODEL)
     proc = run_cli(["--debug", "submit", "--address", cluster["dashboard"], "--storage", str(storage),
                     str(mixed_csv), "--target", "label", "--samples", "3", "--max-epochs", "2",
+                    "--hypermodel", "tiny_model.py:build_model",
                     "--top-k", "1", "--folds", "2", "--name", "job1", "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job_id = proc.stdout.split("submitted job ")[1].split(":")[0]
@@ -142,6 +156,8 @@ def test_submit_follow_and_fetch_a_job(cluster, tmp_path, mixed_csv):
     run_dir = tmp_path / "home" / "job1"
     spec = json.loads((run_dir / "spec.json").read_text())
     assert spec["data"]["source"] == "data/mixed.csv" and spec["options"]["address"] == "auto"
+    assert spec["options"]["hypermodel"] == "hypermodel/tiny_model.py:build_model"
+    assert json.loads((run_dir / "best_config.json").read_text())["hyperparameters"]["units"] in (4, 8)
     assert (run_dir / "model" / "model.keras").is_file() and (run_dir / "report.html").is_file()
     assert len(pd.read_csv(run_dir / "trials.csv")) == 3
 
