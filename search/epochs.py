@@ -74,6 +74,41 @@ def jaxlib_release() -> tuple[int, int]:
         return (0, 0)
 
 
+def epoch_function(model: Any, steps: int, batch: int) -> Any:
+    """One pass over ``steps`` batches of ``batch`` rows as a pure function of the model's state: a
+    ``lax.scan`` of Keras' ``train_step``, then P(class 1) on ``x_eval`` (None without it)."""
+    import jax
+
+    def epoch(state: Any, metrics: Any, x: Any, y: Any, w: Any, order: Any, x_eval: Any) -> Any:
+        def step(carry: Any, rows: Any) -> Any:
+            xb, yb, wb = rows
+            logs, carry = model.train_step(carry, (xb, yb, wb))
+            return carry, logs["loss"]
+
+        batches = (x[order].reshape(steps, batch, -1), y[order].reshape(steps, batch),
+                   None if w is None else w[order].reshape(steps, batch))
+        (trainable, fixed, optimizer, _), losses = jax.lax.scan(step, (*state, metrics), batches)
+        evaluated = None if x_eval is None else model.stateless_call(trainable, fixed, x_eval, training=False)[0]
+        return (trainable, fixed, optimizer), losses[-1], evaluated  # the loss tracker's mean over the epoch
+
+    return epoch
+
+
+def per_row_weights(y: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray | None:
+    """Keras' ``class_weight`` as its data adapter applies it: one weight per row (None without)."""
+    if not class_weight:
+        return None
+    return np.where(np.asarray(y) == 1, class_weight.get(1, 1.0), class_weight.get(0, 1.0)).astype(np.float32)
+
+
+def model_state(model: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    """The (trainable, non-trainable, optimizer) values of a compiled model, its optimizer built."""
+    if not model.optimizer.built:  # a restored checkpoint built it already
+        model.optimizer.build(model.trainable_variables)
+    return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+            [v.value for v in model.optimizer.variables])
+
+
 class EpochRunner:
     """Trains a compiled Keras ``model`` on ``x``, ``y`` an epoch at a time, its state held as JAX
     arrays between epochs; :meth:`to_model` writes that state back into the model's variables.
@@ -97,42 +132,18 @@ class EpochRunner:
         self.batch_size = min(batch_size, self.rows)  # fewer rows than a batch: one batch of them all, as in Keras
         self.chunks = chunks if self.rows % (self.batch_size * chunks) == 0 else 1
         self.chunk_rows = self.rows // self.chunks
-        if not model.optimizer.built:  # a restored checkpoint built it already
-            model.optimizer.build(model.trainable_variables)
+        self.state = model_state(model)
         self.x = jax.device_put(np.asarray(x, dtype=np.float32))
         self.y = jax.device_put(np.asarray(y, dtype=np.float32))
-        self.sample_weight = None  # Keras' class_weight, as its data adapter applies it: one weight per row
-        if class_weight:
-            per_row = np.where(np.asarray(y) == 1, class_weight.get(1, 1.0), class_weight.get(0, 1.0))
-            self.sample_weight = jax.device_put(per_row.astype(np.float32))
+        weights = per_row_weights(y, class_weight)
+        self.sample_weight = None if weights is None else jax.device_put(weights)
         self.x_eval = None if x_eval is None else jax.device_put(np.asarray(x_eval, dtype=np.float32))
-        self.state = (
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-            [v.value for v in model.optimizer.variables],
-        )
         self.metrics_zero = [np.zeros(v.shape, v.dtype) for v in model.metrics_variables]
         options = compile_options(model, self.rows, batch_size, int(math.ceil(epochs_expected)))
         self._epoch = jax.jit(self._epoch_program(), compiler_options=options)
 
     def _epoch_program(self) -> Any:
-        import jax
-
-        model, steps, batch = self.model, self.chunk_rows // self.batch_size, self.batch_size
-
-        def epoch(state: Any, metrics: Any, x: Any, y: Any, w: Any, order: Any, x_eval: Any) -> Any:
-            def step(carry: Any, rows: Any) -> Any:
-                xb, yb, wb = rows
-                logs, carry = model.train_step(carry, (xb, yb, wb))
-                return carry, logs["loss"]
-
-            batches = (x[order].reshape(steps, batch, -1), y[order].reshape(steps, batch),
-                       None if w is None else w[order].reshape(steps, batch))
-            (trainable, fixed, optimizer, _), losses = jax.lax.scan(step, (*state, metrics), batches)
-            evaluated = None if x_eval is None else model.stateless_call(trainable, fixed, x_eval, training=False)[0]
-            return (trainable, fixed, optimizer), losses[-1], evaluated  # the loss tracker's mean over the epoch
-
-        return epoch
+        return epoch_function(self.model, self.chunk_rows // self.batch_size, self.batch_size)
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the rows; returns the epoch's mean training loss (NaN or inf if it diverged).
@@ -159,3 +170,47 @@ class EpochRunner:
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
         return self.model
+
+
+class FoldsRunner:
+    """Trains one configuration's CV folds together: one network per fold (each with its own initial
+    weights, rows, order of rows and held-out rows), their states stacked on a leading fold axis, and
+    one compiled program, the vmapped epoch of :func:`epoch_function`, for all of them.
+
+    Separate fits compile one program per fold (its rows differ by one, and so its shapes); here the
+    folds are padded to one shape first: training rows to ``rows`` (whole batches, ``fit.whole_batches``)
+    and held-out rows with zeros, which are cut off again. Each fold sees the same orders of rows as
+    an :class:`EpochRunner` with its seed, so the result is that of the folds' separate fits.
+    """
+
+    def __init__(self, models: list[Any], xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int,
+                 seeds: list[int], class_weights: list[dict[int, float] | None], x_evals: list[np.ndarray],
+                 epochs_expected: float) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self.seeds, self.rows = seeds, len(xs[0])
+        self.eval_rows = [len(x) for x in x_evals]
+        batch = min(batch_size, self.rows)
+        stack = lambda arrays: jax.device_put(np.stack(arrays))  # noqa: E731
+        self.x = stack([np.asarray(x, np.float32) for x in xs])
+        self.y = stack([np.asarray(y, np.float32) for y in ys])
+        weights = [per_row_weights(y, w) for y, w in zip(ys, class_weights, strict=True)]
+        self.sample_weight = None if weights[0] is None else stack(weights)
+        width = max(self.eval_rows)
+        self.x_eval = stack([np.pad(np.asarray(x, np.float32), ((0, width - len(x)), (0, 0))) for x in x_evals])
+        self.state = jax.tree.map(lambda *values: jnp.stack(values), *[model_state(m) for m in models])
+        self.metrics_zero = [np.zeros(v.shape, v.dtype) for v in models[0].metrics_variables]
+        options = compile_options(models[0], self.rows * len(models), batch, int(math.ceil(epochs_expected)))
+        program = jax.vmap(epoch_function(models[0], self.rows // batch, batch), in_axes=(0, None, 0, 0, 0, 0, 0))
+        self._epoch = jax.jit(program, compiler_options=options)
+
+    def train_epoch(self, epoch: int) -> np.ndarray:
+        """One pass of every fold; returns each fold's mean training loss. :attr:`evaluated` then holds
+        each fold's P(class 1) on its held-out rows."""
+        orders = np.stack([np.random.default_rng([seed, epoch]).permutation(self.rows) for seed in self.seeds])
+        self.state, losses, evaluated = self._epoch(self.state, self.metrics_zero, self.x, self.y, self.sample_weight,
+                                                    orders, self.x_eval)
+        evaluated = np.asarray(evaluated)
+        self.evaluated = [evaluated[f, :n].ravel() for f, n in enumerate(self.eval_rows)]
+        return np.asarray(losses)

@@ -67,6 +67,38 @@ def keras_fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, 
     return model.fit(x, y, batch_size=int(config["batch_size"]), **kwargs)
 
 
+FoldsHook = Callable[[int, list[np.ndarray]], list[bool]]
+
+
+def fit_folds(config: dict[str, Any], folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], epochs: int,
+              seeds: list[int], mixed_precision: bool = False, on_epoch: FoldsHook | None = None) -> None:
+    """Train one network per fold, ``(x, y, x_eval)`` each, for up to ``epochs``, together in one compiled
+    program (``epochs.FoldsRunner``, JAX only); fold ``f`` starts as :func:`fit_network` with ``seeds[f]``
+    would. After every epoch, ``on_epoch(epoch, probabilities)`` gets each fold's P(class 1) on its
+    ``x_eval`` and returns which folds still need training; training ends when none does.
+    """
+    from search.epochs import FoldsRunner
+    from search.model import build_network, resolve_config
+
+    resolved = resolve_config(config)
+    use_precision(mixed_precision)
+    batch_size = int(resolved["batch_size"])
+    rows = max(len(x) + (-len(x)) % batch_size if len(x) > batch_size else len(x) for x, _, _ in folds)
+    models, xs, ys, weights = [], [], [], []
+    for (x, y, _), seed in zip(folds, seeds, strict=True):
+        seed_rngs(seed)
+        models.append(build_network(resolved, x.shape[1], seed=seed))
+        x, y = whole_batches(x, y, batch_size, seed, rows=rows)
+        xs.append(x)
+        ys.append(y)
+        weights.append(class_weights(resolved, y))
+    runner = FoldsRunner(models, xs, ys, batch_size, seeds, weights, [x_eval for _, _, x_eval in folds], epochs)
+    for epoch in range(epochs):
+        runner.train_epoch(epoch)
+        if on_epoch is not None and not any(on_epoch(epoch, runner.evaluated)):
+            break
+
+
 def seed_rngs(seed: int) -> None:
     """Seed what a fit draws from: Python's and NumPy's generators (Keras shuffles with NumPy on
     JAX) and, on TensorFlow, its own. The network seeds its weights and dropout itself (model.py).
@@ -93,8 +125,10 @@ def class_weights(config: dict[str, Any], y: np.ndarray) -> dict[int, float] | N
     return {c: float(len(y) / (2 * counts[c])) for c in (0, 1) if counts[c]}
 
 
-def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad the rows with a few random repeats so that every batch is full.
+def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                  rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pad the rows with a few random repeats so that every batch is full (to ``rows`` rows, a whole
+    number of batches at least as many as ``x`` has, where given: the CV's folds share one shape).
 
     A last, smaller batch has another shape, and every new shape costs one more trace (TensorFlow)
     or compile (JAX) per model: that was half of a new model's first epoch. At most
@@ -102,7 +136,7 @@ def whole_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> t
     trained in, for a trial that reports fractions of an epoch).
     """
     n = len(x)
-    missing = (-n) % batch_size if n > batch_size else 0
+    missing = (rows - n) if rows is not None else (-n) % batch_size if n > batch_size else 0
     if not missing:
         return x, y
     extra = np.random.default_rng(seed).choice(n, size=missing, replace=False)

@@ -21,7 +21,6 @@ encodings are alive at once, so memory holds a few copies of the encoded table, 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,17 +29,16 @@ import numpy as np
 import pandas as pd
 
 from search.budget import holdout_parts
+from search.cv_fits import run_fits
 from search.data import Splits, Table
 from search.devices import Compute
-from search.metrics import METRICS, is_better, mean_and_std, ranked_trials, score_all
+from search.metrics import METRICS, mean_and_std, ranked_trials, score_all
 from search.progress import FitProgress
-from search.signals import raise_if_stopped
 from search.space import Space
 
 EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score "
                "(small tables: at max_epochs); the epoch at which the mean held-out score peaked")
 TIE_RULE = "best mean CV metric; on a tie (equal to 4 decimals) the smaller network (depth x width) wins"
-FOLDS_IN_FLIGHT = 2  # fold encodings alive at once (each one copy of the encoded table)
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
     """
     plan = fold_plan(table, splits, rule, folds, repeats, seed)
     patience = patience_for(max_epochs, len(splits.train))
-    outputs, preprocessors = _run_fits(table, plan, candidates, metric, seed, compute, max_epochs, patience,
+    outputs, preprocessors = run_fits(table, plan, candidates, metric, seed, compute, max_epochs, patience,
                                        deadline, keep_weights=rule == "holdout", on_progress=on_progress)
     summaries, oof_frames = [], []
     for c, cand in enumerate(candidates):
@@ -156,59 +154,6 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
                      repeats if rule == "kfold" else 1, rule, patience,
                      pd.concat(oof_frames, ignore_index=True), plan, final_weights,
                      preprocessors.get(0) if rule == "holdout" else None)
-
-
-def _run_fits(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], candidates: list[Candidate], metric: str,
-              seed: int, compute: Compute, max_epochs: int, patience: int, deadline: float, *, keep_weights: bool,
-              on_progress: Callable[[FitProgress], None] | None) -> tuple[dict[tuple[int, int], dict], dict]:
-    """Every (candidate, fold) fit as a Ray task; folds are encoded as slots free up, not all at once."""
-    import ray
-
-    remote_fit = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus, max_retries=1)(fit_and_predict)
-    total = len(candidates) * len(plan)
-    pending: dict[Any, tuple[int, int]] = {}
-    alive: dict[int, int] = {}  # fold -> its unfinished fits (its encoded arrays live while any runs)
-    outputs: dict[tuple[int, int], dict] = {}
-    preprocessors: dict[int, Any] = {}
-    durations: list[float] = []
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(compute.cpus, 1e-9)))
-    next_fold = 0
-    try:
-        while len(outputs) < total:
-            while next_fold < len(plan) and len(alive) < FOLDS_IN_FLIGHT:
-                train_rows, eval_rows = plan[next_fold]
-                pre, x_tr, x_va = encode_fold(table, train_rows, eval_rows)
-                if keep_weights:
-                    preprocessors[next_fold] = pre
-                refs = ray.put(x_tr), ray.put(x_va)
-                del x_tr, x_va
-                for c, cand in enumerate(candidates):
-                    ref = remote_fit.remote(cand.hyperparameters, refs[0], table.y[train_rows].astype(np.float32),
-                                            refs[1], table.y[eval_rows], max_epochs, seed + next_fold, compute,
-                                            metric, patience, deadline, keep_weights, next_fold > 0 or c > 0)
-                    pending[ref] = (c, next_fold)
-                alive[next_fold] = len(candidates)
-                next_fold += 1
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
-            raise_if_stopped()
-            for ref in ready:
-                c, f = pending.pop(ref)
-                outputs[(c, f)] = ray.get(ref)
-                durations.append(outputs[(c, f)]["ended"] - outputs[(c, f)]["started"])
-                alive[f] -= 1
-                if not alive[f]:
-                    del alive[f]
-            if on_progress is not None:
-                left = None
-                if durations:
-                    left = min(max(0.0, deadline - time.time()),
-                               float(np.mean(durations)) * math.ceil((total - len(outputs)) / slots))
-                on_progress(FitProgress("cv", len(outputs), total, left, metric=metric))
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
-    return outputs, preprocessors
 
 
 def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],
@@ -283,69 +228,6 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple
     fpr, tpr, thresholds = roc_curve(y, probability)
     best = int(np.argmax(tpr - fpr))
     return float(min(1.0, thresholds[best])), "maximises Youden's J (TPR - FPR) out of fold"
-
-
-def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray,
-                    y_eval: np.ndarray, max_epochs: int, seed: int, compute: Compute, metric: str, patience: int,
-                    deadline: float, keep_weights: bool = False, skippable: bool = False) -> dict[str, Any]:
-    """Train one network (a Ray task), scoring ``x_eval`` after every epoch, until its score has not
-    improved for ``patience`` epochs, ``max_epochs`` pass, or the next epoch would end past ``deadline``.
-    A ``skippable`` fit (any but the best candidate's first fold) that starts past ``deadline`` trains nothing.
-
-    Returns the probabilities after each epoch (epochs x rows, float32), the scores, why it stopped,
-    and with ``keep_weights`` the network's weights at its best epoch.
-    """
-    import ray
-
-    from search.fit import fit_network
-    from search.worker import use_backend
-
-    started = time.time()
-    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    if skippable and started >= deadline:  # queued behind other fits until the stage's time ran out
-        return {"probability": np.zeros((0, len(y_eval)), np.float32), "scores": [], "weights": None,
-                "stopped": "skipped: the stage's time ran out before it started", "diverged": False, "skipped": True,
-                "started": started, "ended": started, "node": node, "device": ""}
-    device = use_backend(compute)
-    curve: list[np.ndarray] = []
-    scores: list[float] = []
-    kept: dict[str, Any] = {"best": None, "at": 0, "weights": None, "stopped": "max_epochs", "diverged": False}
-    last = [started]
-
-    def on_epoch(epoch: int, probability: np.ndarray | None, weights: Callable[[], list[np.ndarray]]) -> bool:
-        now = time.time()
-        took, last[0] = now - last[0], now
-        if probability is None or not np.all(np.isfinite(probability)):
-            kept.update(stopped="diverged", diverged=not curve)
-            return False
-        curve.append(probability.astype(np.float32))
-        scores.append(score_all(y_eval, probability)[metric])
-        if kept["best"] is None or is_better(scores[-1], kept["best"], metric):
-            kept.update(best=scores[-1], at=epoch)
-            if keep_weights:
-                kept["weights"] = weights()
-        if epoch - kept["at"] >= patience:
-            kept["stopped"] = "patience"
-            return False
-        if now + took > deadline:
-            kept["stopped"] = "deadline"
-            return False
-        return True
-
-    fit_network(config, x_train, y_train, max_epochs, seed, x_eval=x_eval, mixed_precision=compute.mixed_precision,
-                on_epoch=on_epoch)
-    return {"probability": np.stack(curve) if curve else np.zeros((0, len(y_eval)), np.float32), "scores": scores,
-            "weights": kept["weights"], "stopped": kept["stopped"], "diverged": kept["diverged"], "skipped": False,
-            "started": started, "ended": time.time(), "node": node, "device": device}
-
-
-def encode_fold(table: Table, train_rows: np.ndarray, eval_rows: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The preprocessing's statistics from ``train_rows`` alone, and both parts encoded with them."""
-    from search.preprocess import fit_and_encode
-
-    pre, (x_train, x_eval) = fit_and_encode(table.features.iloc[train_rows], table.schema,
-                                            table.features.iloc[eval_rows])
-    return pre, x_train, x_eval
 
 
 def _winner(summaries: list[dict[str, Any]], metric: str) -> int:

@@ -338,3 +338,49 @@ def test_a_trial_worker_loads_keras_without_what_it_never_uses():
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == {"loaded": [], "epochs": 2, "later": True}
+
+
+FOLDS_SCRIPT = r"""
+import json
+import numpy as np
+from search.fit import fit_folds, fit_network, whole_batches
+rng = np.random.default_rng(3)
+config = {"depth": 2, "width": 10, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.2, "batch_norm": True,
+          "class_weight": "balanced"}
+folds, seeds = [], [11, 12, 13]
+for n in (70, 69, 69):  # k-fold parts differ by a row: 70 rows pad to 80, so do 69
+    x = rng.normal(size=(n, 5)).astype("float32")
+    folds.append((x, (x[:, 0] + 0.3 * x[:, 1] > 0.2).astype("float32"), rng.normal(size=(n // 3, 5)).astype("float32")))
+together = [[] for _ in folds]
+fit_folds(config, folds, 4, seeds, on_epoch=lambda e, ps: [together[f].append(p.tolist()) or True
+                                                           for f, p in enumerate(ps)])
+apart = []
+for (x, y, x_eval), seed in zip(folds, seeds):
+    x, y = whole_batches(x, y, 16, seed, rows=80)  # the shape the folds share
+    curve = []
+    fit_network(config, x, y, 4, seed, x_eval=x_eval, on_epoch=lambda e, p, w: curve.append(p.tolist()) or True)
+    apart.append(curve)
+print(json.dumps({"together": together, "apart": apart}))
+"""
+
+
+def test_folds_trained_together_match_their_separate_fits():
+    """The CV stage's vmapped program (``fit.fit_folds``) gives each fold, epoch by epoch, the held-out
+    probabilities of that fold's own fit: same initial weights, dropout, class weights, orders of rows."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", FOLDS_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    together, apart = np.array(out["together"], dtype=object), out["apart"]
+    assert len(together) == 3 and all(len(curve) == 4 for curve in together)
+    for fold in range(3):
+        np.testing.assert_allclose(np.array(out["together"][fold]), np.array(apart[fold]), atol=2e-4)
+    # the folds are different networks on different rows
+    assert np.abs(np.array(out["together"][0][-1][:20]) - np.array(out["together"][1][-1][:20])).max() > 1e-3
