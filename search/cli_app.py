@@ -113,8 +113,9 @@ def resume_target(partial: object) -> str:
         return str(target)
 
 
-def quiet_libraries() -> None:
-    """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it)."""
+def quiet_libraries(import_keras: bool = True) -> None:
+    """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it); Keras is
+    imported now, silenced, unless the caller imports it later (``hpsearch run``: during the search)."""
     if os.environ.get("HPSEARCH_DEBUG"):
         return
     from search.devices import QUIET_TENSORFLOW, native_stderr_silenced
@@ -128,5 +129,7 @@ def quiet_libraries() -> None:
     # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    if not import_keras:
+        return
     with native_stderr_silenced():  # TensorFlow's C++ start-up lines
         import keras  # noqa: F401

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -98,18 +99,21 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
 
     clock = RunClock(plan.budget, "search")
     run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow else None
+
     try:
-        with ray_session(spec):
+        with ray_session(spec, while_starting=lambda: encode_for_trials(spec, plan, table, splits)) as data:
             # the budget counts from here: Ray's start-up is not in it
             clock = RunClock(plan.budget, "search", on_stage=on_progress)
-            data = encode_for_trials(spec, plan, table, splits)
+            import_keras_meanwhile()
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
                                 deadline=clock.deadline("search"),
                                 callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
             record_search(partial, spec, plan, table, data.metric, trials)
             clock.start("CV")
-            outcome = _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=False)
+            finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress)
+            devices = cluster_devices()
+        outcome = _publish(spec, plan, trials, partial, final, clock, finished, devices, resumed=False)
     except BaseException as exc:
         _keep_if_resumable(partial, exc, clock.stage)
         if run_tracking:
@@ -154,7 +158,9 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
             searched_s = clock.seconds
             clock = RunClock.after_search(plan.budget, on_progress)  # the later stages get their shares from now
             clock.seconds.update(searched_s)
-            return _conclude(spec, plan, table, splits, trials, partial, final, clock, on_progress, resumed=True)
+            finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress)
+            devices = cluster_devices()
+        return _publish(spec, plan, trials, partial, final, clock, finished, devices, resumed=True)
     except BaseException as exc:
         _keep_if_resumable(partial, exc, clock.stage)
         raise
@@ -184,15 +190,13 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
     return best_config
 
 
-def _conclude(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, trials: pd.DataFrame, partial: Path,
-              final: Path, clock: RunClock, on_progress: Callable[[Any], None] | None, *,
-              resumed: bool) -> RunOutcome:
-    """After the search: CV retrain and export, report, then publish the folder."""
+def _publish(spec: RunSpec, plan: RunPlan, trials: pd.DataFrame, partial: Path, final: Path, clock: RunClock,
+             finished: dict[str, Any], devices: dict[str, Any], *, resumed: bool) -> RunOutcome:
+    """After the CV, final fit and export (Ray may be stopping meanwhile): the report, then publish the folder."""
     import json
 
     from search.report import render_report
 
-    finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress)
     clock.start("report")
     results.write_json(partial / results.TIMING, clock.timing(resumed=resumed))  # the report shows it
     finished["against_boosting"] = render_report(partial).get("against_boosting", "")
@@ -202,7 +206,25 @@ def _conclude(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, trials
     run_dir = results.commit_run(partial, final)
     if spec.is_remote_results():
         run_dir = results.upload_run(run_dir, spec.results)  # type: ignore[assignment]
-    return RunOutcome(run_dir, trials, best_config, tuple(plan.space.params), finished, cluster_devices())
+    return RunOutcome(run_dir, trials, best_config, tuple(plan.space.params), finished, devices)
+
+
+def import_keras_meanwhile() -> None:
+    """Import Keras (TensorFlow: 3-4 s) in the background while the search runs: the driver needs it
+    only for the export. A later ``import keras`` waits for this one."""
+    import sys
+    import threading
+
+    if "keras" in sys.modules:
+        return
+
+    def load() -> None:
+        from search.devices import native_stderr_silenced
+
+        with native_stderr_silenced():  # TensorFlow's C++ start-up lines
+            import keras  # noqa: F401
+
+    threading.Thread(target=load, name="hpsearch-keras-import", daemon=True).start()
 
 
 def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
@@ -255,17 +277,21 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     from search.baseline import score_baselines
     from search.final_fit import fit_final_model
     from search.preprocess import raw_inputs
-    from search.retrain import cross_validate, pick_candidates
+    from search.retrain import cross_validate, fold_plan, pick_candidates
 
     candidates = pick_candidates(trials, spec.metric, spec.top_k, plan.space)
     repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
-    cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
-                        repeats=repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
-                        max_epochs=max_epochs, deadline=clock.deadline("cv"),
-                        threshold_rule=spec.threshold_rule, on_progress=on_progress)
-    clock.start("baselines")
-    baselines = score_baselines(table, cv.plan, splits.test, holdout=cv.rule == "holdout")
+    # the baselines (scikit-learn, in this process) are scored on the same folds while Ray's workers run the CV
+    folds = fold_plan(table, splits, plan.cv_rule, plan.cv_folds, repeats, spec.seed)
+    with ThreadPoolExecutor(1, thread_name_prefix="hpsearch-baselines") as pool:
+        scoring = pool.submit(score_baselines, table, folds, splits.test, holdout=plan.cv_rule == "holdout")
+        cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
+                            repeats=repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
+                            max_epochs=max_epochs, deadline=clock.deadline("cv"),
+                            threshold_rule=spec.threshold_rule, on_progress=on_progress)
+        clock.start("baselines")  # what is left of them
+        baselines = scoring.result()
     results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
     results.write_parquet(run_dir / results.OOF, cv.oof)
 
