@@ -92,11 +92,17 @@ def _grouped_tasks(table: Table, plan: Plan, candidates: list[Any], metric: str,
     # small tables: every fold's arrays travel with the task (Ray resolves only top-level refs)
     folds = [(*encode_fold(table, tr, va)[1:], tr, va) for tr, va in plan]
     folds = [(x_tr, table.y[tr].astype(np.float32), x_va, table.y[va]) for x_tr, x_va, tr, va in folds]
-    # every candidate's folds in as many parts as there are slots, the costliest candidate's first: a
-    # wide network on a few hundred rows is bound by its training, not its compile (sonar: a 4x507
-    # network's 15 folds take 10 s on one core, a 1x105 one's 1 s), and its parts must not wait in line
+    # each fold's own preprocessing may give it another width (a missing-value indicator, a category
+    # its rows lack): only folds of one width share a program. Each such set in as many parts as there
+    # are slots, the costliest candidate's first: a wide network on a few hundred rows is bound by its
+    # training, not its compile (sonar: a 4x507 network's 15 folds take 10 s on one core, a 1x105
+    # one's 1 s), and its parts must not wait in line.
+    widths: dict[int, list[int]] = {}
+    for f, fold in enumerate(folds):
+        widths.setdefault(fold[0].shape[1], []).append(f)
     parts = max(1, min(len(plan), slots))
-    groups = [[int(f) for f in g] for g in np.array_split(np.arange(len(plan)), parts)]
+    groups = [[int(f) for f in g] for same in widths.values()
+              for g in np.array_split(np.asarray(same), min(parts, len(same)))]
     for c, cand in sorted(enumerate(candidates), key=lambda item: -_training_cost(item[1].hyperparameters)):
         for group in groups:
             ref = remote.remote(cand.hyperparameters, [folds[f] for f in group], max_epochs, [seed + f for f in group],

@@ -62,3 +62,22 @@ def test_a_candidate_with_a_diverged_fold_cannot_win():
     assert _winner([_summary(0.99, 1, 8, diverged=1), _summary(0.90, 2, 64)], "roc_auc") == 1
     with pytest.raises(SearchError, match="every CV candidate diverged"):
         _winner([_summary(0.99, 1, 8, diverged=2)], "roc_auc")
+
+
+@pytest.mark.slow
+def test_folds_of_different_widths_train_in_their_own_programs(tmp_path):
+    """A column with one missing value gives a missing-value indicator only to the folds whose training
+    rows hold it: those folds' encoded matrices are one column wider, and cannot share a program."""
+    from tests.conftest import REPO, make_mixed_table, run_cli
+
+    frame = make_mixed_table(n=120).assign(beta=lambda f: f["beta"].fillna(0.0))
+    frame.loc[5, "beta"] = None
+    frame.to_csv(tmp_path / "one_gap.csv", index=False)
+    proc = run_cli(["run", str(tmp_path / "one_gap.csv"), "--target", "label", "--samples", "2", "--max-epochs", "2",
+                    "--top-k", "2", "--folds", "5", "--repeats", "1", "--cpus", "2", "--results", str(tmp_path / "out"),
+                    "--name", "gap", "--quiet"], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    cv = json.loads((tmp_path / "out" / "gap" / "cv.json").read_text())
+    assert all(len(c["fold_scores"]) == 5 for c in cv["candidates"])
