@@ -193,7 +193,11 @@ def main() -> None:
         for r in range(args.rounds):
             for table in args.tables.split(","):
                 order = ("hpsearch", "keras_tuner") if r % 2 == 0 else ("keras_tuner", "hpsearch")
-                row = {**one_round(table, Path(tmp), order), "round": r + 1}
+                try:
+                    row = {**one_round(table, Path(tmp), order), "round": r + 1}
+                except SystemExit as failed:  # a leg failed: say so, keep the other tables' figures
+                    print(json.dumps({"table": table, "round": r + 1, "failed": str(failed)[:500]}), flush=True)
+                    continue
                 print(json.dumps({k: v for k, v in row.items() if not k.endswith("winner")}), flush=True)
                 rows.append(row)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
