@@ -41,8 +41,10 @@ RESERVED = frozenset({REF_KEY, "class_weight", "trial_id", "epochs", "best_epoch
 
 def parse_ref(ref: str) -> tuple[Path, str]:
     """``FILE.py:NAME`` (or ``FILE.py``, NAME being ``build_model``) as an absolute path and a name."""
-    file, _, name = ref.rpartition(":") if ref.rpartition(":")[2] and not ref.endswith(".py") else (ref, "", "")
-    return Path(file or ref).expanduser().resolve(), name or DEFAULT_NAME
+    file, colon, name = ref.rpartition(":")
+    if not colon or ref.endswith(".py"):  # no NAME given
+        file, name = ref, DEFAULT_NAME
+    return Path(file).expanduser().resolve(), name or DEFAULT_NAME
 
 
 def absolute(ref: str) -> str:
@@ -75,27 +77,12 @@ def load(ref: str) -> Any:
     if isinstance(found, keras_tuner.HyperModel):
         return found
     if callable(found):
-        return _FunctionHyperModel(found)
+        wrapped = keras_tuner.HyperModel()  # a plain build_model(hp), as KerasTuner wraps one: fit is model.fit
+        wrapped.build = found
+        return wrapped
     known = ", ".join(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")) or "none"
     raise SpaceError(f"--hypermodel {ref}: {path.name} has no function or HyperModel named {name!r} "
                      f"(callables there: {known}). Name it after the colon.")
-
-
-def _function_hypermodel_class() -> type:
-    import keras_tuner
-
-    class FunctionHyperModel(keras_tuner.HyperModel):
-        """A plain ``build_model(hp)``, as KerasTuner wraps one: ``fit`` is ``model.fit``."""
-
-        def __init__(self, build: Any) -> None:
-            super().__init__()
-            self.build = build
-
-    return FunctionHyperModel
-
-
-def _FunctionHyperModel(build: Any) -> Any:  # noqa: N802 (a class built lazily: keras_tuner is heavy)
-    return _function_hypermodel_class()(build)
 
 
 def chooses_fit(hypermodel: Any) -> bool:
