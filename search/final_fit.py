@@ -23,8 +23,9 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
 
     winner = cv.winner
     if cv.rule == "holdout":
-        network = network_with(winner.hyperparameters, cv.final_weights[0].shape[0], cv.final_weights)
         preprocessor = build_preprocessor(cv.final_preprocessor, table.schema)
+        # the encoded width, not the first weight's rows: a periodic embedding's frequencies come first
+        network = network_with(winner.hyperparameters, int(preprocessor.output.shape[-1]), cv.final_weights)
         return preprocessor, network, winner.epochs, "the training part (its holdout fit, best epoch kept)"
     stats, (x,) = fit_and_encode(table.features.iloc[rows], table.schema)
     preprocessor = build_preprocessor(stats, table.schema)

@@ -25,7 +25,13 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "batch_norm": False,
     "class_weight": "none",
+    "numeric_embedding": "none",
+    "embedding_scale": 0.1,
+    "numeric_columns": 0,  # set by the run: the encoded matrix's first columns that are numbers
 }
+# periodic embeddings: frequencies per number, and the width of each number's embedding
+FREQUENCIES = 16
+EMBEDDING_WIDTH = 16
 # Tiny MLPs are bound by per-step dispatch; running many steps per call cuts it (MEASURED.md).
 STEPS_PER_EXECUTION = 16
 
@@ -64,6 +70,8 @@ def build_network(config: dict[str, Any], n_features: int, compiled: bool = True
     regularizer = keras.regularizers.L2(c["l2"]) if c["l2"] > 0 else None
     inputs = keras.Input(shape=(n_features,), name="encoded")
     x = inputs
+    if c["numeric_embedding"] == "periodic" and int(c["numeric_columns"]) > 0:
+        x = periodic_numbers(x, int(c["numeric_columns"]), float(c["embedding_scale"]), seed, dense)
     for i in range(int(c["depth"])):
         x = keras.layers.Dense(
             int(c["width"]), kernel_regularizer=regularizer, name=f"dense_{i}", **dense
@@ -85,6 +93,31 @@ def build_network(config: dict[str, Any], n_features: int, compiled: bool = True
         steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model
+
+
+def periodic_numbers(x: keras.KerasTensor, numbers: int, scale: float, seed: int | None,
+                     dense: dict[str, Any]) -> keras.KerasTensor:
+    """The first ``numbers`` columns as periodic embeddings (PLR-lite, Gorishniy et al. 2022), the rest as
+    they are: each number v becomes ReLU(W [cos 2 pi c v, sin 2 pi c v]), with its own trainable
+    frequencies c (initially normal with std ``scale``) and one W shared by all numbers. A line in v
+    cannot bend; these can follow a clock time or an age's U-shape. Built-in layers and ops only, so the
+    exported model still loads in safe mode."""
+    import keras
+    from keras import ops
+
+    width = x.shape[-1]
+    columns = keras.layers.Reshape((width, 1), name="columns")(x)
+    values = keras.layers.Cropping1D((0, width - numbers), name="numbers")(columns)
+    frequencies = keras.initializers.RandomNormal(stddev=2 * np.pi * scale, seed=seed)
+    angles = keras.layers.EinsumDense("bfo,fok->bfk", output_shape=(numbers, FREQUENCIES),
+                                      kernel_initializer=frequencies, name="frequencies")(values)
+    waves = keras.layers.Concatenate(name="waves")([ops.cos(angles), ops.sin(angles)])
+    embedded = keras.layers.Dense(EMBEDDING_WIDTH, activation="relu", name="number_embedding", **dense)(waves)
+    embedded = keras.layers.Flatten(name="embedded_numbers")(embedded)
+    if numbers == width:
+        return embedded
+    rest = keras.layers.Flatten(name="other_columns")(keras.layers.Cropping1D((numbers, 0), name="others")(columns))
+    return keras.layers.Concatenate(name="embedded")([embedded, rest])
 
 
 def host_initializers(seed: int) -> dict[str, Any]:

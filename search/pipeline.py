@@ -51,6 +51,9 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     space = hypermodel_space(spec, table, splits) if spec.hypermodel else load_space(spec.space)
     if "class_weight" not in space.params and "class_weight" not in space.fixed:
         space = replace(space, fixed={**space.fixed, "class_weight": spec.class_weights(table.y)})
+    if "numeric_embedding" in space.params or space.fixed.get("numeric_embedding") == "periodic":
+        numbers = sum(f.kind == "numeric" for f in table.schema)  # the encoded matrix's first columns
+        space = replace(space, fixed={**space.fixed, "numeric_columns": numbers})
     return space, table, splits
 
 

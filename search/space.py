@@ -34,8 +34,12 @@ KNOWN_PARAMS: dict[str, tuple[type, Any]] = {
     "optimizer": (str, OPTIMIZERS),
     "batch_norm": (bool, (False, True)),
     "class_weight": (str, ("none", "balanced")),
+    # numbers as periodic embeddings (search/model.py), and the scale of their initial frequencies
+    "numeric_embedding": (str, ("none", "periodic")),
+    "embedding_scale": (float, (1e-4, 100.0, True)),
 }
-FIXED_ONLY = {"epochs": (int, (1, 100000, True))}
+# numeric_columns: set by the run, not the user: how many of the encoded columns are numbers (they come first)
+FIXED_ONLY = {"epochs": (int, (1, 100000, True)), "numeric_columns": (int, (0, 10**7, True))}
 HINT_YAML_NUMBERS = " (a number is written without quotes, e.g. 1e-4)"
 
 
@@ -85,6 +89,8 @@ class Space:
     # scopes of its params. Such a space names the user's hyperparameters, not the built-in network's.
     hypermodel: str = ""
     conditions: dict[str, Conditions] = field(default_factory=dict)
+    # known-good configs (partial: the rest is sampled), run as the search's first trials
+    first_trials: tuple[dict[str, Any], ...] = ()
 
     def in_use(self, name: str, chosen: dict[str, Any]) -> bool:
         """Whether param ``name`` is used under the values ``chosen`` so far for its parents."""
@@ -129,6 +135,8 @@ class Space:
             "params": params,
             "fixed": dict(self.fixed),
         }
+        if self.first_trials:
+            doc["first_trials"] = [dict(point) for point in self.first_trials]
         if self.hypermodel:
             doc["hypermodel"] = self.hypermodel
             doc["conditions"] = {name: [[parent, list(values)] for parent, values in c]
@@ -159,7 +167,9 @@ class Space:
                     f"{source}: fixed.{name}: '{name}' is both searched and fixed. "
                     f"Keep it in params or in fixed, not both."
                 )
-        return cls(doc.name, params, fixed, doc.description, source)
+        first = tuple(_check_first_trial(point, params, f"{source}: first_trials[{i}]")
+                      for i, point in enumerate(doc.first_trials))
+        return cls(doc.name, params, fixed, doc.description, source, first_trials=first)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Space):
@@ -227,6 +237,7 @@ class _SpaceDoc(_Strict):
     fixed: dict[str, Any] = Field(default_factory=dict)
     hypermodel: str = ""
     conditions: dict[str, list[tuple[str, list[Any]]]] = Field(default_factory=dict)
+    first_trials: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def _param_of(doc: Any) -> Param:
@@ -284,6 +295,24 @@ def _check_param(name: str, doc: Any, where: str) -> Param:
     if kind is int:
         return IntParam(int(doc.low), int(doc.high), doc.log)
     return FloatParam(float(doc.low), float(doc.high), doc.log)
+
+
+def _check_first_trial(point: dict[str, Any], params: dict[str, Param], where: str) -> dict[str, Any]:
+    """A first trial's values: each names a searched param and lies in its range or among its choices."""
+    checked: dict[str, Any] = {}
+    for name, value in point.items():
+        p = params.get(name)
+        if p is None:
+            raise SpaceError(f"{where}: '{name}' is not a searched param of this space. "
+                             f"Name only params listed under 'params'.")
+        value = _check_value(name, value, f"{where}.{name}", KNOWN_PARAMS)
+        inside = value in p.values if isinstance(p, ChoiceParam) else p.low <= value <= p.high
+        if not inside:
+            allowed = list(p.values) if isinstance(p, ChoiceParam) else f"[{p.low}, {p.high}]"
+            raise SpaceError(f"{where}.{name}: {value!r} lies outside the param's values {allowed}. "
+                             f"Pick a value inside them.")
+        checked[name] = value
+    return checked
 
 
 def _check_value(name: str, value: Any, where: str, rules: dict[str, tuple[type, Any]]) -> Any:

@@ -264,15 +264,18 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
 
 
 def _searcher(spec: RunSpec, space: Space, metric: str) -> Any:
+    """Random search or Optuna's TPE, starting from the space's first trials (known-good configs)."""
+    first = [dict(point) for point in space.first_trials] or None
     if spec.searcher == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
         if space.conditions:  # define-by-run: a conditional param is asked for only where it is used
-            return OptunaSearch(space=DefineByRun(space), metric=metric, mode=METRICS[metric], seed=spec.seed)
-        return OptunaSearch(seed=spec.seed)
+            return OptunaSearch(space=DefineByRun(space), metric=metric, mode=METRICS[metric], seed=spec.seed,
+                                points_to_evaluate=first)
+        return OptunaSearch(seed=spec.seed, points_to_evaluate=first)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=spec.seed)
+    return BasicVariantGenerator(random_state=spec.seed, points_to_evaluate=first)
 
 
 class DefineByRun:

@@ -108,6 +108,22 @@ def wait_for(condition, proc: subprocess.Popen, seconds: float = 240) -> None:  
 
 
 
+def periodic_space(folder: Path, **fixed: object) -> Path:
+    """The default space with periodic embeddings of the numbers fixed on (and ``fixed``), as a file."""
+    import yaml
+
+    from search.space import load_space
+
+    space = load_space("default").to_dict()
+    fixed = {"numeric_embedding": "periodic", **fixed}
+    space["params"] = {k: v for k, v in space["params"].items() if k not in fixed}
+    space["fixed"] = {**space["fixed"], **fixed}
+    space["first_trials"] = [{k: v for k, v in point.items() if k not in fixed} for point in space["first_trials"]]
+    path = folder / "periodic.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
 def make_big_table(n: int, seed: int = 0) -> pd.DataFrame:
     """A flights-like table of ``n`` rows (a clock time as HHMM, a 105-level category): bench/tables.py."""
     from bench.tables import flights_like

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 
 import pandas as pd
 import pytest
 
-from tests.conftest import make_big_table, run_cli
+from tests.conftest import make_big_table, periodic_space, run_cli
 
 pytestmark = pytest.mark.slow
 BUDGET = 90
@@ -21,8 +22,12 @@ def test_a_budgeted_run_on_200k_rows_ends_inside_its_budget(tmp_path):
     data = tmp_path / "flights.parquet"
     make_big_table(200_000).to_parquet(data)
     began = time.time()
+    # the numbers as periodic embeddings: the holdout rule's final model is the winner's CV fit, whose first
+    # weights are then the embedding's frequencies, not a kernel over the encoded columns
     done = run_cli(["run", str(data), "--target", "late", "--time-budget", str(BUDGET), "--cpus", "2",
-                    "--samples", "12", "--results", str(tmp_path / "out"), "--name", "big"], cwd=tmp_path)
+                    "--samples", "12", "--space", str(periodic_space(tmp_path, batch_size=512)),
+                    "--results", str(tmp_path / "out"),
+                    "--name", "big"], cwd=tmp_path)
     wall = time.time() - began
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "out" / "big"
@@ -42,6 +47,8 @@ def test_a_budgeted_run_on_200k_rows_ends_inside_its_budget(tmp_path):
     # ASHA's unit is the epoch in fractions: some trial was judged before its first whole epoch ended
     epochs = pd.read_csv(run / "epochs.csv")
     assert (epochs["epoch"] % 1 != 0).any()
+    with zipfile.ZipFile(run / "model" / "model.keras") as archive:
+        assert b'"frequencies"' in archive.read("config.json")  # the exported network embeds its numbers
 
     # the files do not grow with the rows: predictions are in Parquet, cv.json holds summaries
     assert (run / "cv.json").stat().st_size < 200_000 and (run / "test.json").stat().st_size < 20_000
