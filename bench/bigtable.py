@@ -154,7 +154,8 @@ def run_one(table: str, options: dict[str, Any], budget: str, workdir: Path, cpu
     memory.done.set()
     memory.join()
     print(f"{name}: exit {proc.returncode}, {wall:.0f} s", flush=True)
-    entry: dict[str, Any] = {"table": table, "budget": budget, "label": label, "run": name, "wall_s": wall, "exit": proc.returncode,
+    entry: dict[str, Any] = {"table": table, "budget": budget, "label": label, "run": name, "wall_s": wall,
+                             "exit": proc.returncode,
                              "peak_tree_rss_mb": memory.peak_total_mb, "peak_process_rss_mb": memory.peak_process_mb,
                              "first_lines": output.splitlines()[:8], "last_lines": output.splitlines()[-4:]}
     run = workdir / "results" / name
