@@ -86,15 +86,17 @@ def to_markdown(entries: list[dict[str, Any]], budget: str, cpus: int) -> str:
              "| boosting, tuned (time) | network - defaults | network - tuned | CV: network, boosting defaults |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
-        arm = e.get("label") or "default"
+        arm = (e.get("label") or "-default").lstrip("-")
         if "network_test_roc_auc" not in e:
             lines.append(f"| {e['table']} | | {arm} | failed: exit {e['exit']} | {e['wall_s']:.0f} s | | | | | |")
             continue
         net, boost = e["network_test_roc_auc"], e["boosting_test_roc_auc"]
         tuned = e.get("tuned_boosting_test_roc_auc", float("nan"))
+        tuned_cell = (f"{tuned:.4f} ({e['tuned_boosting_seconds']:.0f} s)" if "tuned_boosting_seconds" in e
+                      else "not run")
         lines.append(
             f"| {e['table']} | {e['rows']} | {arm} | {net:.4f} | {e['wall_s']:.0f} s | {boost:.4f} "
-            f"({e['boosting_seconds']:.1f} s) | {tuned:.4f} ({e.get('tuned_boosting_seconds', float('nan')):.0f} s) "
+            f"({e['boosting_seconds']:.1f} s) | {tuned_cell} "
             f"| {net - boost:+.4f} | {net - tuned:+.4f} "
             f"| {e['network_cv_roc_auc']:.4f}, {e['boosting_cv_roc_auc']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from search.space import load_space
 from search.tuning import STATUSES
 from tests.conftest import fakes, require_shared, run_cli
 
@@ -52,6 +53,11 @@ def test_default_table_search_end_to_end(builtin_run):
     early = trials[trials["status"] == "stopped early"]
     assert len(early) >= 1 and set(early["epochs"]) <= {1, 3}
     assert (trials.loc[trials["status"] == "completed", "epochs"] == 9).all()
+    # the default space's known-good configs ran first, as written (Optuna's enqueued trials)
+    first = load_space("default").first_trials
+    for (_, row), point in zip(trials.sort_values("trial_id").head(len(first)).iterrows(), first, strict=True):
+        assert {k: row[k] for k in point} == {k: pytest.approx(v) if isinstance(v, float) else v
+                                              for k, v in point.items()}
     # the sampled values stay inside the default space's inclusive bounds
     assert trials["depth"].between(1, 4).all() and trials["width"].between(8, 512).all()
 
