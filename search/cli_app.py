@@ -77,10 +77,15 @@ def leave_job_dir() -> None:
 
 def guard(action) -> None:  # noqa: ANN001
     from search import signals
+    from search.devices import stderr_restored
 
     signals.install()  # SIGTERM stops a run as Ctrl-C does
     try:
-        action()
+        try:
+            action()
+        except BaseException:
+            stderr_restored()  # a background import may still point stderr at /dev/null (search/pipeline.py)
+            raise
     except Interrupted as exc:
         err.print(f"interrupted: {exc} Its state is in {exc.partial}.\n"
                   f"resume with: hpsearch resume {resume_target(exc.partial)}", soft_wrap=True, markup=False)

@@ -15,7 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,27 @@ def native_stderr_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+_SILENCED_THREADS: list[threading.Thread] = []
+
+
+def in_background_silenced(target: Callable[[], None], name: str) -> None:
+    """Run ``target`` in a daemon thread with file descriptor 2 at /dev/null (for the whole process, as
+    long as it runs): :func:`stderr_restored` waits for it before an error is printed."""
+    def run() -> None:
+        with native_stderr_silenced():
+            target()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    _SILENCED_THREADS.append(thread)
+    thread.start()
+
+
+def stderr_restored(timeout: float = 60.0) -> None:
+    """Wait until no background thread holds stderr at /dev/null, so that the next line is seen."""
+    for thread in _SILENCED_THREADS:
+        thread.join(timeout)
 
 
 @dataclass(frozen=True)

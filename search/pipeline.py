@@ -216,18 +216,16 @@ def import_keras_meanwhile() -> None:
     """Import Keras (TensorFlow: 3-4 s) in the background while the search runs: the driver needs it
     only for the export. A later ``import keras`` waits for this one."""
     import sys
-    import threading
+
+    from search.devices import in_background_silenced
 
     if "keras" in sys.modules:
         return
 
     def load() -> None:
-        from search.devices import native_stderr_silenced
+        import keras  # noqa: F401
 
-        with native_stderr_silenced():  # TensorFlow's C++ start-up lines
-            import keras  # noqa: F401
-
-    threading.Thread(target=load, name="hpsearch-keras-import", daemon=True).start()
+    in_background_silenced(load, "hpsearch-keras-import")  # TensorFlow's C++ start-up lines off
 
 
 def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
@@ -277,7 +275,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     Writes ``cv.json``, ``oof.parquet``, ``test.json`` and ``test_predictions.parquet`` (when a test
     part was held out) and ``model/``; returns a summary. ``clock`` times the stages and gives their deadlines.
     """
-    from search.baseline import score_baselines
+    from search.baseline import TUNED_BOOSTING, score_baselines, tuned_boosting
     from search.final_fit import fit_final_model
     from search.preprocess import raw_inputs
     from search.retrain import cross_validate, fold_plan, pick_candidates
@@ -289,18 +287,20 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     folds = fold_plan(table, splits, plan.cv_rule, plan.cv_folds, repeats, spec.seed)
     with ThreadPoolExecutor(1, thread_name_prefix="hpsearch-baselines") as pool:
         scoring = pool.submit(score_baselines, table, folds, splits.test, holdout=plan.cv_rule == "holdout")
+        rest = np.sort(np.concatenate([splits.train, splits.val]))
+        tuning = pool.submit(tuned_boosting, table, rest, splits.test, spec.seed) if len(splits.test) else None
         cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
                             repeats=repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
                             max_epochs=max_epochs, deadline=clock.deadline("cv"),
                             threshold_rule=spec.threshold_rule, on_progress=on_progress)
         clock.start("baselines")  # what is left of them
         baselines = scoring.result()
+        tuned = tuning.result() if tuning else None
     results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
     results.write_parquet(run_dir / results.OOF, cv.oof)
 
     clock.start("final fit")
-    rows = np.sort(np.concatenate([splits.train, splits.val]))
-    preprocessor, network, epochs, trained_on = fit_final_model(cv, table, rows, spec, clock.deadline("final fit"))
+    preprocessor, network, epochs, trained_on = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"))
 
     clock.start("export")
     model = export.join_model(preprocessor, network)
@@ -308,8 +308,9 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     if len(splits.test):
         probability = np.asarray(model(raw_inputs(table.features.iloc[splits.test], table.schema))).ravel()
         test = export.score_test(table.y[splits.test], probability, cv.threshold)
-        results.write_json(run_dir / results.TEST, {**test, "trained_on": trained_on,
-                                                    "baselines": {n: b["test"] for n, b in baselines.items()}})
+        on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
+        results.write_json(run_dir / results.TEST, {**test, "trained_on": trained_on, "baselines": on_test,
+                                                    "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})
         results.write_parquet(run_dir / results.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
     return export.export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)

@@ -265,7 +265,7 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
 
 def _searcher(spec: RunSpec, space: Space, metric: str) -> Any:
     """Random search or Optuna's TPE, starting from the space's first trials (known-good configs)."""
-    first = [dict(point) for point in space.first_trials] or None
+    first = [complete_point(point, space) for point in space.first_trials] or None
     if spec.searcher == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -276,6 +276,26 @@ def _searcher(spec: RunSpec, space: Space, metric: str) -> Any:
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     return BasicVariantGenerator(random_state=spec.seed, points_to_evaluate=first)
+
+
+def complete_point(point: dict[str, Any], space: Space) -> dict[str, Any]:
+    """A first trial with every param of ``space`` (Optuna refuses a partial one): a param it leaves out
+    takes the network's default where that lies in the param's range, else the range's middle."""
+    from search.model import DEFAULTS
+
+    full = dict(point)
+    for name, p in space.params.items():
+        if name in full:
+            continue
+        default = DEFAULTS.get(name)
+        if isinstance(p, ChoiceParam):
+            full[name] = default if default in p.values else p.values[0]
+        elif default is not None and p.low <= default <= p.high:
+            full[name] = default
+        else:
+            middle = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+            full[name] = int(round(middle)) if isinstance(p, IntParam) else middle
+    return full
 
 
 class DefineByRun:

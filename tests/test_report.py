@@ -43,6 +43,14 @@ def test_report_has_every_section_and_plot(run_dir):
     assert report["cv"]["baselines"]["gradient boosting"]["seconds"] > 0
     assert "gradient boosting" in report["against_boosting"]
     assert report["against_boosting"] in (run_dir / "report.md").read_text()
+    # boosting tuned by a small random search, on the test part: in test.json, the verdict and the test table
+    test = json.loads((run_dir / "test.json").read_text())
+    tuned = test["baselines"]["gradient boosting, tuned"]
+    assert 0.5 < tuned["roc_auc"] <= 1 and test["tuned_boosting"]["seconds"] > 0
+    assert set(test["tuned_boosting"]["params"]) == {"learning_rate", "max_leaf_nodes", "min_samples_leaf",
+                                                     "l2_regularization", "max_features", "max_iter"}
+    assert f"{tuned['roc_auc']:.4f} for boosting tuned by a random search of 8" in report["against_boosting"]
+    assert re.search(r"\| gradient boosting, tuned \| 0\.\d{4} \|", (run_dir / "report.md").read_text())
     assert report["cv"]["baselines"]["majority class"]["mean"]["roc_auc"] == pytest.approx(0.5)
     assert report["summary"]["trials_by_status"] == \
         __import__("pandas").read_csv(run_dir / "trials.csv")["status"].value_counts().to_dict()

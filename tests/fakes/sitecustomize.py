@@ -4,6 +4,8 @@ its environment). The product reads no test variable; these patches wrap its fun
 
 - ``HPSEARCH_FAKE_FAIL_ABOVE_LR=x``: building a network whose learning rate is above ``x`` raises
   (a trial whose code fails).
+- ``HPSEARCH_FAKE_SEARCH_SETUP_ERROR=text``: setting up the search's searcher raises ValueError(text), in
+  the driver, as soon as the search starts.
 - ``HPSEARCH_FAKE_EPOCH_SECONDS=s``: each trial report first sleeps ``s`` seconds (trials long enough
   to be stopped or killed mid-way).
 """
@@ -47,7 +49,19 @@ def _slow_reports(module):  # noqa: ANN001, ANN202
     module._score_and_report = score_and_report
 
 
-PATCHES = {"search.model": _fail_above_learning_rate, "search.trainable": _slow_reports}
+def _failing_searcher(module):  # noqa: ANN001, ANN202
+    text = os.environ.get("HPSEARCH_FAKE_SEARCH_SETUP_ERROR")
+    if not text:
+        return
+
+    def searcher(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ValueError(text)
+
+    module._searcher = searcher
+
+
+PATCHES = {"search.model": _fail_above_learning_rate, "search.trainable": _slow_reports,
+           "search.tuning": _failing_searcher}
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
