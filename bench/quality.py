@@ -43,25 +43,19 @@ TUNED_CANDIDATES = 20
 
 def tuned_boosting(run: Path, seed: int = 0) -> dict[str, Any]:
     """Boosting tuned by a random search with CV on the run's non-test rows, scored on its test part."""
-    from scipy.stats import loguniform, randint, uniform
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 
-    from search.baseline import BOOSTING, _frame, _model
+    from search.baseline import BOOSTING, _frame, _model, boosting_space
     from search.run_folder import read_run_spec, reload_data
 
     spec, _, described = read_run_spec(run)
     table, splits = reload_data(spec, described)
     rest = np.sort(np.concatenate([splits.train, splits.val]))
     folds = 5 if len(rest) <= 50_000 else 3
-    candidates = {
-        "learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(8, 128),
-        "min_samples_leaf": randint(5, 200), "l2_regularization": loguniform(1e-4, 10.0),
-        "max_features": uniform(0.5, 0.5), "max_iter": [100, 300, 1000],
-    }
     began = time.perf_counter()
     search = RandomizedSearchCV(
-        _model(BOOSTING, table).set_params(early_stopping=True), candidates, n_iter=TUNED_CANDIDATES,
+        _model(BOOSTING, table).set_params(early_stopping=True), boosting_space(), n_iter=TUNED_CANDIDATES,
         scoring="roc_auc", cv=StratifiedKFold(folds, shuffle=True, random_state=seed), random_state=seed,
     ).fit(_frame(table, rest, BOOSTING), table.y[rest])
     probability = search.predict_proba(_frame(table, splits.test, BOOSTING))[:, 1]

@@ -107,6 +107,15 @@ def score_baselines(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], tes
     return out
 
 
+def boosting_space() -> dict[str, Any]:
+    """What a brief random search of ``HistGradientBoostingClassifier`` varies (iterations: with early stopping)."""
+    from scipy.stats import loguniform, randint, uniform
+
+    return {"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(8, 128),
+            "min_samples_leaf": randint(5, 200), "l2_regularization": loguniform(1e-4, 10.0),
+            "max_features": uniform(0.5, 0.5), "max_iter": [100, 300, 1000]}
+
+
 def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Boosting tuned by a small random search, scored on the test part: each of ``TUNED_CANDIDATES``
     configurations (learning rate, leaves, leaf size, L2, feature share, iterations with early stopping) is
@@ -114,7 +123,6 @@ def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int =
     on them all. What a user who tunes boosting briefly gets; its wall time and choice are recorded."""
     import time
 
-    from scipy.stats import loguniform, randint, uniform
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import ParameterSampler, train_test_split
 
@@ -122,11 +130,8 @@ def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int =
     fit_rows, pick_rows = train_test_split(rest, test_size=TUNED_PICK_SHARE, stratify=table.y[rest],
                                            random_state=seed)
     fit_x, pick_x = _frame(table, fit_rows, BOOSTING), _frame(table, pick_rows, BOOSTING)
-    space = {"learning_rate": loguniform(0.01, 0.3), "max_leaf_nodes": randint(8, 128),
-             "min_samples_leaf": randint(5, 200), "l2_regularization": loguniform(1e-4, 10.0),
-             "max_features": uniform(0.5, 0.5), "max_iter": [100, 300, 1000]}
     scored = []
-    for params in ParameterSampler(space, TUNED_CANDIDATES, random_state=seed):
+    for params in ParameterSampler(boosting_space(), TUNED_CANDIDATES, random_state=seed):
         params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
         model = _model(BOOSTING, table).set_params(early_stopping=True, **params).fit(fit_x, table.y[fit_rows])
         scored.append((roc_auc_score(table.y[pick_rows], model.predict_proba(pick_x)[:, 1]), params))
