@@ -235,7 +235,9 @@ def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
         if code:
             parts.append(f"<pre><code>{esc(code)}</code></pre>")
         if rows:
-            parts.append("<table><tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in rows[0]) + "</tr>")
+            # a header may break after an underscore (numeric_embedding): a table of many params fits the page
+            parts.append("<table><tr>" + "".join(f"<th>{esc(str(c)).replace('_', '_<wbr>')}</th>" for c in rows[0])
+                         + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows[1:]]
             parts.append("</table>")
         for key in keys:
