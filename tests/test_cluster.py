@@ -101,8 +101,11 @@ def wait_for_nodes(port: int, count: int, started: list[subprocess.Popen], log_d
     while time.time() < deadline:
         if any(p.poll() is not None for p in started):
             pytest.fail(f"a ray start process exited early: {tail_logs(log_dir)}")
-        out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{port}"], capture_output=True, text=True,
-                             env={**os.environ, "RAY_AUTH_MODE": "token"})
+        try:  # a probe that hangs (a node still starting) is retried, not waited on until pytest's timeout
+            out = subprocess.run([sys.executable, "-c", code, f"127.0.0.1:{port}"], capture_output=True, text=True,
+                                 env={**os.environ, "RAY_AUTH_MODE": "token"}, timeout=45)
+        except subprocess.TimeoutExpired:
+            continue
         if out.returncode == 0:
             nodes = json.loads(out.stdout.strip().splitlines()[-1])
             if len(nodes) == count:
