@@ -79,10 +79,11 @@ def keras_tuner_leg(table: str, workdir: Path) -> None:
     t = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
     splits = split_rows(t.y, spec.test_size, spec.val_size, spec.seed)
     _, (x_tr, x_va) = fit_and_encode(t.features.iloc[splits.train], t.schema, t.features.iloc[splits.val])
+    layout = {"numeric_columns": sum(f.kind == "numeric" for f in t.schema)}  # as hpsearch run sets it
 
     class MLP(kt.HyperModel):
         def build(self, hp: Any) -> Any:
-            return peer_network(keras_tuner_space(hp), x_tr.shape[1], metrics=["accuracy"])
+            return peer_network({**keras_tuner_space(hp), **layout}, x_tr.shape[1], metrics=["accuracy"])
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
             return model.fit(*args, batch_size=hp.get("batch_size"), **kwargs)
@@ -93,7 +94,7 @@ def keras_tuner_leg(table: str, workdir: Path) -> None:
     best = tuner.oracle.get_best_trials(1)[0]
     history = best.metrics.get_history("val_accuracy")
     epochs = int(max(history, key=lambda o: float(np.mean(o.value))).step) + 1 if history else MAX_EPOCHS
-    config = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
+    config = {**{k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}, **layout}
     rows = np.sort(np.concatenate([splits.train, splits.val]))
     scores = []
     for tr, va in StratifiedKFold(CV_FOLDS, shuffle=True, random_state=spec.seed).split(rows, t.y[rows]):

@@ -13,6 +13,8 @@ Two ways, the same results (``tests/test_training.py`` checks it):
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -30,16 +32,68 @@ FOLDS_IN_FLIGHT = 2  # fold encodings alive at once for one-fold tasks (each one
 Plan = list[tuple[np.ndarray, np.ndarray]]
 
 
+class FitWorkers:
+    """Ray actors, one per CPU slot, that train a small table's grouped folds on one machine.
+
+    A Ray task's worker imports Keras and JAX on its first fit: 3 s on 2 cores, a third of sonar's
+    CV stage. These start before the CV (search/head_start.py: while the search's last trials run), so
+    the import is done when the folds come. Only on a one-node CPU cluster: there the actors take no
+    CPU from Ray's accounting (the search's trials still hold it) and stay on the driver's machine.
+    """
+
+    def __init__(self, compute: Compute) -> None:
+        self.compute, self.actors = compute, []
+
+    def start(self) -> None:
+        import ray
+
+        if self.actors or self.compute.gpus or len([n for n in ray.nodes() if n.get("Alive")]) != 1:
+            return
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.compute.cpus, 1e-9)))
+        worker = ray.remote(num_cpus=0, max_restarts=0)(_FoldsWorker)
+        self.actors = [worker.remote(self.compute) for _ in range(slots)]
+
+    def first(self) -> Any:
+        """An actor for the final fit, or None."""
+        return self.actors[0] if self.actors else None
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+
+class _FoldsWorker:
+    def __init__(self, compute: Compute) -> None:
+        from search.worker import use_backend
+
+        use_backend(compute)
+        import keras  # noqa: F401 (the import this actor is for)
+
+    def fit(self, *args: Any) -> list[dict[str, Any]]:
+        return fit_folds_and_predict(*args)
+
+    def train_weights(self, *args: Any) -> tuple[list[np.ndarray], int]:
+        from search.final_fit import train_weights
+
+        return train_weights(*args)
+
+
 def run_fits(table: Table, plan: Plan, candidates: list[Any], metric: str, seed: int, compute: Compute,
              max_epochs: int, patience: int, deadline: float, *, keep_weights: bool,
-             on_progress: Callable[[FitProgress], None] | None) -> tuple[dict[tuple[int, int], dict], dict]:
-    """Every (candidate, fold) fit's output, and (with ``keep_weights``) the folds' preprocessing."""
+             on_progress: Callable[[FitProgress], None] | None,
+             workers: FitWorkers | None = None) -> tuple[dict[tuple[int, int], dict], dict]:
+    """Every (candidate, fold) fit's output, and (with ``keep_weights``) the folds' preprocessing.
+    Grouped folds go to ``workers``' actors when it has any, else to Ray tasks."""
     import ray
 
     grouped = (not keep_weights and patience >= max_epochs and compute.backend == "jax"
                and not any(_own_fit(c.hyperparameters) for c in candidates))
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(compute.cpus, 1e-9)))
-    tasks = _grouped_tasks if grouped else _fold_tasks
+    actors = workers.actors if workers is not None and grouped else []
+    tasks = functools.partial(_grouped_tasks, actors=actors) if grouped else _fold_tasks
     outputs: dict[tuple[int, int], dict] = {}
     preprocessors: dict[int, Any] = {}
     pending: dict[Any, list[tuple[int, int]]] = {}
@@ -60,7 +114,7 @@ def run_fits(table: Table, plan: Plan, candidates: list[Any], metric: str, seed:
             _progress(on_progress, outputs, total, durations, deadline, slots, metric)
     except BaseException:
         for ref in pending:
-            ray.cancel(ref, force=True)
+            ray.cancel(ref, force=not actors)  # an actor's calls end with it (FitWorkers.close)
         raise
     return outputs, preprocessors
 
@@ -84,11 +138,14 @@ def _fold_tasks(table: Table, plan: Plan, candidates: list[Any], metric: str, se
 
 
 def _grouped_tasks(table: Table, plan: Plan, candidates: list[Any], metric: str, seed: int, compute: Compute,
-                   max_epochs: int, patience: int, deadline: float, keep_weights: bool, slots: int) -> Any:
-    """One task per candidate (or per part of its folds, so that every slot has work) for all its folds."""
+                   max_epochs: int, patience: int, deadline: float, keep_weights: bool, slots: int,
+                   actors: list[Any]) -> Any:
+    """One task per candidate (or per part of its folds, so that every slot has work) for all its folds,
+    on the ``actors`` in turn when there are any."""
     import ray
 
     remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus, max_retries=1)(fit_folds_and_predict)
+    turn = itertools.cycle(actors)
     # small tables: every fold's arrays travel with the task (Ray resolves only top-level refs)
     folds = [(*encode_fold(table, tr, va)[1:], tr, va) for tr, va in plan]
     folds = [(x_tr, table.y[tr].astype(np.float32), x_va, table.y[va]) for x_tr, x_va, tr, va in folds]
@@ -105,8 +162,9 @@ def _grouped_tasks(table: Table, plan: Plan, candidates: list[Any], metric: str,
               for g in np.array_split(np.asarray(same), min(parts, len(same)))]
     for c, cand in sorted(enumerate(candidates), key=lambda item: -_training_cost(item[1].hyperparameters)):
         for group in groups:
-            ref = remote.remote(cand.hyperparameters, [folds[f] for f in group], max_epochs, [seed + f for f in group],
-                                compute, metric, deadline, c > 0 or group[0] > 0)
+            args = (cand.hyperparameters, [folds[f] for f in group], max_epochs, [seed + f for f in group],
+                    compute, metric, deadline, c > 0 or group[0] > 0)
+            ref = next(turn).fit.remote(*args) if actors else remote.remote(*args)
             yield ref, [(c, f) for f in group], {}
 
 

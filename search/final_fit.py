@@ -16,9 +16,10 @@ from search.spec import RunSpec
 
 
 def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
-                    deadline: float) -> tuple[Any, Any, int, str]:
+                    deadline: float, worker: Any = None) -> tuple[Any, Any, int, str]:
     """The winner's preprocessing and network: with the holdout rule its CV fit at its best epoch,
-    else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out)."""
+    else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out), on
+    ``worker`` (one of the CV's ``FitWorkers``, its Keras imported) when given."""
     from search.preprocess import build_preprocessor, fit_and_encode
 
     winner = cv.winner
@@ -31,21 +32,22 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
     preprocessor = build_preprocessor(stats, table.schema)
     network, trained = fit_final(winner.hyperparameters, x,
                                  table.y[rows].astype(np.float32), winner.epochs, spec.seed, Compute.of(spec),
-                                 deadline)
+                                 deadline, worker)
     note = "all non-test rows" + (f" (stopped at epoch {trained} of {winner.epochs}: the budget)"
                                   if trained < winner.epochs else "")
     return preprocessor, network, trained, note
 
 
 def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-              compute: Compute, deadline: float) -> tuple[Any, int]:
+              compute: Compute, deadline: float, worker: Any = None) -> tuple[Any, int]:
     """The winner trained on all non-test rows in a Ray task with a trial's resources (its GPU share,
     its precision); returned as a float32 network built in the driver, for the export, with the epochs
     it trained (fewer than ``epochs`` when the next one would have ended past ``deadline``)."""
     import ray
 
     remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(train_weights)
-    ref = remote.remote(config, x, y, epochs, seed, compute, deadline)
+    args = (config, x, y, epochs, seed, compute, deadline)
+    ref = worker.train_weights.remote(*args) if worker is not None else remote.remote(*args)
     try:
         while True:
             ready, _ = ray.wait([ref], timeout=2.0)
@@ -53,7 +55,7 @@ def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int,
             if ready:
                 break
     except BaseException:
-        ray.cancel(ref, force=True)
+        ray.cancel(ref, force=worker is None)  # an actor's calls end with it
         raise
     weights, trained = ray.get(ref)
     return network_with(config, x.shape[1], weights), trained

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from search.budget import RunClock, RunPlan, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
 from search.errors import DataError, Interrupted, SearchError
+from search.head_start import HeadStart
 from search.metrics import METRICS, ranked_trials
 from search.model import resolve_config
 from search.space import Space, load_space
@@ -109,12 +109,13 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             clock = RunClock(plan.budget, "search", on_stage=on_progress)
             import_keras_meanwhile()
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
-            trials = run_trials(spec, plan.space, data, partial, on_progress, grace_period=plan.fidelity.grace_period,
-                                deadline=clock.deadline("search"),
+            head = HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds)  # begins in the search's tail
+            trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
+                                grace_period=plan.fidelity.grace_period, deadline=clock.deadline("search"),
                                 callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
             record_search(partial, spec, plan, table, data.metric, trials)
             clock.start("CV")
-            finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress)
+            finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress, head)
             devices = cluster_devices()
         outcome = _publish(spec, plan, trials, partial, final, clock, finished, devices, resumed=False)
     except BaseException as exc:
@@ -268,39 +269,39 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
 
 
 def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table, splits: Splits,
-                       trials: pd.DataFrame, clock: RunClock,
-                       on_progress: Callable[[Any], None] | None) -> dict[str, Any]:
+                       trials: pd.DataFrame, clock: RunClock, on_progress: Callable[[Any], None] | None,
+                       head: HeadStart | None = None) -> dict[str, Any]:
     """CV of the top-k configurations, the final fit, the test score and the export, each by its deadline.
 
     Writes ``cv.json``, ``oof.parquet``, ``test.json`` and ``test_predictions.parquet`` (when a test
-    part was held out) and ``model/``; returns a summary. ``clock`` times the stages and gives their deadlines.
+    part was held out) and ``model/``; returns a summary. ``clock`` times the stages and gives their deadlines;
+    ``head`` holds the CV's workers and baselines if the search started them (search/head_start.py).
     """
-    from search.baseline import TUNED_BOOSTING, score_baselines, tuned_boosting
+    from search.baseline import TUNED_BOOSTING
     from search.final_fit import fit_final_model
     from search.preprocess import raw_inputs
-    from search.retrain import cross_validate, fold_plan, pick_candidates
+    from search.retrain import cross_validate, pick_candidates
 
     candidates = pick_candidates(trials, spec.metric, spec.top_k, plan.space)
-    repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
-    # the baselines (scikit-learn, in this process) are scored on the same folds while Ray's workers run the CV
-    folds = fold_plan(table, splits, plan.cv_rule, plan.cv_folds, repeats, spec.seed)
-    with ThreadPoolExecutor(1, thread_name_prefix="hpsearch-baselines") as pool:
-        scoring = pool.submit(score_baselines, table, folds, splits.test, holdout=plan.cv_rule == "holdout")
-        rest = np.sort(np.concatenate([splits.train, splits.val]))
-        tuning = pool.submit(tuned_boosting, table, rest, splits.test, spec.seed) if len(splits.test) else None
+    head = head or HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds)
+    rest = head.rest
+    try:
+        head.begin()  # the baselines (scikit-learn, in this process) run on the CV's folds while Ray's workers fit
         cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
-                            repeats=repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
+                            repeats=head.repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
                             max_epochs=max_epochs, deadline=clock.deadline("cv"),
-                            threshold_rule=spec.threshold_rule, on_progress=on_progress)
+                            threshold_rule=spec.threshold_rule, on_progress=on_progress, workers=head.workers)
         clock.start("baselines")  # what is left of them
-        baselines = scoring.result()
-        tuned = tuning.result() if tuning else None
-    results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
-    results.write_parquet(run_dir / results.OOF, cv.oof)
+        baselines, tuned = head.baselines()
+        results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
+        results.write_parquet(run_dir / results.OOF, cv.oof)
 
-    clock.start("final fit")
-    preprocessor, network, epochs, trained_on = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"))
+        clock.start("final fit")
+        preprocessor, network, epochs, trained_on = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"),
+                                                                    head.workers.first())
+    finally:
+        head.close()
 
     clock.start("export")
     model = export.join_model(preprocessor, network)

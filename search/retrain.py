@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from search.budget import holdout_parts
-from search.cv_fits import run_fits
+from search.cv_fits import FitWorkers, run_fits
 from search.data import Splits, Table
 from search.devices import Compute
 from search.metrics import METRICS, mean_and_std, ranked_trials, score_all
@@ -125,15 +125,18 @@ def fold_plan(table: Table, splits: Splits, rule: str, folds: int, repeats: int,
 def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, rule: str,
                    folds: int, repeats: int, seed: int, compute: Compute, threshold: float | None,
                    max_epochs: int, deadline: float, threshold_rule: str = "auto",
-                   on_progress: Callable[[FitProgress], None] | None = None) -> CvSummary:
-    """Score every candidate on the same folds, in parallel Ray tasks; pick the winner and its threshold.
+                   on_progress: Callable[[FitProgress], None] | None = None,
+                   workers: FitWorkers | None = None) -> CvSummary:
+    """Score every candidate on the same folds, in parallel Ray tasks (or ``workers``' actors); pick the
+    winner and its threshold.
 
     Raises KeyboardInterrupt (after cancelling the running fits) when stopped.
     """
     plan = fold_plan(table, splits, rule, folds, repeats, seed)
     patience = patience_for(max_epochs, len(splits.train))
     outputs, preprocessors = run_fits(table, plan, candidates, metric, seed, compute, max_epochs, patience,
-                                       deadline, keep_weights=rule == "holdout", on_progress=on_progress)
+                                       deadline, keep_weights=rule == "holdout", on_progress=on_progress,
+                                       workers=workers)
     summaries, oof_frames = [], []
     for c, cand in enumerate(candidates):
         summary, oof = _summarise(cand, [outputs[(c, f)] for f in range(len(plan))], plan, table.y, metric, rule,

@@ -13,15 +13,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "search"
 FLOW = [
     "errors", "model_inputs", "metrics", "progress", "signals", "devices", "space", "hypermodel", "epochs", "model",
     "fit", "worker", "results", "reading", "dates", "data", "spec", "preprocess", "budget", "run_folder",
-    "ray_session", "trainable", "callbacks", "tuning", "cv_fits", "retrain", "baseline", "final_fit", "export",
+    "ray_session", "trainable", "callbacks", "tuning", "final_fit", "cv_fits", "retrain", "baseline", "head_start",
+    "export",
     "figures", "report_layout", "report", "predict", "mlflow_pyfunc", "tracking",
     "pipeline", "evaluate", "console", "api", "cli_app", "cluster", "cli_cluster", "cli", "__init__", "__main__",
 ]
 # Where `import ray` may stand, and why: the session, the search and its trial, the CV and final-fit
 # tasks, the cluster's job client, the devices' view of the cluster's resources, and Tune's MLflow logger.
-IMPORTS_RAY = {"ray_session", "tuning", "callbacks", "trainable", "cv_fits", "retrain", "final_fit", "cluster",
-               "devices", "tracking"}
-RAY_SEAM = {"ray_session", "tuning", "callbacks", "trainable", "cv_fits", "retrain", "final_fit"}
+IMPORTS_RAY = {"ray_session", "tuning", "callbacks", "trainable", "cv_fits", "retrain", "head_start", "final_fit",
+               "cluster", "devices", "tracking"}
+RAY_SEAM = {"ray_session", "tuning", "callbacks", "trainable", "cv_fits", "retrain", "head_start", "final_fit"}
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -81,3 +82,69 @@ def test_folds_of_different_widths_train_in_their_own_programs(tmp_path):
 
     cv = json.loads((tmp_path / "out" / "gap" / "cv.json").read_text())
     assert all(len(c["fold_scores"]) == 5 for c in cv["candidates"])
+
+
+HEAD_START_CHECK = """
+import json, sys
+import numpy as np
+import ray
+from search.data import load_table, split_rows
+from search.devices import Compute
+from search.head_start import HeadStart
+from search.progress import Progress
+from search.ray_session import ray_session
+from search.retrain import Candidate, cross_validate
+from search.spec import RunSpec
+
+spec = RunSpec(data=sys.argv[1], target="label", cpus=2, backend="jax", folds=3, repeats=1)
+table = load_table(spec.data, spec.target)
+splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
+candidates = [Candidate("a", {"depth": 1, "width": 8, "batch_size": 16, "learning_rate": 0.01}, 3),
+              Candidate("b", {"depth": 2, "width": 16, "batch_size": 32, "dropout": 0.2, "numeric_embedding": "periodic",
+                              "numeric_columns": 2}, 3)]
+args = dict(metric="roc_auc", rule="cv", folds=3, repeats=1, seed=0, compute=Compute.of(spec), threshold=None,
+            max_epochs=3, deadline=1e12)
+out = {}
+with ray_session(spec):
+    head = HeadStart(spec, table, splits, "cv", 3)
+    watch = head.watching(None)
+    watch(Progress(total=4, metric="roc_auc", running=2, finished=1))  # a trial is yet to start: no head start
+    out["early"] = len(head.workers.actors)
+    watch(Progress(total=4, metric="roc_auc", running=1, finished=3))  # all started, a core free for good
+    out["actors"] = len(head.workers.actors)
+    out["ready"] = ray.get([a.__ray_ready__.remote() for a in head.workers.actors])
+    on_actors = cross_validate(table, splits, candidates, workers=head.workers, **args)
+    baselines, tuned = head.baselines()
+    out["baselines"], out["tuned"] = sorted(baselines), sorted(tuned["test"])
+    first = head.workers.first()
+    head.close()
+    try:
+        ray.get(first.__ray_ready__.remote(), timeout=30)
+        out["closed"] = False
+    except ray.exceptions.RayActorError:
+        out["closed"] = True
+    as_tasks = cross_validate(table, splits, candidates, **args)
+out["scores"] = [[[f["roc_auc"], f["log_loss"]] for f in c["fold_scores"]] for c in on_actors.candidates]
+out["task_scores"] = [[[f["roc_auc"], f["log_loss"]] for f in c["fold_scores"]] for c in as_tasks.candidates]
+print(json.dumps(out))
+"""
+
+
+def test_the_cvs_workers_start_in_the_searchs_tail_and_fit_as_tasks_do(tmp_path):
+    """Once every trial has started and a core is free, the CV's actors start (Keras imported) and the
+    baselines begin; the folds they fit score as Ray tasks' fits do, and closing ends the actors."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, make_mixed_table
+
+    make_mixed_table(n=120).to_csv(tmp_path / "mixed.csv", index=False)
+    done = subprocess.run([sys.executable, "-c", HEAD_START_CHECK, str(tmp_path / "mixed.csv")], cwd=REPO,
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["early"] == 0 and out["actors"] == 2 and out["closed"]
+    assert "logistic regression" in " ".join(out["baselines"]) and "roc_auc" in out["tuned"]
+    assert len(out["scores"]) == 2 and all(len(c) == 3 for c in out["scores"])
+    np.testing.assert_allclose(np.array(out["scores"]), np.array(out["task_scores"]), atol=1e-5)

@@ -1,0 +1,79 @@
+"""A head start for the CV stage, in the search's last seconds.
+
+Once every sampled trial has started, each trial that ends leaves a core idle until the search ends.
+What the CV stage needs and the search's result does not decide starts there: the CV's Ray workers
+(each imports Keras and JAX, 3 s on 2 cores) and the baselines scored on the CV's folds (scikit-learn:
+2 s on sonar). A search ended by its time budget has no such tail; then both start with the CV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from search.cv_fits import FitWorkers
+from search.data import Splits, Table
+from search.devices import Compute
+from search.progress import Progress
+from search.spec import RunSpec
+
+
+class HeadStart:
+    """The CV stage's fold plan, its workers and its baselines, started by :meth:`begin` (at most once)."""
+
+    def __init__(self, spec: RunSpec, table: Table, splits: Splits, rule: str, folds: int) -> None:
+        from search.retrain import fold_plan
+
+        self.spec, self.table, self.splits, self.rule = spec, table, splits, rule
+        self.repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
+        self.folds = fold_plan(table, splits, rule, folds, self.repeats, spec.seed)
+        self.rest = np.sort(np.concatenate([splits.train, splits.val]))  # the rows that are not the test part
+        self.workers = FitWorkers(Compute.of(spec))
+        self._pool: ThreadPoolExecutor | None = None
+        self._scoring: Future | None = None
+        self._tuning: Future | None = None
+
+    def watching(self, on_progress: Callable[[Any], None] | None) -> Callable[[Any], None]:
+        """``on_progress`` for the search, which also begins the head start once a core is free for good."""
+        slots = max(1, int(_cluster_cpus() // max(self.spec.cpus_per_trial, 1e-9)))
+
+        def watch(state: Any) -> None:
+            if isinstance(state, Progress) and state.finished + state.running >= state.total and state.running < slots:
+                self.begin()
+            if on_progress is not None:
+                on_progress(state)
+
+        return watch
+
+    def begin(self) -> None:
+        from search.baseline import score_baselines, tuned_boosting
+
+        if self._pool is not None:
+            return
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hpsearch-baselines")
+        self.workers.start()
+        self._scoring = self._pool.submit(score_baselines, self.table, self.folds, self.splits.test,
+                                          holdout=self.rule == "holdout")
+        if len(self.splits.test):
+            self._tuning = self._pool.submit(tuned_boosting, self.table, self.rest, self.splits.test, self.spec.seed)
+
+    def baselines(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The baselines on the CV's folds, and boosting tuned on the test part (None without one)."""
+        self.begin()
+        assert self._scoring is not None
+        return self._scoring.result(), self._tuning.result() if self._tuning else None
+
+    def close(self) -> None:
+        """End the workers, and the baselines if they still run (after a failure)."""
+        self.workers.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else 1
