@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from search.data import Table
-from search.devices import Compute
+from search.devices import Compute, cpu_slots
 from search.metrics import is_better, score_all
 from search.progress import FitProgress
 from search.signals import raise_if_stopped
@@ -49,9 +49,8 @@ class FitWorkers:
 
         if self.actors or self.compute.gpus or len([n for n in ray.nodes() if n.get("Alive")]) != 1:
             return
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.compute.cpus, 1e-9)))
         worker = ray.remote(num_cpus=0, max_restarts=0)(_FoldsWorker)
-        self.actors = [worker.remote(self.compute) for _ in range(slots)]
+        self.actors = [worker.remote(self.compute) for _ in range(cpu_slots(self.compute.cpus))]
 
     def first(self) -> Any:
         """An actor for the final fit, or None."""
@@ -91,7 +90,7 @@ def run_fits(table: Table, plan: Plan, candidates: list[Any], metric: str, seed:
 
     grouped = (not keep_weights and patience >= max_epochs and compute.backend == "jax"
                and not any(_own_fit(c.hyperparameters) for c in candidates))
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(compute.cpus, 1e-9)))
+    slots = cpu_slots(compute.cpus)
     actors = workers.actors if workers is not None and grouped else []
     tasks = functools.partial(_grouped_tasks, actors=actors) if grouped else _fold_tasks
     outputs: dict[tuple[int, int], dict] = {}

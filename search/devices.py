@@ -225,6 +225,13 @@ def cluster_devices() -> dict[str, Any]:
     return {"cpus": float(resources.get("CPU", 0)), "gpus": float(resources.get("GPU", 0)), "gpu_types": kinds}
 
 
+def cpu_slots(cpus_each: float) -> int:
+    """How many fits of ``cpus_each`` CPUs the connected cluster runs at once (at least one)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_each, 1e-9)))
+
+
 def largest_node(resource: str) -> float:
     """The most of ``resource`` (``CPU``, ``GPU``) any one live node has: a trial must fit on one node."""
     import ray

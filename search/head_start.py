@@ -16,7 +16,7 @@ import numpy as np
 
 from search.cv_fits import FitWorkers
 from search.data import Splits, Table
-from search.devices import Compute
+from search.devices import Compute, cpu_slots
 from search.progress import Progress
 from search.spec import RunSpec
 
@@ -38,7 +38,7 @@ class HeadStart:
 
     def watching(self, on_progress: Callable[[Any], None] | None) -> Callable[[Any], None]:
         """``on_progress`` for the search, which also begins the head start once a core is free for good."""
-        slots = max(1, int(_cluster_cpus() // max(self.spec.cpus_per_trial, 1e-9)))
+        slots = cpu_slots(self.spec.cpus_per_trial)
 
         def watch(state: Any) -> None:
             if isinstance(state, Progress) and state.finished + state.running >= state.total and state.running < slots:
@@ -66,14 +66,15 @@ class HeadStart:
         assert self._scoring is not None
         return self._scoring.result(), self._tuning.result() if self._tuning else None
 
+    def __enter__(self) -> HeadStart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """End the workers, and the baselines if they still run (after a failure)."""
+        """End the workers, and the baselines if they still run (after a failure). Safe to call twice."""
         self.workers.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-
-def _cluster_cpus() -> float:
-    import ray
-
-    return ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else 1

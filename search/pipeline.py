@@ -109,13 +109,14 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             clock = RunClock(plan.budget, "search", on_stage=on_progress)
             import_keras_meanwhile()
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
-            head = HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds)  # begins in the search's tail
-            trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
-                                grace_period=plan.fidelity.grace_period, deadline=clock.deadline("search"),
-                                callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
-            record_search(partial, spec, plan, table, data.metric, trials)
-            clock.start("CV")
-            finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress, head)
+            # begins in the search's tail; closed here too if the search fails or is stopped after it began
+            with HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds) as head:
+                trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
+                                    grace_period=plan.fidelity.grace_period, deadline=clock.deadline("search"),
+                                    callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
+                record_search(partial, spec, plan, table, data.metric, trials)
+                clock.start("CV")
+                finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress, head)
             devices = cluster_devices()
         outcome = _publish(spec, plan, trials, partial, final, clock, finished, devices, resumed=False)
     except BaseException as exc:
