@@ -20,13 +20,16 @@ import search
 frame = pd.read_csv(sys.argv[1])
 result = search.run(frame, target="label", samples=3, max_epochs=3, top_k=1, folds=2, repeats=1, cpus=2,
                     results=sys.argv[2], name="notebook", quiet=True)
+mlflow_during_run = "mlflow" in sys.modules  # installed with the test extra; no run here logs to it
+import importlib.util, ray.air.integrations.mlflow as ray_mlflow
+mlflow_after_run = ray_mlflow.mlflow is not None or importlib.util.find_spec("mlflow") is None
 again = search.load(result.run_dir)
 predicted = again.predict(frame.drop(columns=["label"]))
 print(json.dumps({"dir": str(result.run_dir), "winner": result.cv["winner"], "best": result.best_config["trial_id"],
                   "trials": len(result.trials), "test_rows": result.test["rows"],
                   "probability": predicted["probability"].tolist(), "labels": sorted(set(predicted["label"])),
                   "html": result._repr_html_(), "report": str(result.report_path),
-                  "inputs": len(result.model.inputs)}))
+                  "inputs": len(result.model.inputs), "mlflow": [mlflow_during_run, mlflow_after_run]}))
 """
 
 
@@ -41,6 +44,8 @@ def test_a_dataframe_runs_to_predictions_and_a_notebook_summary(tmp_path):
     assert got["dir"] == str(tmp_path / "out" / "notebook") and got["trials"] == 3 and got["test_rows"] == 32
     assert got["labels"] == ["no", "yes"] and len(got["probability"]) == len(frame) and got["inputs"] == 4
     assert all(0 <= p <= 1 for p in got["probability"])
+    # Tune's start did not import MLflow (2 s on 2 cores), and Ray's MLflow module finds it afterwards
+    assert got["mlflow"] == [False, True]
     spec = json.loads((tmp_path / "out" / "notebook" / "spec.json").read_text())
     assert spec["data"]["source"].endswith("frame.parquet") and len(spec["data"]["sha256"]) == 64
     assert got["winner"] in got["html"] and "CV roc_auc" in got["html"] and "the full report" in got["html"]
