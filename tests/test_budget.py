@@ -7,7 +7,7 @@ import pytest
 
 from search.budget import SHARES_KFOLD, default_budget_s, plan_from_json, plan_run
 from search.metrics import score_all
-from search.retrain import _cv_epochs, choose_threshold
+from search.retrain import _cv_epochs, best_cutoff, choose_threshold
 from search.space import Space, load_space
 from search.spec import RunSpec
 
@@ -72,9 +72,23 @@ def test_the_vectorised_threshold_matches_every_threshold_tried(rule):
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 400)
     p = np.clip(0.35 * y + 0.65 * rng.random(400), 0, 1).round(3)
-    threshold, _ = choose_threshold(y, p, rule)
+    threshold, score = best_cutoff(y, p, rule)
     best = max(score_all(y, p, t)[rule] for t in np.unique(p))
-    assert score_all(y, p, threshold)[rule] == pytest.approx(best)
+    assert score_all(y, p, threshold)[rule] == pytest.approx(best) == pytest.approx(score)
+    if rule == "f1":
+        assert choose_threshold(y, p, rule)[0] == threshold
+
+
+def test_accuracy_keeps_0_5_unless_another_threshold_is_clearly_better():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.2, 200), 0, 1)  # centred: 0.5 is as good as any
+    threshold, rule_text = choose_threshold(y, p, "accuracy")
+    assert best_cutoff(y, p, "accuracy")[1] > score_all(y, p, 0.5)["accuracy"]  # a luckier cut-off exists...
+    assert threshold == 0.5 and "0.5" in rule_text  # ...but within the rows' noise
+    shifted = np.clip(p + 0.3, 0, 1)  # every probability 0.3 too high: 0.5 calls most negatives positive
+    threshold, rule_text = choose_threshold(y, shifted, "accuracy")
+    assert threshold > 0.65 and score_all(y, shifted, threshold)["accuracy"] == best_cutoff(y, shifted, "accuracy")[1]
 
 
 def test_a_fold_that_stopped_early_counts_with_its_last_score():
