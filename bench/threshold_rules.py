@@ -25,26 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from bench.end_to_end import RESULTS, ROOT, SHARED, TABLES
-from search.retrain import best_cutoff, choose_threshold
+from search.retrain import accuracy_threshold, best_cutoff, choose_threshold
 
 SPLITS = 200
 SEEDS = (0, 1)
 RUN = ["--metric", "accuracy", "--samples", "20", "--max-epochs", "27", "--quiet"]
 
 
-def keep_half_within(errors: float) -> Callable[[np.ndarray, np.ndarray], float]:
-    """0.5, unless the best cut-off's accuracy beats 0.5's by more than ``errors`` standard errors."""
-    def rule(y: np.ndarray, p: np.ndarray) -> float:
-        threshold, best = best_cutoff(y, p, "accuracy")
-        at_half = float(np.mean((p >= 0.5) == y))
-        return 0.5 if best - at_half <= errors * np.sqrt(best * (1 - best) / len(y)) else threshold
-    return rule
-
-
 RULES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "best cut-off (before)": lambda y, p: best_cutoff(y, p, "accuracy")[0],
     "0.5": lambda y, p: 0.5,
-    "0.5 unless beaten by 1 SE": keep_half_within(1.0),
+    "0.5 unless beaten by 1 SE": lambda y, p: accuracy_threshold(y, p, errors=1.0),
     "0.5 unless beaten by 2 SE (now)": lambda y, p: choose_threshold(y, p, "accuracy")[0],
 }
 

@@ -219,16 +219,23 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple
     from sklearn.metrics import roc_curve
 
     if rule in ("accuracy", "f1"):
-        threshold, best = best_cutoff(y, probability, rule)
         if rule == "f1":
-            return threshold, "maximises out-of-fold f1"
-        at_half = float(np.mean((np.asarray(probability) >= 0.5) == np.asarray(y)))
-        if best - at_half <= 2 * np.sqrt(best * (1 - best) / len(y)):
+            return best_cutoff(y, probability, rule)[0], "maximises out-of-fold f1"
+        threshold = accuracy_threshold(y, probability)
+        if threshold == 0.5:
             return 0.5, "0.5: no out-of-fold threshold beats its accuracy by two standard errors"
         return threshold, "maximises out-of-fold accuracy (more than two standard errors above 0.5's)"
     fpr, tpr, thresholds = roc_curve(y, probability)
     best = int(np.argmax(tpr - fpr))
     return float(min(1.0, thresholds[best])), "maximises Youden's J (TPR - FPR) out of fold"
+
+
+def accuracy_threshold(y: np.ndarray, probability: np.ndarray, errors: float = 2.0) -> float:
+    """0.5, unless the best cut-off's accuracy on these rows beats 0.5's by more than ``errors``
+    standard errors; then that cut-off."""
+    threshold, best = best_cutoff(y, probability, "accuracy")
+    at_half = float(np.mean((np.asarray(probability) >= 0.5) == np.asarray(y)))
+    return 0.5 if best - at_half <= errors * np.sqrt(best * (1 - best) / len(y)) else threshold
 
 
 def best_cutoff(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple[float, float]:
