@@ -321,10 +321,10 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
 def encode_and_import_tune(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
     """:func:`encode_for_trials`, then Ray Tune's import (1 s alone, 3-4 s on 2 busy cores), while Ray
     starts: the driver mostly waits on Ray's processes then."""
-    data = encode_for_trials(spec, plan, table, splits)
-    import ray.tune.schedulers  # noqa: F401
+    from search.tuning import import_tune
 
-    import search.callbacks  # noqa: F401
+    data = encode_for_trials(spec, plan, table, splits)
+    import_tune()
     return data
 
 

@@ -114,14 +114,18 @@ def _summary(spec: dict[str, Any], trials: pd.DataFrame, timing: dict[str, Any] 
 
 
 def _cv_section(cv: dict[str, Any], metric: str) -> dict[str, Any]:
-    """cv.json as the report shows it: each candidate's fold scores of the run's metric, the baselines' times."""
+    """cv.json as the report shows it: each scored candidate's fold scores of the run's metric, the
+    candidates the time budget left unscored, the baselines' times."""
     return {
         "folds": cv["folds"], "repeats": cv["repeats"], "winner": cv["winner"], "tie_rule": cv["tie_rule"],
         "rule": cv.get("rule", "kfold"), "method": cv.get("method", ""),
         "epochs_rule": cv["epochs_rule"], "threshold": cv["threshold"], "threshold_rule": cv["threshold_rule"],
         "candidates": [{k: c[k] for k in ("trial_id", "hyperparameters", "epochs", "mean", "std")}
                        | {"folds": [f[metric] for f in c["fold_scores"]],
-                          "diverged_folds": c.get("diverged_folds", 0)} for c in cv["candidates"]],
+                          "diverged_folds": c.get("diverged_folds", 0)} for c in cv["candidates"] if c["fold_scores"]],
+        # a budgeted run's deadline can come before a candidate's first fold ends
+        "unscored": [f"{c['trial_id']} ({'every fold diverged' if c.get('diverged_folds') else 'the budget ran out'})"
+                     for c in cv["candidates"] if not c["fold_scores"]],
         "baselines": {n: {"mean": b["mean"], "std": b["std"],
                           "seconds": b.get("cv_seconds", 0.0) + b.get("test_seconds", 0.0)}
                       for n, b in cv.get("baselines", {}).items()},

@@ -123,6 +123,8 @@ def _cross_validation(report: dict[str, Any]) -> Section | None:
     diverged = [c["trial_id"] for c in cv["candidates"] if c.get("diverged_folds")]
     if diverged:
         text.append(f"Diverged in CV (not averaged in, cannot win): {', '.join(diverged)}.")
+    if cv.get("unscored"):
+        text.append(f"Not scored in CV, so not in the table: {', '.join(cv['unscored'])}.")
     return Section("Cross-validation and baselines", text, rows, ("cv",))
 
 

@@ -180,6 +180,13 @@ def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path
     return table
 
 
+def import_tune() -> None:
+    """Import Ray Tune's modules and the search's callbacks ahead of the search, as Ray starts."""
+    import ray.tune.schedulers  # noqa: F401
+
+    import search.callbacks  # noqa: F401
+
+
 @contextmanager
 def _without_unused_mlflow(logs_to_mlflow: bool) -> Iterator[None]:
     """Keep MLflow unimported while Tune runs, unless this search logs its trials to it (``--mlflow``).

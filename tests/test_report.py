@@ -73,6 +73,25 @@ def test_report_and_runs_commands(run_dir, tmp_path):
     assert "builtin:breast_cancer" in listing.output
 
 
+def test_a_candidate_the_budget_left_unscored_is_named_not_ranked(run_dir, tmp_path):
+    """A budgeted run's deadline can fall before a CV candidate's first fold; cv.json then holds it with
+    no fold scores and null means, as the retrain stage writes it."""
+    copy = tmp_path / "bc"
+    shutil.copytree(run_dir, copy)
+    cv = json.loads((copy / "cv.json").read_text())
+    metrics = cv["candidates"][-1]["mean"]
+    late = {**cv["candidates"][-1], "trial_id": "late_00009", "diverged_folds": 0, "skipped_folds": 3,
+            "mean": dict.fromkeys(metrics), "std": dict.fromkeys(metrics, 0.0), "fold_scores": []}
+    (copy / "cv.json").write_text(json.dumps({**cv, "candidates": cv["candidates"] + [late]}))
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((copy / "report.json").read_text())
+    assert "late_00009" not in [c["trial_id"] for c in report["cv"]["candidates"]]
+    assert report["cv"]["unscored"] == ["late_00009 (the budget ran out)"]
+    assert "Not scored in CV, so not in the table: late_00009 (the budget ran out)." in \
+        (copy / "report.md").read_text()
+
+
 def test_report_of_a_foreign_folder_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "is not an hpsearch run folder" in result.output
