@@ -109,7 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", default=TABLES)
     parser.add_argument("--budget", default="600", help="--time-budget of each run, in seconds")
-    parser.add_argument("--arm", action="append", default=[], help="NAME=OPTIONS: another arm beside the default")
+    parser.add_argument("--arm", action="append", default=[],
+                        help="NAME=OPTIONS: another arm beside the default (absolute paths: runs work elsewhere)")
     parser.add_argument("--no-default-arm", action="store_true", help="only the --arm arms")
     parser.add_argument("--no-tuned", action="store_true", help="skip the tuned boosting")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)

@@ -37,6 +37,8 @@ KNOWN_PARAMS: dict[str, tuple[type, Any]] = {
     # numbers as periodic embeddings (search/model.py), and the scale of their initial frequencies
     "numeric_embedding": (str, ("none", "periodic")),
     "embedding_scale": (float, (1e-4, 100.0, True)),
+    # the encoded columns smoothly clipped at 3 (search/model.py), before any embedding
+    "numeric_clip": (str, ("none", "smooth")),
 }
 # numeric_columns: set by the run, not the user: how many of the encoded columns are numbers (they come first)
 FIXED_ONLY = {"epochs": (int, (1, 100000, True)), "numeric_columns": (int, (0, 10**7, True))}

@@ -1,4 +1,4 @@
-"""Periodic embeddings of the numbers, and the search's first trials (known-good configs)."""
+"""Periodic embeddings and smooth clipping of the numbers, and the search's first trials (known-good configs)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,28 @@ def test_periodic_numbers_learn_a_cycle_that_raw_numbers_miss():
     assert scores["periodic"] > 0.94 and scores["periodic"] > scores["none"] + 0.03, scores
 
 
+def test_smooth_clipping_squeezes_outliers_and_trains():
+    """numeric_clip: smooth maps each encoded value v to v / sqrt(1 + (v / 3)^2) before the first layer; a
+    network whose one informative number has outliers of 40 standard deviations still learns it."""
+    import keras
+    from sklearn.metrics import roc_auc_score
+
+    from search.model import build_network
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=n) > 0).astype("float32")
+    x[rng.random(n) < 0.03, 0] *= 40  # outliers on the side the label already says
+    model = build_network({"depth": 1, "width": 16, "learning_rate": 3e-3, "numeric_clip": "smooth"}, 3, seed=2)
+    history = model.fit(x[:900], y[:900], epochs=15, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert roc_auc_score(y[900:], np.asarray(model.predict(x[900:], verbose=0)).ravel()) > 0.85
+    seen = np.asarray(keras.Model(model.input, model.get_layer("dense_0").input)(x[:50]))
+    np.testing.assert_allclose(seen, x[:50] / np.sqrt(1 + (x[:50] / 3) ** 2), rtol=1e-5)
+    assert np.abs(seen).max() < 3
+
+
 def test_first_trials_must_lie_in_the_space():
     doc = load_space("default").to_dict()
     assert doc["first_trials"], "the default space starts from known-good configs"
@@ -46,8 +68,8 @@ def test_first_trials_must_lie_in_the_space():
 
 
 @pytest.mark.slow
-def test_a_periodic_network_runs_first_exports_and_predicts_the_same_in_a_fresh_process(tmp_path, mixed_csv):
-    space = periodic_space(tmp_path, depth=1)
+def test_a_clipped_periodic_network_runs_first_exports_and_predicts_the_same_in_a_fresh_process(tmp_path, mixed_csv):
+    space = periodic_space(tmp_path, depth=1, numeric_clip="smooth")
     first = {"width": 24, "dropout": 0.05, "batch_size": 16, "learning_rate": 2e-3, "embedding_scale": 0.2}
     doc = yaml.safe_load(space.read_text())
     space.write_text(yaml.safe_dump({**doc, "first_trials": [first]}))
@@ -61,5 +83,6 @@ def test_a_periodic_network_runs_first_exports_and_predicts_the_same_in_a_fresh_
     assert {k: first_trial[k] for k in first} == pytest.approx(first)  # the known-good config ran as given
     assert spec["space"]["fixed"]["numeric_columns"] == 3  # alpha, beta, gamma; the colour's one-hot after
     with zipfile.ZipFile(run_dir / "model" / "model.keras") as archive:
-        assert b'"frequencies"' in archive.read("config.json")  # the exported network embeds its numbers
+        config = archive.read("config.json")
+    assert b'"frequencies"' in config and b'"Sqrt"' in config  # the exported network clips and embeds its numbers
     check_predict_round_trip(tmp_path, run_dir, mixed_csv)
