@@ -115,7 +115,7 @@ def _summary(spec: dict[str, Any], trials: pd.DataFrame, timing: dict[str, Any] 
 
 def _cv_section(cv: dict[str, Any], metric: str) -> dict[str, Any]:
     """cv.json as the report shows it: each scored candidate's fold scores of the run's metric, the
-    candidates the time budget left unscored, the baselines' times."""
+    candidates without a fold score (cut by the budget, or every fold diverged), the baselines' times."""
     return {
         "folds": cv["folds"], "repeats": cv["repeats"], "winner": cv["winner"], "tie_rule": cv["tie_rule"],
         "rule": cv.get("rule", "kfold"), "method": cv.get("method", ""),
