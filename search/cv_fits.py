@@ -37,24 +37,42 @@ class FitWorkers:
 
     A Ray task's worker imports Keras and JAX on its first fit: 3 s on 2 cores, a third of sonar's
     CV stage. These start before the CV (search/head_start.py: while the search's last trials run), so
-    the import is done when the folds come. Only on a one-node CPU cluster: there the actors take no
-    CPU from Ray's accounting (the search's trials still hold it) and stay on the driver's machine.
+    the import is done when the folds come; the first then trains the final model and builds the export.
+    Only on a one-node CPU cluster: there the actors take no CPU from Ray's accounting (the search's
+    trials still hold it) and stay on the driver's machine.
     """
 
     def __init__(self, compute: Compute) -> None:
         self.compute, self.actors = compute, []
 
     def start(self) -> None:
+        if self.actors or not self.possible(self.compute):
+            return
         import ray
 
-        if self.actors or self.compute.gpus or len([n for n in ray.nodes() if n.get("Alive")]) != 1:
-            return
         worker = ray.remote(num_cpus=0, max_restarts=0)(_FoldsWorker)
         self.actors = [worker.remote(self.compute) for _ in range(cpu_slots(self.compute.cpus))]
+
+    @staticmethod
+    def possible(compute: Compute) -> bool:
+        """Whether this session gets such actors: a one-node cluster without GPUs."""
+        import ray
+
+        return not compute.gpus and len([n for n in ray.nodes() if n.get("Alive")]) == 1
+
+    @staticmethod
+    def can_build(compute: Compute, schema: tuple[Any, ...]) -> bool:
+        """Whether such an actor can build and check this table's exported model: Keras on JAX takes no
+        string inputs (categorical columns), so those tables' models are built in the driver on TensorFlow."""
+        return compute.backend != "jax" or all(f.kind == "numeric" for f in schema)
 
     def first(self) -> Any:
         """An actor for the final fit, or None."""
         return self.actors[0] if self.actors else None
+
+    def builder(self, schema: tuple[Any, ...]) -> Any:
+        """An actor for building the export of a table of ``schema``, or None (then the driver builds it)."""
+        return self.first() if self.can_build(self.compute, schema) else None
 
     def close(self) -> None:
         import ray
@@ -78,6 +96,13 @@ class _FoldsWorker:
         from search.final_fit import train_weights
 
         return train_weights(*args)
+
+    def build_model(self, *args: Any) -> Any:
+        from search.devices import use_precision
+        from search.export import build_model
+
+        use_precision(False)  # the exported network is float32, whatever the last fit trained in
+        return build_model(*args)
 
 
 def run_fits(table: Table, plan: Plan, candidates: list[Any], metric: str, seed: int, compute: Compute,

@@ -8,6 +8,9 @@ probabilities. It loads with plain Keras, without this package.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,8 @@ from search.metrics import score_all
 if TYPE_CHECKING:
     import keras
 
-    from search.data import Table
+    from search.data import Feature, Table
+    from search.preprocess import PreprocessStats
     from search.spec import RunSpec
 
 MODEL_DIR = "model"
@@ -28,6 +32,7 @@ METADATA_FILE = "metadata.json"
 SAVEDMODEL_DIR = "savedmodel"
 INPUTS_FILE = "inputs.py"  # search/model_inputs.py, for plain Keras
 README_FILE = "README.md"
+PREDICT_BATCH = 8192  # rows per compiled call when checking the model on JAX
 FOLDER_README = """# The exported model
 
 `model.keras` takes the table's raw columns and returns P({positive}) per row; it loads with plain
@@ -64,26 +69,106 @@ def join_model(preprocessor: keras.Model, network: keras.Model) -> keras.Model:
     return keras.Model(inputs, probability, name="hpsearch_classifier")
 
 
+@dataclass(frozen=True)
+class BuiltModel:
+    """The exported model as built where Keras runs: its ``.keras`` file, whether it reloaded in safe
+    mode to the same probabilities on the check rows (and the largest gap), and P(class 1) on the test rows."""
+
+    file: bytes
+    reloads_the_same: bool
+    reload_gap: float
+    test_probability: np.ndarray | None = None
+
+
+def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], config: dict[str, Any],
+                weights: list[np.ndarray], check: dict[str, np.ndarray],
+                test: dict[str, np.ndarray] | None = None) -> BuiltModel:
+    """The fitted preprocessing and the trained network joined, saved and checked: in the driver, or in
+    a CV worker that has Keras already (search/final_fit.py: build_export), so that the driver need not import it."""
+    from search.model import network_with
+    from search.preprocess import build_preprocessor
+
+    preprocessor = build_preprocessor(stats, schema)
+    # the encoded width, not the first weight's rows: a periodic embedding's frequencies come first
+    network = network_with(config, int(preprocessor.output.shape[-1]), weights)
+    return checked(join_model(preprocessor, network), check, test)
+
+
+def checked(model: keras.Model, check: dict[str, np.ndarray], test: dict[str, np.ndarray] | None = None) -> BuiltModel:
+    """``model`` saved, reloaded with ``safe_mode=True`` and compared with itself on ``check``."""
+    import tempfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as folder, tensorflow_left_unimported():
+        path = Path(folder) / MODEL_FILE
+        model.save(path)
+        reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+        rows = len(next(iter(check.values())))
+        # the check rows and the test rows in one call: on JAX each call of new shapes is a compile
+        both = check if test is None else {k: np.concatenate([v, test[k]]) for k, v in check.items()}
+        predicted = probabilities(model, both)
+        expected, got = predicted[:rows], probabilities(reloaded, check)
+        return BuiltModel(path.read_bytes(), bool(np.allclose(expected, got, atol=1e-6)),
+                          float(np.abs(expected - got).max()) if rows else 0.0,
+                          None if test is None else predicted[rows:])
+
+
+@contextmanager
+def tensorflow_left_unimported() -> Iterator[None]:
+    """Keras' saving asks whether TensorFlow is installed, importing it (2.4 s on JAX, 2 cores), only to
+    test objects against TensorFlow's types; where it is not imported, no object is one. In the block,
+    Keras' lazy TensorFlow module answers "not available" without the import. Where Keras' internals
+    differ (another release), the block does nothing and saving imports TensorFlow as before."""
+    import sys
+
+    from keras.src.utils import module_utils
+
+    lazy = getattr(module_utils, "tensorflow", None)
+    if "tensorflow" in sys.modules or getattr(lazy, "_available", True) is not None:
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = None
+
+
+def probabilities(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """P(class 1) per row. On JAX one compiled ``predict`` (an eager call compiles op by op: seconds)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        rows = len(next(iter(inputs.values())))
+        return np.asarray(model.predict(inputs, batch_size=max(1, min(rows, PREDICT_BATCH)), verbose=0)).ravel()
+    return np.asarray(model(inputs)).ravel()
+
+
 def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], check: dict[str, np.ndarray],
                savedmodel: bool = False) -> Path:
     """Write ``model/`` (model.keras, metadata.json) and verify the reload; returns the folder."""
-    import keras
+    return write_model(run_dir, checked(model, check), metadata, savedmodel)
 
+
+def write_model(run_dir: Path, built: BuiltModel, metadata: dict[str, Any], savedmodel: bool = False) -> Path:
+    """Write ``model/`` from a checked model: model.keras, metadata.json, inputs.py and a README (and
+    with ``savedmodel`` a TensorFlow SavedModel); returns the folder. Nothing is written if it did not
+    reload to the same probabilities."""
     from search.results import write_json
 
+    if not built.reloads_the_same:
+        raise ExportError(f"the exported model, reloaded in safe mode, predicts up to {built.reload_gap:.2e} away "
+                          f"from the trained one, so it was not written. Run `hpsearch retrain {run_dir}`.")
     target = run_dir / MODEL_DIR
     staging = run_dir / f".{MODEL_DIR}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    model.save(staging / MODEL_FILE)
-    reloaded = keras.saving.load_model(staging / MODEL_FILE, safe_mode=True, compile=False)
-    expected = np.asarray(model(check)).ravel()
-    got = np.asarray(reloaded(check)).ravel()
-    if not np.allclose(expected, got, atol=1e-6):
-        gap = np.abs(expected - got).max()
-        raise ExportError(f"the exported model, reloaded in safe mode, predicts up to {gap:.2e} away from the "
-                          f"trained one, so it was not written. Run `hpsearch retrain {run_dir}`.")
+    (staging / MODEL_FILE).write_bytes(built.file)
     if savedmodel:
+        import keras
+
+        model = keras.saving.load_model(staging / MODEL_FILE, safe_mode=True, compile=False)
         model.export(str(staging / SAVEDMODEL_DIR), format="tf_saved_model", verbose=False)
         metadata = {**metadata, "savedmodel": f"{SAVEDMODEL_DIR}/ (signature 'serve')"}
     write_json(staging / METADATA_FILE, metadata)
@@ -115,10 +200,17 @@ def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
     return model, metadata
 
 
-def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, model: Any, epochs: int, trained_on: str,
-                 test: dict[str, Any] | None) -> dict[str, Any]:
+def check_inputs(table: Table) -> dict[str, np.ndarray]:
+    """The rows the exported model is checked on after its reload: the table's first 256."""
+    from search.preprocess import raw_inputs
+
+    return raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
+
+
+def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: BuiltModel, epochs: int,
+                 trained_on: str, test: dict[str, Any] | None) -> dict[str, Any]:
     """Save the model with its metadata; returns the run's summary."""
-    from search.preprocess import input_name, raw_inputs
+    from search.preprocess import input_name
     from search.run_folder import library_versions
 
     winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
@@ -144,8 +236,7 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, model: Any
         "data_sha256": table.sha256,
         "versions": library_versions(),
     }
-    check = raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
-    save_model(run_dir, model, metadata, check, savedmodel=spec.export_savedmodel)
+    write_model(run_dir, built, metadata, savedmodel=spec.export_savedmodel)
     return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
             "threshold": cv.threshold, "test": test, "cv_rule": cv.rule}
 

@@ -5,49 +5,78 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from search.data import Table
+from search.data import Feature, Table
 from search.devices import Compute
+from search.preprocess import PreprocessStats
 from search.signals import raise_if_stopped
 from search.spec import RunSpec
 
 
+@dataclass(frozen=True)
+class FinalModel:
+    """The winner's parts for the export: its fitted preprocessing, its trained weights, the epochs they
+    trained and on which rows (in words)."""
+
+    stats: PreprocessStats
+    weights: list[np.ndarray]
+    epochs: int
+    trained_on: str
+
+
 def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
-                    deadline: float, worker: Any = None) -> tuple[Any, Any, int, str]:
-    """The winner's preprocessing and network: with the holdout rule its CV fit at its best epoch,
+                    deadline: float, worker: Any = None) -> FinalModel:
+    """The winner's preprocessing and weights: with the holdout rule its CV fit at its best epoch,
     else a fit on all non-test rows for the epochs CV chose (fewer if the budget runs out), on
     ``worker`` (one of the CV's ``FitWorkers``, its Keras imported) when given."""
-    from search.preprocess import build_preprocessor, fit_and_encode
+    from search.preprocess import fit_and_encode
 
     winner = cv.winner
     if cv.rule == "holdout":
-        preprocessor = build_preprocessor(cv.final_preprocessor, table.schema)
-        # the encoded width, not the first weight's rows: a periodic embedding's frequencies come first
-        network = network_with(winner.hyperparameters, int(preprocessor.output.shape[-1]), cv.final_weights)
-        return preprocessor, network, winner.epochs, "the training part (its holdout fit, best epoch kept)"
+        return FinalModel(cv.final_preprocessor, cv.final_weights, winner.epochs,
+                          "the training part (its holdout fit, best epoch kept)")
     stats, (x,) = fit_and_encode(table.features.iloc[rows], table.schema)
-    preprocessor = build_preprocessor(stats, table.schema)
-    network, trained = fit_final(winner.hyperparameters, x,
-                                 table.y[rows].astype(np.float32), winner.epochs, spec.seed, Compute.of(spec),
-                                 deadline, worker)
+    weights, trained = fit_final(winner.hyperparameters, x, table.y[rows].astype(np.float32), winner.epochs,
+                                 spec.seed, Compute.of(spec), deadline, worker)
     note = "all non-test rows" + (f" (stopped at epoch {trained} of {winner.epochs}: the budget)"
                                   if trained < winner.epochs else "")
-    return preprocessor, network, trained, note
+    return FinalModel(stats, weights, trained, note)
 
 
 def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-              compute: Compute, deadline: float, worker: Any = None) -> tuple[Any, int]:
+              compute: Compute, deadline: float, worker: Any = None) -> tuple[list[np.ndarray], int]:
     """The winner trained on all non-test rows in a Ray task with a trial's resources (its GPU share,
-    its precision); returned as a float32 network built in the driver, for the export, with the epochs
-    it trained (fewer than ``epochs`` when the next one would have ended past ``deadline``)."""
+    its precision), or on ``worker``: its float32 weights, and the epochs it trained (fewer than
+    ``epochs`` when the next one would have ended past ``deadline``)."""
     import ray
 
     remote = ray.remote(num_cpus=compute.cpus, num_gpus=compute.gpus)(train_weights)
     args = (config, x, y, epochs, seed, compute, deadline)
-    ref = worker.train_weights.remote(*args) if worker is not None else remote.remote(*args)
+    return _result(worker.train_weights.remote(*args) if worker is not None else remote.remote(*args),
+                   force_cancel=worker is None)
+
+
+def build_export(final: FinalModel, schema: tuple[Feature, ...], config: dict[str, Any],
+                 check: dict[str, np.ndarray], test: dict[str, np.ndarray] | None, worker: Any = None) -> Any:
+    """The exported model built and checked (``export.BuiltModel``): on ``worker`` when given (its Keras
+    is imported already, so the driver need not import it: 4-8 CPU-seconds on 2 cores, taken from the
+    trials), else here."""
+    from search.export import build_model
+
+    args = (final.stats, schema, config, final.weights, check, test)
+    if worker is None:
+        return build_model(*args)
+    return _result(worker.build_model.remote(*args), force_cancel=False)
+
+
+def _result(ref: Any, force_cancel: bool) -> Any:
+    """``ray.get(ref)``, waiting in steps so that Ctrl-C or SIGTERM cancels it (an actor's calls end with it)."""
+    import ray
+
     try:
         while True:
             ready, _ = ray.wait([ref], timeout=2.0)
@@ -55,19 +84,9 @@ def fit_final(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int,
             if ready:
                 break
     except BaseException:
-        ray.cancel(ref, force=worker is None)  # an actor's calls end with it
+        ray.cancel(ref, force=force_cancel)
         raise
-    weights, trained = ray.get(ref)
-    return network_with(config, x.shape[1], weights), trained
-
-
-def network_with(config: dict[str, Any], n_features: int, weights: list[np.ndarray]) -> Any:
-    """A float32 network of ``config`` holding ``weights`` (whatever precision trained them)."""
-    from search.model import build_network
-
-    network = build_network(config, n_features, compiled=False)
-    network.set_weights(weights)
-    return network
+    return ray.get(ref)
 
 
 def train_weights(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,

@@ -204,3 +204,10 @@ def _optimizer(name: str, learning_rate: float, host_slots: bool = False) -> ker
     }
     optimizer = _with_host_slots(optimizers[name]) if host_slots else optimizers[name]
     return optimizer(learning_rate=learning_rate)
+
+
+def network_with(config: dict[str, Any], n_features: int, weights: list[np.ndarray]) -> Any:
+    """A float32 network of ``config`` holding ``weights`` (whatever precision trained them)."""
+    network = build_network(config, n_features, compiled=False)
+    network.set_weights(weights)
+    return network

@@ -107,7 +107,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
         with ray_session(spec, while_starting=lambda: encode_and_import_tune(spec, plan, table, splits)) as data:
             # the budget counts from here: Ray's start-up is not in it
             clock = RunClock(plan.budget, "search", on_stage=on_progress)
-            import_keras_meanwhile()
+            import_keras_meanwhile(spec, table)
             results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
             # begins in the search's tail; closed here too if the search fails or is stopped after it began
             with HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds) as head:
@@ -214,14 +214,19 @@ def _publish(spec: RunSpec, plan: RunPlan, trials: pd.DataFrame, partial: Path, 
     return RunOutcome(run_dir, trials, best_config, tuple(plan.space.params), finished, devices)
 
 
-def import_keras_meanwhile() -> None:
-    """Import Keras (TensorFlow: 3-4 s) in the background while the search runs: the driver needs it
-    only for the export. A later ``import keras`` waits for this one."""
+def import_keras_meanwhile(spec: RunSpec, table: Table) -> None:
+    """Import Keras (TensorFlow: 4-8 CPU-seconds on 2 cores) in the background while the search runs,
+    where the driver will build the export: a table with categorical columns (Keras on JAX takes no
+    strings), a cluster or GPUs (no CV worker here to build it), or a SavedModel asked for. Elsewhere a
+    CV worker builds it and the driver never imports Keras. A later ``import keras`` waits for this one."""
     import sys
 
+    from search.cv_fits import FitWorkers
     from search.devices import in_background_silenced
 
-    if "keras" in sys.modules:
+    compute = Compute.of(spec)
+    built_by_a_worker = FitWorkers.possible(compute) and FitWorkers.can_build(compute, table.schema)
+    if "keras" in sys.modules or (built_by_a_worker and not spec.export_savedmodel):
         return
 
     def load() -> None:
@@ -279,7 +284,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     ``head`` holds the CV's workers and baselines if the search started them (search/head_start.py).
     """
     from search.baseline import TUNED_BOOSTING
-    from search.final_fit import fit_final_model
+    from search.final_fit import build_export, fit_final_model
     from search.preprocess import raw_inputs
     from search.retrain import cross_validate, pick_candidates
 
@@ -299,23 +304,24 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
         results.write_parquet(run_dir / results.OOF, cv.oof)
 
         clock.start("final fit")
-        preprocessor, network, epochs, trained_on = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"),
-                                                                    head.workers.first())
+        final = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"), head.workers.first())
+        clock.start("export")
+        test_inputs = raw_inputs(table.features.iloc[splits.test], table.schema) if len(splits.test) else None
+        built = build_export(final, table.schema, cv.winner.hyperparameters, export.check_inputs(table), test_inputs,
+                             head.workers.builder(table.schema))
     finally:
         head.close()
 
-    clock.start("export")
-    model = export.join_model(preprocessor, network)
     test: dict[str, Any] | None = None
-    if len(splits.test):
-        probability = np.asarray(model(raw_inputs(table.features.iloc[splits.test], table.schema))).ravel()
+    if built.test_probability is not None:
+        probability = built.test_probability
         test = export.score_test(table.y[splits.test], probability, cv.threshold)
         on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
-        results.write_json(run_dir / results.TEST, {**test, "trained_on": trained_on, "baselines": on_test,
+        results.write_json(run_dir / results.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
                                                     "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})
         results.write_parquet(run_dir / results.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
-    return export.export_model(run_dir, spec, table, cv, model, epochs, trained_on, test)
+    return export.export_model(run_dir, spec, table, cv, built, final.epochs, final.trained_on, test)
 
 
 def encode_and_import_tune(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:

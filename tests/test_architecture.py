@@ -13,8 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "search"
 FLOW = [
     "errors", "model_inputs", "metrics", "progress", "signals", "devices", "space", "hypermodel", "epochs", "model",
     "fit", "worker", "results", "reading", "dates", "data", "spec", "preprocess", "budget", "run_folder",
-    "ray_session", "trainable", "callbacks", "tuning", "final_fit", "cv_fits", "retrain", "baseline", "head_start",
-    "export",
+    "export", "ray_session", "trainable", "callbacks", "tuning", "final_fit", "cv_fits", "retrain", "baseline", "head_start",
     "figures", "report_layout", "report", "predict", "mlflow_pyfunc", "tracking",
     "pipeline", "evaluate", "console", "api", "cli_app", "cluster", "cli_cluster", "cli", "__init__", "__main__",
 ]

@@ -42,3 +42,48 @@ def test_the_exported_model_reloads_in_safe_mode_and_predicts_the_same(tmp_path)
     assert metadata == {"threshold": 0.4}
     np.testing.assert_allclose(np.asarray(loaded(check)), np.asarray(model(check)), atol=1e-6)
     assert not (tmp_path / ".model.partial").exists()
+
+
+NUMERIC_RUN = """
+import json, sys
+import numpy as np, pandas as pd
+import search
+
+rng = np.random.default_rng(3)
+x = rng.normal(size=(160, 4))
+frame = pd.DataFrame(x, columns=list("abcd")).assign(label=(x[:, 0] + x[:, 1] > 0).astype(int))
+result = search.run(frame, target="label", quiet=True, samples=2, max_epochs=3, cpus=2, top_k=1, folds=2,
+                    results=sys.argv[1], name="numeric")
+print(json.dumps({"run_dir": str(result.run_dir), "driver_imported": sorted(
+    m for m in ("keras", "tensorflow") if m in sys.modules)}))
+"""
+
+
+def test_a_numeric_tables_model_is_built_on_a_cv_worker_and_loads_on_tensorflow(tmp_path):
+    """On one machine without GPUs, a table of numbers has its exported model built and checked on a CV
+    worker (Keras on JAX, imported there already): the driver imports neither Keras nor TensorFlow.
+    The model it wrote loads on TensorFlow and gives the test part's recorded probabilities."""
+    import json
+    import subprocess
+    import sys
+
+    import keras
+    import pandas as pd
+
+    from search.api import load
+    from search.data import load_table
+    from search.preprocess import raw_inputs
+
+    proc = subprocess.run([sys.executable, "-c", NUMERIC_RUN, str(tmp_path / "out")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["driver_imported"] == []
+    result = load(seen["run_dir"])
+    recorded = pd.read_parquet(result.run_dir / "test_predictions.parquet")
+    assert len(recorded) > 0
+    table = load_table(json.loads((result.run_dir / "spec.json").read_text())["data"]["source"], target="label")
+    inputs = raw_inputs(table.features.iloc[recorded["row"].to_numpy()], table.schema)
+    got = np.asarray(result.model(inputs)).ravel()
+    np.testing.assert_allclose(got, recorded["probability"].to_numpy(), atol=1e-5)
+    assert keras.backend.backend() == "tensorflow"  # the test's own process: not the JAX that built it
