@@ -18,15 +18,17 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.data import Table
 from search.devices import Compute, cpu_slots
 from search.metrics import is_better, score_all
 from search.progress import FitProgress
 from search.signals import raise_if_stopped
+
+if TYPE_CHECKING:  # not at run time: a CV worker that imports this module needs no pandas (0.4 s)
+    from search.data import Table
 
 FOLDS_IN_FLIGHT = 2  # fold encodings alive at once for one-fold tasks (each one copy of the encoded table)
 Plan = list[tuple[np.ndarray, np.ndarray]]

@@ -30,3 +30,13 @@ def test_scores_match_scikit_learn(case):
 
 def test_one_class_scores_half_auc():
     assert score_all(np.ones(5, int), np.linspace(0.1, 0.9, 5))["roc_auc"] == 0.5
+
+
+@pytest.mark.parametrize("values", [[0.3, 0.1, 0.3, 0.9, 0.1, 0.1], [5.0], [], [2.0, 2.0, 2.0], [0.0, 1.0, 0.5]])
+def test_average_ranks_match_scipy(values):
+    from scipy.stats import rankdata
+
+    from search.metrics import average_ranks
+
+    values = np.asarray(values, dtype=np.float64)
+    np.testing.assert_array_equal(average_ranks(values), rankdata(values))
