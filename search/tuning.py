@@ -172,7 +172,7 @@ def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path
             grid = tuner.fit()  # Tune leaves its own SIGINT handler in place, and a Ctrl-C after the search did nothing
     finally:
         callbacks.attach(run_dir, None)
-    finished = _interrupted_at(grid, spec, time.time() - started, budget)
+    finished = _interrupted_at(run_dir, spec, time.time() - started, budget)
     if finished is not None:
         raise Interrupted(f"the search was stopped with {finished} of {spec.samples} trials finished.", run_dir)
     table = trial_table(grid, data, space, read_faults(run_dir))
@@ -209,21 +209,23 @@ def _without_unused_mlflow(logs_to_mlflow: bool) -> Iterator[None]:
         sys.modules.pop("ray.air.integrations.mlflow", None)
 
 
-def _interrupted_at(grid: ResultGrid, spec: RunSpec, elapsed: float, budget: float | None) -> int | None:
+def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float, budget: float | None) -> int | None:
     """The number of trials finished, if the search was stopped early; None when it ran to its end
     or to its time budget (``budget``; None for a resumed search, whose budget Tune kept).
 
-    Ray Tune returns from ``fit`` normally on Ctrl-C: unfinished or missing trials tell it apart. The
-    grid's own trial states are read (not the experiment folder again: 40 trials' files, 1 s on 2 cores).
+    Ray Tune returns from ``fit`` normally on Ctrl-C: unfinished or missing trials tell it apart.
     """
+    from ray.tune import ExperimentAnalysis
+
     from search.signals import stop_requested
 
-    finished = grid.num_terminated + grid.num_errors
+    trials = ExperimentAnalysis(str(run_dir / EXPERIMENT_DIR)).trials
     if stop_requested():
-        return finished
+        return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    unfinished = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
     out_of_time = budget is None or elapsed >= budget * 0.95
-    if finished < len(grid) or (len(grid) < spec.samples and not out_of_time):
-        return finished
+    if unfinished or (len(trials) < spec.samples and not out_of_time):
+        return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     return None
 
 
