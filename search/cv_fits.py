@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.devices import Compute, cpu_slots
+from search.devices import Compute, alive_nodes, cpu_slots
 from search.metrics import is_better, score_all
 from search.progress import FitProgress
 from search.signals import raise_if_stopped
@@ -58,9 +58,7 @@ class FitWorkers:
     @staticmethod
     def possible(compute: Compute) -> bool:
         """Whether this session gets such actors: a one-node cluster without GPUs."""
-        import ray
-
-        return not compute.gpus and len([n for n in ray.nodes() if n.get("Alive")]) == 1
+        return not compute.gpus and alive_nodes() == 1
 
     @staticmethod
     def can_build(compute: Compute, schema: tuple[Any, ...]) -> bool:

@@ -232,6 +232,13 @@ def cpu_slots(cpus_each: float) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_each, 1e-9)))
 
 
+def alive_nodes() -> int:
+    """How many nodes of the connected cluster are alive."""
+    import ray
+
+    return len([n for n in ray.nodes() if n.get("Alive")])
+
+
 def largest_node(resource: str) -> float:
     """The most of ``resource`` (``CPU``, ``GPU``) any one live node has: a trial must fit on one node."""
     import ray

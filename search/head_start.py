@@ -16,7 +16,7 @@ import numpy as np
 
 from search.cv_fits import FitWorkers
 from search.data import Splits, Table
-from search.devices import Compute, cpu_slots
+from search.devices import Compute, alive_nodes, cpu_slots
 from search.progress import Progress
 from search.spec import RunSpec
 
@@ -68,9 +68,7 @@ class HeadStart:
         one thread: 1.7 CPU-s for the baselines against 3.0-3.2 with two. None (no limit) on a cluster."""
         import os
 
-        import ray
-
-        if len([n for n in ray.nodes() if n.get("Alive")]) != 1:
+        if alive_nodes() != 1:
             return None
         fits_at_once = min(cpu_slots(self.spec.cpus_per_trial), len(self.folds) * self.spec.top_k)
         return max(1, (os.cpu_count() or 1) - fits_at_once)
@@ -92,7 +90,6 @@ class HeadStart:
         self.workers.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 
 def with_threads(threads: int | None, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
