@@ -101,6 +101,15 @@ def per_row_weights(y: np.ndarray, class_weight: dict[int, float] | None) -> np.
     return np.where(np.asarray(y) == 1, class_weight.get(1, 1.0), class_weight.get(0, 1.0)).astype(np.float32)
 
 
+def build_compiled_metrics(model: Any, x: np.ndarray, y: np.ndarray) -> None:
+    """Create the variables of the metrics a model was compiled with (``metrics=["accuracy"]``, an
+    ``AUC()``...), which Keras otherwise creates in its first ``fit`` step: a ``lax.scan`` needs the
+    metrics' state to have one shape from its first step to its last."""
+    rows = np.asarray(x[:2], dtype=np.float32)
+    model.compute_metrics(rows, np.asarray(y[:2], dtype=np.float32), model(rows, training=False), None)
+    model.reset_metrics()
+
+
 def model_state(model: Any) -> tuple[list[Any], list[Any], list[Any]]:
     """The (trainable, non-trainable, optimizer) values of a compiled model, its optimizer built."""
     if not model.optimizer.built:  # a restored checkpoint built it already
@@ -138,6 +147,7 @@ class EpochRunner:
         weights = per_row_weights(y, class_weight)
         self.sample_weight = None if weights is None else jax.device_put(weights)
         self.x_eval = None if x_eval is None else jax.device_put(np.asarray(x_eval, dtype=np.float32))
+        build_compiled_metrics(model, x, y)
         self.metrics_zero = [np.zeros(v.shape, v.dtype) for v in model.metrics_variables]
         options = compile_options(model, self.rows, batch_size, int(math.ceil(epochs_expected)))
         self._epoch = jax.jit(self._epoch_program(), compiler_options=options)
@@ -199,6 +209,8 @@ class FoldsRunner:
         self.sample_weight = None if weights[0] is None else stack(weights)
         width = max(self.eval_rows)
         self.x_eval = stack([np.pad(np.asarray(x, np.float32), ((0, width - len(x)), (0, 0))) for x in x_evals])
+        for model, x, y in zip(models, xs, ys, strict=True):
+            build_compiled_metrics(model, x, y)
         self.state = jax.tree.map(lambda *values: jnp.stack(values), *[model_state(m) for m in models])
         self.metrics_zero = [np.zeros(v.shape, v.dtype) for v in models[0].metrics_variables]
         options = compile_options(models[0], self.rows * len(models), batch, int(math.ceil(epochs_expected)))

@@ -56,15 +56,19 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     return model
 
 
-def keras_fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
+def keras_fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int,
+              callbacks: list[Any], class_weight: dict[int, float] | None = None, initial_epoch: int = 0,
+              validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """Keras' own loop: ``model.fit`` at the config's batch size, or the hypermodel's ``fit(hp, model, ...)``,
-    which chooses its own (KerasTuner's convention)."""
+    which may choose its own (KerasTuner's convention). ``validation_data`` is what a hypermodel's fit
+    that names it gets (the training rows where none is given: the CV and final fits)."""
     from search import hypermodel
 
-    kwargs.update(shuffle=True, verbose=0)
     if hypermodel.uses_own_fit(config):
-        return hypermodel.fit(config, model, x, y, **kwargs)
-    return model.fit(x, y, batch_size=int(config["batch_size"]), **kwargs)
+        return hypermodel.fit(config, model, x, y, epochs=epochs, callbacks=callbacks, initial_epoch=initial_epoch,
+                              class_weight=class_weight, validation_data=validation_data or (x, y))
+    return model.fit(x, y, batch_size=int(config["batch_size"]), epochs=epochs, callbacks=callbacks,
+                     class_weight=class_weight, initial_epoch=initial_epoch, shuffle=True, verbose=0)
 
 
 FoldsHook = Callable[[int, list[np.ndarray]], list[bool]]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 REF_KEY = "hypermodel"  # in a config: the "FILE.py:NAME" whose model it configures
 DEFAULT_BATCH_SIZE = 32  # Keras' own, for a hypermodel that does not choose one
 DEFAULT_NAME = "build_model"
+CHECK_EPOCHS = 3  # the epochs a hypermodel's own fit is checked with, before any trial
 MAX_BUILDS = 48  # discovery stops exploring after this many builds
 # Names the trial table or the CV use for their own columns.
 RESERVED = frozenset({REF_KEY, "class_weight", "trial_id", "epochs", "best_epoch", "status", "error", "retries",
@@ -124,10 +125,56 @@ def ensure_built(model: Any, n_features: int) -> Any:
     return model
 
 
-def fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Any:
-    """``HyperModel.fit(hp, model, x, y, **kwargs)``, as KerasTuner calls it (a plain build_model's fit is
-    ``model.fit``); ``kwargs`` carry the epochs and callbacks."""
-    return load(config[REF_KEY]).fit(hyperparameters(config), model, x, y, **kwargs)
+def fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int, callbacks: list[Any],
+        initial_epoch: int = 0, class_weight: dict[int, float] | None = None,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """The hypermodel's ``fit(hp, model, x, y, **kwargs)`` for ``config``, as KerasTuner calls it
+    (:func:`fit_merged`)."""
+    return fit_merged(load(config[REF_KEY]), hyperparameters(config), model, x, y, epochs=epochs,
+                      callbacks=callbacks, initial_epoch=initial_epoch, class_weight=class_weight,
+                      validation_data=validation_data)
+
+
+def fit_merged(hypermodel: Any, hp: Any, model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int,
+               callbacks: list[Any], initial_epoch: int = 0, class_weight: dict[int, float] | None = None,
+               validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """``HyperModel.fit(hp, model, x, y, epochs=..., callbacks=[...])`` as KerasTuner calls it, with
+    ``validation_data`` too where its signature names it.
+
+    A user's fit passes its own Keras ``fit`` arguments (``batch_size``, ``shuffle``, ``class_weight``,
+    ``callbacks``, ``verbose``...) beside the ``**kwargs`` it was given; hpsearch's own are merged into
+    that ``model.fit`` call rather than passed in ``kwargs``, so the two never collide: the epochs are
+    the search's, its callbacks are added to the user's, ``verbose`` is 0, and the user's
+    ``shuffle``, ``batch_size`` and ``class_weight`` win. The validation rows given to the user's fit
+    are not evaluated by Keras every epoch: hpsearch scores them itself.
+    """
+    import inspect
+
+    given: dict[str, Any] = {"epochs": epochs, "callbacks": list(callbacks)}
+    try:
+        names = inspect.signature(hypermodel.fit).parameters
+    except (TypeError, ValueError):
+        names = {}
+    if validation_data is not None and "validation_data" in names:
+        given["validation_data"] = validation_data
+    keras_fit = model.fit
+
+    def merged_fit(*args: Any, **theirs: Any) -> Any:
+        theirs_callbacks = list(theirs.get("callbacks") or [])
+        theirs["callbacks"] = theirs_callbacks + [c for c in callbacks if not any(c is t for t in theirs_callbacks)]
+        theirs.update(epochs=epochs, initial_epoch=initial_epoch, verbose=0)
+        theirs.setdefault("shuffle", True)
+        if class_weight and theirs.get("class_weight") is None:
+            theirs["class_weight"] = class_weight
+        if validation_data is not None and theirs.get("validation_data") is validation_data:
+            del theirs["validation_data"]
+        return keras_fit(*args, **theirs)
+
+    object.__setattr__(model, "fit", merged_fit)  # past Keras' attribute tracking: a plain instance attribute
+    try:
+        return hypermodel.fit(hp, model, x, y, **given)
+    finally:
+        object.__delattr__(model, "fit")
 
 
 def discover_space(ref: str, x: np.ndarray, y: np.ndarray) -> Space:
@@ -206,12 +253,22 @@ def _check_safe_reload(where: str, model: Any) -> None:
 
 
 def _fit_checked(ref: str, hypermodel: Any, hp: Any, model: Any, x: np.ndarray, y: np.ndarray) -> None:
-    """Run the hypermodel's own ``fit`` for one epoch on the sample, to find its fit-level hyperparameters."""
+    """Run the hypermodel's own ``fit`` for two epochs on the sample, to find its fit-level
+    hyperparameters and to check that it trains the epochs it is given (ASHA and the CV choose them)."""
+    import keras
+
+    ended: list[int] = []
+    counter = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs=None: ended.append(epoch))
     try:
-        hypermodel.fit(hp, model, x, y, epochs=1, verbose=0)
+        fit_merged(hypermodel, hp, model, x, y, epochs=CHECK_EPOCHS, callbacks=[counter], validation_data=(x, y))
     except Exception as exc:
         raise SpaceError(f"--hypermodel {ref}: its fit(hp, model, *args, **kwargs) failed ("
                          f"{first_line(exc)}). Pass *args and **kwargs on to model.fit, as KerasTuner does.") from None
+    if len(ended) != CHECK_EPOCHS:
+        raise SpaceError(f"--hypermodel {ref}: its fit(hp, model, *args, **kwargs) trained {len(ended)} epochs "
+                         f"where it was given epochs={CHECK_EPOCHS} (hpsearch's ASHA and CV choose the epochs). Pass **kwargs "
+                         f"on to model.fit, or loop over range(kwargs['epochs']) and call each of "
+                         f"kwargs['callbacks'] on_epoch_end.")
 
 
 def _other_values(p: Any, current: Any) -> list[Any]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,6 +25,8 @@ from search.metrics import METRICS, ranked_trials
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -173,9 +176,20 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
 
 def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, metric: str,
                   trials: pd.DataFrame) -> dict[str, Any]:
-    """Write the search's results (trials.csv, epochs.csv, best_config.json): from here on the run
-    resumes at the CV stage, and no later failure removes them."""
-    best = best_trial(trials, metric)
+    """Write the search's results (trials.csv, epochs.csv, best_config.json, and trial_errors.txt when a
+    trial failed): from here on the run resumes at the CV stage, and no later failure removes them.
+    When every trial failed, trial_errors.txt is kept beside the run folder, which is then removed."""
+    errors_file = results.write_trial_errors(partial, trials)
+    if errors_file is not None:
+        for row in trials[trials["traceback"].fillna("").astype(str) != ""].to_dict("records"):
+            log.debug("trial %s failed:\n%s", row["trial_id"], row["traceback"])
+    try:
+        best = best_trial(trials, metric)
+    except SearchError as exc:
+        if errors_file is None:
+            raise
+        kept = results.keep_beside(errors_file, partial)
+        raise SearchError(f"{exc} Each failed trial's traceback is in {kept}.") from None
     best_config = {
         "trial_id": best["trial_id"],
         "hyperparameters": resolve_config(plan.space.config_of(best)),

@@ -227,7 +227,7 @@ def _verdict(cv: dict[str, Any], metric: str) -> str:
 
 def _top_trials(trials: pd.DataFrame, metric: str, n: int = 10) -> list[dict[str, Any]]:
     top = ranked_trials(trials, metric, usable_only=False).head(n)
-    return top.drop(columns=["error"], errors="ignore").to_dict("records")
+    return top.drop(columns=["error", "traceback"], errors="ignore").to_dict("records")
 
 
 def _importance(trials: pd.DataFrame, spec: dict[str, Any], metric: str) -> dict[str, float]:

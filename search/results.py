@@ -28,6 +28,7 @@ OOF = "oof.parquet"  # the CV candidates' out-of-fold predictions: candidate, fo
 TEST_PREDICTIONS = "test_predictions.parquet"  # the final model's: row, y, probability
 TIMING = "timing.json"
 EXPERIMENT_DIR = "tune"  # Ray Tune's experiment folder (hpsearch resume continues from it)
+TRIAL_ERRORS = "trial_errors.txt"  # each failed trial's full traceback
 FAULTS = "faults.jsonl"  # trials Ray retried or gave up on (lost workers), one JSON per line
 
 
@@ -117,6 +118,30 @@ def fetch_run(source: str, name: str, local_root: Path) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return commit_run(partial, local_root / name)
+
+
+def write_trial_errors(folder: Path, trials: pd.DataFrame) -> Path | None:
+    """Write every errored trial's full traceback to ``folder/trial_errors.txt``; returns it (None when
+    no trial errored). trials.csv keeps one line of each."""
+    if "traceback" not in trials:
+        return None
+    failed = trials[trials["traceback"].fillna("").astype(str) != ""]
+    if failed.empty:
+        return None
+    parts = [f"trial {row['trial_id']}: {row.get('error', '')}\n{row['traceback'].rstrip()}\n"
+             for row in failed.to_dict("records")]
+    path = folder / TRIAL_ERRORS
+    _write_atomic(path, "\n".join(parts))
+    return path
+
+
+def keep_beside(path: Path, partial: Path) -> Path:
+    """Move one file of a run that is about to be removed next to the run folders, as
+    ``<name>.<file name>``, so that it outlives the run; returns its new path."""
+    name = partial.name.removeprefix(".").removesuffix(".partial")
+    kept = partial.parent / f"{name}.{path.name}"
+    os.replace(path, kept)
+    return kept
 
 
 def abandon_run(partial: Path) -> None:

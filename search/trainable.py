@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class TrialData:
 
 
 STATE_FILE = "state.npz"
+MAX_TRACEBACK_CHARS = 20_000  # a failed trial's traceback, as trials.csv and trial_errors.txt keep it
 
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
@@ -76,12 +78,13 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             _train_jax_trial(model, x_train, y_train, batch_size, weights, start, data, device)
             return
         keras_fit(resolved, model, x_train, y_train, initial_epoch=start, epochs=data.max_reports,
-                  class_weight=weights, callbacks=[_EpochReporter(data, start, device)])
+                  class_weight=weights, callbacks=[_EpochReporter(data, start, device, model)],
+                  validation_data=(data.x_val, data.y_val))
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise  # Ray's own signals (a stop, a lost session) are Ray's to handle
         _report({**WORST, "loss": -1.0, "errored": 1, "diverged": 0, "error": first_line(exc),
-                 "node_id": _node_id(), "device": device})
+                 "traceback": traceback.format_exc()[-MAX_TRACEBACK_CHARS:], "node_id": _node_id(), "device": device})
 
 
 def _train_jax_trial(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, weights: dict[int, float] | None,
@@ -219,7 +222,7 @@ train_trial.__mixins__ = (NewestCheckpointFallback,)  # read by Ray's wrap_funct
 class _EpochReporter:
     """A Keras callback (duck-typed, built lazily) that scores and reports each epoch of a TensorFlow fit."""
 
-    def __new__(cls, data: TrialData, start: int, device: str) -> Any:
+    def __new__(cls, data: TrialData, start: int, device: str, model: Any) -> Any:
         import keras
 
         class EpochReporter(keras.callbacks.Callback):
@@ -228,11 +231,11 @@ class _EpochReporter:
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 train_seconds = time.perf_counter() - self.began  # the fit's own time, compile included
-                loss = float((logs or {}).get("loss", np.nan))
-                probability = np.asarray(self.model(data.x_val, training=False)).ravel()
-                if not _score_and_report(data, loss, probability, epoch + 1, start, device, train_seconds,
-                                         self.model):
-                    self.model.stop_training = True
+                loss = float((logs or {}).get("loss", -1.0))  # -1: a training loop of the user's that logs none
+                # the trial's own model: a hypermodel's own training loop may not set the callbacks' model
+                probability = np.asarray(model(data.x_val, training=False)).ravel()
+                if not _score_and_report(data, loss, probability, epoch + 1, start, device, train_seconds, model):
+                    model.stop_training = True
 
         return EpochReporter()
 

@@ -263,9 +263,11 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
             best, last = float(values[pick]), float(values[-1])
             best_epoch = float(history["epoch" if "epoch" in history else "training_iteration"].iloc[pick])
         error = original_error(result.error)
+        trace = ""
         if result.error is not None or metrics.get("errored"):
             status = "errored"
             error = error or str(metrics.get("error", ""))
+            trace = str(metrics.get("traceback") or result.error or "")
             best = best_epoch = last = np.nan
         elif metrics.get("diverged"):
             status = "diverged"
@@ -287,6 +289,7 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
             retries=retries.get(row["trial_id"], 0),
             restored_from=int(metrics.get("restored_from") or 0),
             error=error,
+            traceback=trace,
         )
         rows.append(row)
     table = pd.DataFrame(rows)
