@@ -11,9 +11,9 @@ WORKDIR /home/ray/hpsearch
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users search ./search
 COPY --chown=ray:users spaces ./spaces
-# Editable: the built-in spaces are read from spaces/ beside the package.
-RUN pip install --no-cache-dir -e ".${EXTRAS:+[$EXTRAS]}" "ray[default,tune]==2.60.0" \
-    && hpsearch --help >/dev/null
+# Non-editable: the built-in spaces ship inside the package (search/spaces/).
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" "ray[default,tune]==2.60.0" \
+    && cd / && hpsearch --help >/dev/null && python -c "from search.space import load_space; load_space('default')"
 # A run's outputs; mount a volume here (or pass --results s3://... / gs://...).
 WORKDIR /home/ray/work
 ENV KERAS_BACKEND=jax

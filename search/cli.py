@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from search.cli_app import app, guard, quiet_libraries, spec_from
 from search.console import err, out, print_final, print_report, print_summary, progress_display
@@ -87,12 +88,13 @@ def _run(options: dict, quiet: bool) -> None:
         quiet_libraries()  # Keras is imported to find the hypermodel's space
     space, table, splits = prepare(spec)  # fail fast, before the slow imports
     if not quiet:
-        out.print(
-            f"[bold]hpsearch[/bold]: {table.source} ({table.n_rows} rows, {len(table.schema)} features, "
+        out.print(Text.assemble(
+            ("hpsearch", "bold"),
+            f": {table.source} ({table.n_rows} rows, {len(table.schema)} features, "
             f"positive class '{table.labels[1]}'), space {space.name}, {spec.samples} trials, "
             f"metric {spec.metric}, {len(splits.train)}/{len(splits.val)}/{len(splits.test)} rows "
             f"train/val/test"
-        )
+        ))
         for line in plan_for(spec, space, splits).describe():
             out.print(line, markup=False)
         for note in table.notes:

@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts hold literal brackets (pip install 'hpsearch[mlflow]')
     help="Find the best Keras binary classifier for a table, with Ray Tune and ASHA.",
 )
 

@@ -12,20 +12,23 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from search.metrics import ranked_trials
 
-out = Console(highlight=False)
+# markup off: what is printed holds users' strings (paths, run names, columns, labels), and Rich would
+# read `sales[v2].csv` as a tag and print `sales.csv`; styles are given as `style=`, never in the text.
+out = Console(highlight=False, markup=False)
 if not out.is_terminal:
-    out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False, markup=False, width=160)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def print_report(content: dict) -> None:
     from search.report_layout import sections
 
     if content["partial"]:
-        out.print(f"[bold]partial run[/bold]: missing {', '.join(content['missing'])}")
+        out.print(Text.assemble(("partial run", "bold"), f": missing {', '.join(content['missing'])}"))
     for section in sections(content):
         if not section.rows:
             continue

@@ -46,7 +46,7 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     if spec.name and not spec.is_remote_results():
         results.check_free(spec.results_root(), spec.name)
     if spec.mlflow:
-        tracking.check_available()
+        tracking.check_available(spec.mlflow_uri)
     table = load_table(
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
     )
@@ -104,7 +104,11 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     from search.tuning import run_trials
 
     clock = RunClock(plan.budget, "search")
-    run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow else None
+    try:
+        run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow else None
+    except BaseException:
+        results.abandon_run(partial)  # nothing of the run exists yet
+        raise
 
     try:
         with ray_session(spec, while_starting=lambda: encode_and_import_tune(spec, plan, table, splits)) as data:

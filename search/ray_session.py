@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +101,14 @@ def _start(spec: RunSpec, while_starting: Callable[[], Any] | None) -> tuple[boo
         except BaseException:
             work.cancel()
             raise
-        return started, work.result()
+        try:
+            return started, work.result()
+        except BaseException:  # the session never began: a Ray started for it stops now (a notebook's next
+            if started:        # run would reuse it, with this run's CPUs)
+                import ray
+
+                ray.shutdown()
+            raise
 
 
 def _check_trials_fit(spec: RunSpec) -> None:
@@ -170,6 +178,7 @@ def _start_ray(spec: RunSpec) -> bool:
     variables = worker_env(spec.backend)
     before = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
+    executable, sys.executable = sys.executable, python_without_spaces()
     try:
         ray.init(
             address="local",
@@ -180,5 +189,28 @@ def _start_ray(spec: RunSpec) -> bool:
             logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
         )
     finally:
+        sys.executable = executable
         put_back_variables(before)
     return True
+
+
+def python_without_spaces() -> str:
+    """This Python as Ray's raylet can start it for its workers. The raylet runs the workers' command
+    through a shell without quoting it, so a venv in a folder with a space (``~/My Projects/.venv``)
+    starts no worker at all; a link without spaces to the venv (``pyvenv.cfg`` is found beside the
+    link's ``bin/``) starts the same Python with the same packages."""
+    import hashlib
+    import tempfile
+
+    python = Path(sys.executable)
+    prefix = Path(sys.prefix)
+    if " " not in str(python) or not python.is_relative_to(prefix) or " " in tempfile.gettempdir():
+        return sys.executable
+    key = hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
+    link = Path(tempfile.gettempdir()) / f"hpsearch-python-{os.getuid() if hasattr(os, 'getuid') else 0}-{key}"
+    if not link.is_symlink() or link.resolve() != prefix.resolve():
+        temporary = link.with_name(f"{link.name}.{os.getpid()}")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(prefix, target_is_directory=True)
+        os.replace(temporary, link)
+    return str(link / python.relative_to(prefix))

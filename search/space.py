@@ -17,7 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from search.errors import SpaceError
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
+def _builtin_spaces_dir() -> Path:
+    """The built-in spaces: ``search/spaces/`` inside an installed wheel (pyproject maps the repository's
+    top-level ``spaces/`` there), else ``spaces/`` beside the package (a checkout, an editable install)."""
+    from importlib.resources import files
+
+    packaged = Path(str(files("search") / "spaces"))
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "spaces"
+
+
+SPACES_DIR = _builtin_spaces_dir().resolve()
 DEFAULT_SPACE = "default"
 
 # name -> (value type, allowed values or (min, max, max_is_inclusive)). Shared by params and fixed.

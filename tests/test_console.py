@@ -55,3 +55,29 @@ def test_quiet_shows_nothing(monkeypatch):
     with console.progress_display(quiet=True) as show:
         assert show is None
     assert buffer.getvalue() == ""
+
+
+def test_users_strings_are_printed_as_they_are(tmp_path):
+    """Paths, run names, column names and labels with brackets, spaces and non-ASCII reach the console
+    unchanged (Rich read `[v2]` as markup and printed `my data .csv`; `[/tmp]` raised MarkupError)."""
+    import pandas as pd
+
+    from tests.conftest import make_mixed_table, run_cli
+
+    folder = tmp_path / "my data [v2] é"
+    folder.mkdir()
+    frame = make_mixed_table(n=120).rename(columns={"alpha": "[alpha] größe"})
+    frame["label"] = frame["label"].map({"yes": "[yes] ja", "no": "no"})
+    path = folder / "sales [v2].csv"
+    frame.to_csv(path, index=False)
+    proc = run_cli(["run", str(path), "--target", "label", "--positive", "[yes] ja", "--samples", "2",
+                    "--max-epochs", "2", "--top-k", "1", "--folds", "2", "--repeats", "1", "--cpus", "2",
+                    "--results", str(folder / "out [1]")], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert str(path) in proc.stdout and "positive class '[yes] ja'" in proc.stdout
+    assert f"results: {folder / 'out [1]'}" in proc.stdout
+    assert pd.read_csv(next((folder / "out [1]").glob("*/trials.csv"))).shape[0] == 2
+
+    missing = run_cli(["run", "[/tmp]/x [1].csv"], cwd=tmp_path)
+    assert missing.returncode == 2 and "[/tmp]/x [1].csv" in missing.stderr, missing.stderr
+    assert "unexpected" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

@@ -84,6 +84,7 @@ def test_splits_are_stratified_disjoint_and_complete():
         ("a,y\n1,0\n2,1\n", "z", r"target column 'z' not found. Columns are: a, y"),
         ("a,y\n1,0\n2,1\n", "5", r"target index 5 is out of range for 2 columns"),
         ("y\n0\n1\n", "y", r"no feature column is left"),
+        ("a,y\n1,\n2,NA\n3,?\n", "y", r"target 'y' has no value in any of its 3 rows. Pick the column"),
     ],
 )
 def test_unusable_tables_are_explained(tmp_path, text, target, match):
@@ -114,3 +115,19 @@ def test_infinite_values_are_missing_values_with_a_note(tmp_path):
     assert np.isfinite(table.features.to_numpy(dtype=float, na_value=0.0)).all()
     assert table.notes == ("column 'a': 1 infinite value(s) read as missing",
                            "column 'b': 1 infinite value(s) read as missing")
+
+
+def test_rows_without_a_target_value_are_left_out_and_counted(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    frame["vote"] = np.where(frame["a"] > 0, "yes", "no")
+    frame.loc[[3, 10, 11, 40], "vote"] = np.nan
+    frame.loc[20, "vote"] = "?"
+    path = tmp_path / "survey.csv"
+    frame.to_csv(path, index=False)
+    table = load_table(str(path), "vote")
+    assert table.n_rows == 55 and len(table.features) == 55
+    assert "left out 5 of 60 rows that have no value in target 'vote' (55 labelled rows remain)" in table.notes
+    kept = frame.drop(index=[3, 10, 11, 20, 40]).reset_index(drop=True)
+    np.testing.assert_allclose(table.features["a"].to_numpy(dtype=float), kept["a"].to_numpy())
+    assert (table.y == (kept["vote"] == "yes").to_numpy()).all()

@@ -144,6 +144,10 @@ def test_mixed_csv_with_failing_trials_and_a_seeded_replay(tmp_path, mixed_csv):
     errored = trials[trials["status"] == "errored"]
     assert len(errored) >= 1 and (errored["learning_rate"] > 0.001).all()
     assert errored["error"].str.contains("injected failure for tests").all()
+    # each failed trial's whole traceback: in the trial table and in the run folder's trial_errors.txt
+    assert errored["traceback"].str.contains("Traceback (most recent call last)", regex=False).all()
+    kept = (tmp_path / "out" / "first" / "trial_errors.txt").read_text()
+    assert all(f"trial {t}:" in kept for t in errored["trial_id"]) and "sitecustomize.py" in kept
     fine = trials[trials["status"] != "errored"]
     assert len(fine) >= 1 and fine["best_log_loss"].notna().all()
     assert best["mode"] == "min" and best["value"] == pytest.approx(fine["best_log_loss"].min())
@@ -223,15 +227,22 @@ def check_predict_round_trip(tmp_path: Path, run_dir: Path, csv: Path) -> None:
     assert json.loads((run_dir / "model" / "metadata.json").read_text())["threshold"] == cv["threshold"]
 
 
-def test_a_search_where_every_trial_fails_exits_2_and_saves_nothing(tmp_path, mixed_csv):
-    proc = run_cli(["run", str(mixed_csv), "--target", "label", "--samples", "2", "--max-epochs", "2",
-                    "--results", str(tmp_path / "out"), "--name", "doomed", *FAST],
-                   cwd=tmp_path, env=fakes(HPSEARCH_FAKE_FAIL_ABOVE_LR="0"))
+def test_a_search_where_every_trial_fails_exits_2_and_keeps_only_the_tracebacks(tmp_path, mixed_csv):
+    args = ["run", str(mixed_csv), "--target", "label", "--samples", "2", "--max-epochs", "2",
+            "--results", str(tmp_path / "out"), *FAST]
+    proc = run_cli([*args, "--name", "doomed"], cwd=tmp_path, env=fakes(HPSEARCH_FAKE_FAIL_ABOVE_LR="0"))
     assert proc.returncode == 2
     assert "error: all 2 trials failed" in proc.stderr and "injected failure for tests" in proc.stderr
     assert "The most common error (2 of 2 trials)" in proc.stderr and "learning_rate" not in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    kept = tmp_path / "out" / "doomed.trial_errors.txt"
+    assert f"Each failed trial's traceback is in {kept}." in proc.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [kept.name]  # nothing else of the run
+    assert kept.read_text().count("Traceback (most recent call last)") == 2
+
+    debug = run_cli(["--debug", *args, "--name", "debugged"], cwd=tmp_path, env=fakes(HPSEARCH_FAKE_FAIL_ABOVE_LR="0"))
+    assert debug.returncode == 2
+    assert "Traceback (most recent call last)" in debug.stderr and "injected failure for tests" in debug.stderr
 
 
 def test_an_error_as_the_search_starts_is_printed_not_lost(tmp_path, mixed_csv):

@@ -1,0 +1,52 @@
+"""hpsearch: find the best Keras binary classifier for a table, with Ray Tune and ASHA."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from search.errors import ClusterError, DataError, HpsearchError, SearchError, SpaceError, SpecError
+
+if TYPE_CHECKING:
+    from search.api import Result, load, run
+    from search.pipeline import RunOutcome
+    from search.space import Space, load_space
+    from search.spec import RunSpec
+
+# Imported when first asked for: every Ray worker imports this package to reach search.trainable,
+# and the spec and space modules bring pandas, pydantic and YAML, which a worker never uses.
+_LAZY = {"RunSpec": "search.spec", "Space": "search.space", "load_space": "search.space", "run": "search.api",
+         "load": "search.api", "Result": "search.api"}
+
+__version__ = "0.1.0"
+__all__ = [
+    "ClusterError",
+    "DataError",
+    "HpsearchError",
+    "Result",
+    "RunSpec",
+    "SearchError",
+    "Space",
+    "SpaceError",
+    "SpecError",
+    "__version__",
+    "load",
+    "load_space",
+    "run",
+    "run_search",
+]
+
+
+def run_search(spec: RunSpec, on_progress: Any = None) -> RunOutcome:
+    """Run one search end to end; see :func:`search.pipeline.run_search`."""
+    from search.pipeline import run_search as _run_search
+
+    return _run_search(spec, on_progress)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
+        return value
+    raise AttributeError(f"module 'search' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m search`` runs the ``hpsearch`` command."""
+
+from search.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""The run request: every option of ``hpsearch run``, validated once at the edge.
+
+``RunSpec`` is a pydantic model (untrusted input from the command line); after validation it is
+frozen and passed inward unchanged, and written to ``spec.json`` as the record of the run.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search.data import BUILTIN_PREFIX, DEFAULT_DATA
+from search.errors import SpecError
+from search.metrics import DEFAULT_METRIC, METRICS
+from search.space import DEFAULT_SPACE
+
+TINY_TABLE_ROWS = 300
+TINY_TABLE_REPEATS = 3
+SKEWED_SHARE = 0.3
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class RunSpec(BaseModel):
+    """A validated run request (see ``hpsearch run --help`` for each option)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = DEFAULT_DATA
+    target: str | None = None
+    header: bool = True
+    positive: str | None = None
+    drop: tuple[str, ...] = ()
+    space: str = DEFAULT_SPACE
+    hypermodel: str | None = None
+    name: str | None = None
+    results: str = "results"
+    metric: str = DEFAULT_METRIC
+    samples: int = Field(40, ge=1)
+    max_epochs: int | None = Field(None, ge=1)
+    grace_period: float | None = Field(None, gt=0)
+    reduction_factor: float = Field(3.0, gt=1)
+    searcher: Literal["random", "optuna"] = "random"
+    seed: int = Field(0, ge=0)
+    cpus: int | None = Field(None, ge=1)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    time_budget: float | None = Field(None, gt=0)
+    test_size: float = Field(0.2, ge=0, le=0.5)
+    val_size: float = Field(0.2, ge=0.05, le=0.5)
+    top_k: int = Field(3, ge=1)
+    folds: int | None = Field(None, ge=2, le=50)
+    repeats: int | None = Field(None, ge=1, le=20)
+    class_weight: Literal["auto", "balanced", "none"] = "auto"
+    threshold: float | None = Field(None, ge=0, le=1)
+    threshold_rule: Literal["auto", "youden", "accuracy", "f1"] = "auto"
+    export_savedmodel: bool = False
+    address: str | None = None
+    checkpoint_every: int = Field(5, ge=0)
+    max_failures: int = Field(2, ge=0)
+    backend: Literal["jax", "tensorflow"] = "jax"
+    mixed_precision: bool = False
+    mlflow: bool = False
+    mlflow_uri: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_network(self) -> RunSpec:
+        if self.hypermodel and self.space != DEFAULT_SPACE:
+            raise ValueError("give --space (the built-in network's space) or --hypermodel (your own model, "
+                             "whose space is its build_model's), not both")
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a plain folder name; use letters, digits, '.', '_' and '-'"
+            )
+        return value
+
+    @classmethod
+    def from_options(cls, **options: Any) -> RunSpec:
+        """Build from CLI options, turning pydantic's report into one line that names the flag."""
+        try:
+            return cls(**{k: v for k, v in options.items() if v is not None})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+            msg = err["msg"].removeprefix("Value error, ")
+            raise SpecError(f"{flag}: {msg[0].lower()}{msg[1:]}, got {err.get('input')!r}.") from None
+
+    def run_name(self, now: datetime | None = None) -> str:
+        """``--name``, or ``<data>-<UTC time>`` so that runs sort by date."""
+        if self.name:
+            return self.name
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S")
+        stem = self.data.removeprefix(BUILTIN_PREFIX)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(stem).stem) or "data"
+        return f"{stem}-{stamp}"
+
+    def cv_repeats(self, rows: int) -> int:
+        """``--repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""
+        return self.repeats or (TINY_TABLE_REPEATS if rows < TINY_TABLE_ROWS else 1)
+
+    def class_weights(self, y: Any) -> str:
+        """``--class-weight``; ``auto`` is ``balanced`` when the rarer class is under ``SKEWED_SHARE`` of the rows."""
+        if self.class_weight != "auto":
+            return self.class_weight
+        import numpy as np
+
+        share = float(np.mean(y))
+        return "balanced" if min(share, 1 - share) < SKEWED_SHARE else "none"
+
+    def is_remote_results(self) -> bool:
+        """``--results`` names a storage URI (``file://``, ``s3://``, ``gs://``): work locally, then upload."""
+        return "://" in self.results
+
+    def results_root(self) -> Path:
+        """The local folder runs are written in (a scratch folder when results go to a URI)."""
+        if self.is_remote_results():
+            import os
+            import tempfile
+
+            # one folder per process: concurrent runs never stage in each other's folder
+            return Path(tempfile.gettempdir()) / f"hpsearch-staging-{os.getpid()}"
+        return Path(self.results).expanduser().resolve()
