@@ -266,8 +266,8 @@ def _fit_checked(ref: str, hypermodel: Any, hp: Any, model: Any, x: np.ndarray, 
                          f"{first_line(exc)}). Pass *args and **kwargs on to model.fit, as KerasTuner does.") from None
     if len(ended) != CHECK_EPOCHS:
         raise SpaceError(f"--hypermodel {ref}: its fit(hp, model, *args, **kwargs) trained {len(ended)} epochs "
-                         f"where it was given epochs={CHECK_EPOCHS} (hpsearch's ASHA and CV choose the epochs). Pass **kwargs "
-                         f"on to model.fit, or loop over range(kwargs['epochs']) and call each of "
+                         f"where it was given epochs={CHECK_EPOCHS} (hpsearch's ASHA and CV choose the epochs). "
+                         f"Pass **kwargs on to model.fit, or loop over range(kwargs['epochs']) and call each of "
                          f"kwargs['callbacks'] on_epoch_end.")
 
 

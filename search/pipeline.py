@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,8 +24,6 @@ from search.metrics import METRICS, ranked_trials
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,8 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
 
     clock = RunClock(plan.budget, "search")
     try:
-        run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow else None
+        options = spec.model_dump(mode="json")
+        run_tracking = tracking.start(spec.mlflow_uri, final.name, options) if spec.mlflow else None
     except BaseException:
         results.abandon_run(partial)  # nothing of the run exists yet
         raise
@@ -183,10 +181,7 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
     """Write the search's results (trials.csv, epochs.csv, best_config.json, and trial_errors.txt when a
     trial failed): from here on the run resumes at the CV stage, and no later failure removes them.
     When every trial failed, trial_errors.txt is kept beside the run folder, which is then removed."""
-    errors_file = results.write_trial_errors(partial, trials)
-    if errors_file is not None:
-        for row in trials[trials["traceback"].fillna("").astype(str) != ""].to_dict("records"):
-            log.debug("trial %s failed:\n%s", row["trial_id"], row["traceback"])
+    errors_file = results.write_trial_errors(partial, trials)  # and logged, shown under --debug
     try:
         best = best_trial(trials, metric)
     except SearchError as exc:
