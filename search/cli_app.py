@@ -92,6 +92,11 @@ def guard(action) -> None:  # noqa: ANN001
                   f"resume with: hpsearch resume {resume_target(exc.partial)}", soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
     except HpsearchError as exc:
+        cause = exc.__cause__ or exc.__context__  # what went wrong underneath, e.g. in a user's build_model
+        if os.environ.get("HPSEARCH_DEBUG") and cause is not None:
+            import traceback
+
+            err.print("".join(traceback.format_exception(cause)).rstrip(), soft_wrap=True, markup=False)
         err.print(f"error: {exc}", soft_wrap=True, markup=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -124,10 +129,9 @@ def quiet_libraries(import_keras: bool = True) -> None:
     imported now, silenced, unless the caller imports it later (``hpsearch run``: during the search)."""
     if os.environ.get("HPSEARCH_DEBUG"):
         return
-    from search.devices import QUIET_TENSORFLOW, native_stderr_silenced
+    from search.devices import native_stderr_silenced, quiet_tensorflow
 
-    for name, value in QUIET_TENSORFLOW.items():
-        os.environ.setdefault(name, value)
+    quiet_tensorflow()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import warnings
 

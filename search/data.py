@@ -49,6 +49,8 @@ class Table:
     sha256: str
     notes: tuple[str, ...] = ()  # what was assumed while reading (printed in the run's first lines)
     dates: dict[str, tuple[str, ...]] | None = None  # date column -> its parts, which stand in the features
+    # a part of the file's table (an outer run of nested CV): its row numbers there, kept in spec.json
+    source_rows: tuple[int, ...] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -113,6 +115,16 @@ def load_table(
                        for c, parts in dates.items())
     notes = read_notes + unlabelled_notes + label_notes + column_notes + date_notes + inf_notes
     return Table(features.reset_index(drop=True), y, schema, target_name, labels, source, digest, notes, dates)
+
+
+def only_rows(table: Table, rows: np.ndarray) -> Table:
+    """The same table restricted to ``rows`` (renumbered from 0); ``source_rows`` says which they were."""
+    import dataclasses
+
+    kept = np.asarray(rows)
+    origin = np.asarray(table.source_rows)[kept] if table.source_rows is not None else kept
+    return dataclasses.replace(table, features=table.features.iloc[kept].reset_index(drop=True), y=table.y[kept],
+                               source_rows=tuple(int(r) for r in origin))
 
 
 def _labelled_rows(df: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFrame, tuple[str, ...]]:

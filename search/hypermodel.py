@@ -64,6 +64,8 @@ def load(ref: str) -> Any:
         raise SpaceError(f"--hypermodel {ref}: file {path} not found. Give FILE.py:FUNCTION, e.g. "
                          f"examples/hypermodel.py:build_model.")
     module_name = f"hpsearch_hypermodel_{abs(hash(str(path)))}"
+    if str(path.parent) not in sys.path:  # its own helper modules beside it, as when it runs as a script
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[module_name] = module
@@ -233,6 +235,10 @@ def _build_checked(ref: str, hypermodel: Any, hp: Any, n_features: int, first: b
     if tuple(out.shape) != (2, 1):
         raise SpaceError(f"{where}: the model's output has shape {tuple(out.shape)[1:]} per row, not (1,). End "
                          f"it with keras.layers.Dense(1, activation='sigmoid'): P(class 1).")
+    if getattr(getattr(model, "loss", None), "from_logits", False):
+        raise SpaceError(f"{where}: the model is compiled with a loss from_logits=True, so its output is not "
+                         f"P(class 1). End it with keras.layers.Dense(1, activation='sigmoid') and leave "
+                         f"from_logits off.")
     _check_safe_reload(where, model)
     return model
 

@@ -57,11 +57,11 @@ def start(uri: str | None, name: str, options: dict[str, Any]) -> Tracking:
     from search.errors import first_line
 
     uri = uri or DEFAULT_URI
-    client = mlflow.MlflowClient(tracking_uri=uri)
     try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(EXPERIMENT)
         experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
-    except mlflow.exceptions.MlflowException as exc:
+    except Exception as exc:  # MlflowException, or the database's own error (SQLAlchemy's)
         raise SpecError(f"--mlflow-uri {uri}: MLflow cannot use this tracking store ({first_line(exc)[:200]}). "
                         f"Give a store MLflow opens, e.g. sqlite:///mlflow.db or http://HOST:5000.") from None
     run = client.create_run(experiment, run_name=name, tags={"hpsearch.run": name})

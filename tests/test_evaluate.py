@@ -54,6 +54,13 @@ def test_nested_cv_scores_each_outer_fold_with_a_run_that_never_saw_it(tmp_path,
 
         assert fold["scores"]["roc_auc"] == pytest.approx(roc_auc_score(y[rows], p), abs=1e-6)
         assert fold["scores"]["accuracy"] == pytest.approx(accuracy_score(y[rows], p >= meta["threshold"]))
+    # retrain of an outer run re-scores that run's rows only, never the fold held out from it
+    outer = folder / "outer-1"
+    before = pd.read_parquet(outer / "oof.parquet")["row"].nunique()
+    retrained = run_cli(["retrain", str(outer)], cwd=tmp_path)
+    assert retrained.returncode == 0, retrained.stderr[-2000:]
+    after = pd.read_parquet(outer / "oof.parquet")["row"]
+    assert after.nunique() == before == len(table) - len(held_out[0]) and after.max() < before
     aucs = [f["scores"]["roc_auc"] for f in summary["folds"]]
     assert summary["mean"]["roc_auc"] == pytest.approx(np.mean(aucs))
     assert "logistic regression" in summary["baselines"]

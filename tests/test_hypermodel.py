@@ -197,3 +197,31 @@ def test_a_missing_hypermodel_or_one_beside_a_space_is_a_one_line_error(tmp_path
     both = run_cli(["run", str(mixed_csv), "--target", "label", "--hypermodel", "x.py", "--space", "gpu",
                     "--results", str(tmp_path / "out")], cwd=tmp_path)
     assert both.returncode == 2 and "not both" in both.stderr and not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback_of_a_failing_build_model(tmp_path, mixed_csv):
+    path = _write(tmp_path, "broken", "import keras\n\ndef build_model(hp):\n    units = hp.Int('units', 4, 8)\n"
+                                      "    raise RuntimeError(f'no layer of {units} units')\n")
+    args = ["run", str(mixed_csv), "--target", "label", "--hypermodel", f"{path}:build_model",
+            "--results", str(tmp_path / "out")]
+    plain = run_cli(args, cwd=tmp_path)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = run_cli(["--debug", *args], cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
+    assert 'broken.py", line 5, in build_model' in debug.stderr and "no layer of 4 units" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1].startswith("error: --hypermodel")
+
+
+def test_a_hypermodel_imports_its_own_helpers_and_a_logits_loss_is_named(tmp_path):
+    _write(tmp_path, "helpers", "import keras\n\ndef hidden(units):\n    return keras.layers.Dense(units, activation='relu')\n")
+    _write(tmp_path, "uses_helpers", "import keras\nfrom helpers import hidden\n\ndef build_model(hp):\n"
+                                     "    m = keras.Sequential([hidden(hp.Int('units', 4, 8)), keras.layers.Dense(1, activation='sigmoid')])\n"
+                                     "    m.compile('adam', 'binary_crossentropy')\n    return m\n")
+    from search.hypermodel import discover_space
+
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    space = discover_space(f"{tmp_path / 'uses_helpers.py'}:build_model", x, (x[:, 0] > 0).astype("float32"))
+    assert "units" in space.params
+    with pytest.raises(SpaceError, match="from_logits=True"):
+        _discover(tmp_path, "def build_model(hp):\n    m = keras.Sequential([keras.layers.Dense(1)])\n"
+                            "    m.compile('adam', keras.losses.BinaryCrossentropy(from_logits=True))\n    return m\n")

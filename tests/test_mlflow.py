@@ -49,3 +49,34 @@ def test_a_tracked_run_logs_its_trials_scores_report_and_a_pyfunc_model(tmp_path
     # the CLI writes 6 decimals: a float32 value and its rounding differ by up to 5e-7, plus float error
     assert scored["probability"].tolist() == pytest.approx(expected["probability"].tolist(), abs=2e-6)
     assert scored["label"].astype(str).tolist() == expected["label"].astype(str).tolist()
+
+
+def test_a_file_store_and_results_at_a_storage_uri_log_the_scores(tmp_path, mixed_csv, monkeypatch):
+    """MLflow 3 refuses its file store unless told; hpsearch tells it, since the user named that store.
+    With --results at a URI the run folder is uploaded, and the parent run still gets its scores."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    store = (tmp_path / "ml runs").as_uri()
+    remote = (tmp_path / "remote").as_uri()
+    proc = run_cli(["run", str(mixed_csv), "--target", "label", "--samples", "2", "--max-epochs", "2",
+                    "--top-k", "1", "--folds", "2", "--repeats", "1", "--cpus", "2", "--name", "filed",
+                    "--results", remote, "--mlflow", "--mlflow-uri", store, "--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "remote" / "filed" / "cv.json").is_file()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.MlflowClient(tracking_uri=store)
+    parent = next(r for r in client.search_runs([client.get_experiment_by_name("hpsearch").experiment_id])
+                  if r.info.run_name == "filed")
+    cv = __import__("json").loads((tmp_path / "remote" / "filed" / "cv.json").read_text())
+    assert parent.data.metrics["cv_roc_auc"] == pytest.approx(cv["candidates"][0]["mean"]["roc_auc"])
+    assert "test_roc_auc" in parent.data.metrics and parent.info.status == "FINISHED"
+
+
+def test_a_store_mlflow_cannot_open_is_one_line_and_leaves_no_folder(tmp_path, mixed_csv):
+    (tmp_path / "not a db").write_text("plain text")
+    store = f"sqlite:///{tmp_path / 'not a db'}"
+    proc = run_cli(["run", str(mixed_csv), "--target", "label", "--samples", "2", "--results", str(tmp_path / "out"),
+                    "--name", "bad", "--mlflow", "--mlflow-uri", store], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"--mlflow-uri {store}: MLflow cannot use this tracking store" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else True

@@ -295,3 +295,27 @@ def test_a_local_ray_hands_the_workers_their_variables_and_leaves_the_driver_as_
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [w[:2] for w in seen["workers"]] == [["jax", "3"], ["jax", "3"]]
     assert seen["inside"] == ["tensorflow", None] and seen["after"] == "tensorflow"
+
+
+RUN_THAT_FAILS_AS_RAY_STARTS = '''
+import sys, ray, search
+try:
+    search.run(samples=1, cpus=1, results=sys.argv[1], name="early", quiet=True)
+except Exception as exc:
+    print("RAISED", type(exc).__name__, exc)
+print("RAY_RUNNING", ray.is_initialized())
+'''
+
+
+def test_a_failure_while_ray_starts_stops_that_ray_and_keeps_nothing(tmp_path):
+    """A notebook's next run must not find this run's Ray (with its --cpus) still up."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", RUN_THAT_FAILS_AS_RAY_STARTS, str(tmp_path / "out")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **fakes(HPSEARCH_FAKE_ENCODE_ERROR="encoding failed for tests")})
+    assert "RAISED ValueError encoding failed for tests" in proc.stdout, proc.stderr[-2000:]
+    assert "RAY_RUNNING False" in proc.stdout
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -6,6 +6,8 @@ its environment). The product reads no test variable; these patches wrap its fun
   (a trial whose code fails).
 - ``HPSEARCH_FAKE_SEARCH_SETUP_ERROR=text``: setting up the search's searcher raises ValueError(text), in
   the driver, as soon as the search starts.
+- ``HPSEARCH_FAKE_ENCODE_ERROR=text``: encoding the trials' data, which runs while Ray starts, raises
+  ValueError(text).
 - ``HPSEARCH_FAKE_EPOCH_SECONDS=s``: each trial report first sleeps ``s`` seconds (trials long enough
   to be stopped or killed mid-way).
 """
@@ -60,8 +62,19 @@ def _failing_searcher(module):  # noqa: ANN001, ANN202
     module._searcher = searcher
 
 
+def _failing_encoding(module):  # noqa: ANN001, ANN202
+    text = os.environ.get("HPSEARCH_FAKE_ENCODE_ERROR")
+    if not text:
+        return
+
+    def encode_and_import_tune(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ValueError(text)
+
+    module.encode_and_import_tune = encode_and_import_tune
+
+
 PATCHES = {"search.model": _fail_above_learning_rate, "search.trainable": _slow_reports,
-           "search.tuning": _failing_searcher}
+           "search.tuning": _failing_searcher, "search.pipeline": _failing_encoding}
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
