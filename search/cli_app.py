@@ -16,7 +16,7 @@ from search.console import err
 from search.errors import HpsearchError, Interrupted
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts hold literal brackets (pip install 'hpsearch[mlflow]')
@@ -24,8 +24,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("hpsearch")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            from search import __version__ as found
+        print(f"hpsearch {found}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Ray's logs.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Ray's logs."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print hpsearch's version and exit.")) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
     if debug:
         os.environ["HPSEARCH_DEBUG"] = "1"

@@ -10,11 +10,15 @@ import typer
 from search.cli_app import app, guard, spec_from
 from search.console import out
 
+# Ray's own CLI (`ray job submit`) reads the dashboard's address from RAY_ADDRESS too.
+DASHBOARD = {"envvar": "RAY_ADDRESS", "show_envvar": True, "help": "The cluster's dashboard URL."}
+
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def submit(
     ctx: typer.Context,
-    address: str = typer.Option(..., help="The cluster's dashboard, e.g. http://127.0.0.1:8265."),
+    address: str = typer.Option(..., envvar="RAY_ADDRESS", show_envvar=True,
+                                help="The cluster's dashboard, e.g. http://127.0.0.1:8265."),
     storage: str = typer.Option(..., help="Where the job writes results: a shared path or s3://, gs:// URI."),
 ) -> None:
     """Submit a search as a Ray Job. Every other argument is a `hpsearch run` argument."""
@@ -39,7 +43,7 @@ def submit(
 
 
 @app.command()
-def status(job_id: str, address: str = typer.Option(..., help="The cluster's dashboard URL.")) -> None:
+def status(job_id: str, address: str = typer.Option(..., **DASHBOARD)) -> None:
     """Print a submitted job's status."""
 
     def action() -> None:
@@ -54,7 +58,7 @@ def status(job_id: str, address: str = typer.Option(..., help="The cluster's das
 @app.command()
 def logs(
     job_id: str,
-    address: str = typer.Option(..., help="The cluster's dashboard URL."),
+    address: str = typer.Option(..., **DASHBOARD),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
 ) -> None:
     """Print (or follow) a submitted job's output."""
@@ -71,7 +75,7 @@ def logs(
 
 
 @app.command()
-def stop(job_id: str, address: str = typer.Option(..., help="The cluster's dashboard URL.")) -> None:
+def stop(job_id: str, address: str = typer.Option(..., **DASHBOARD)) -> None:
     """Stop a submitted job."""
 
     def action() -> None:

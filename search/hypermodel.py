@@ -174,7 +174,13 @@ def fit_merged(hypermodel: Any, hp: Any, model: Any, x: np.ndarray, y: np.ndarra
 
     object.__setattr__(model, "fit", merged_fit)  # past Keras' attribute tracking: a plain instance attribute
     try:
-        return hypermodel.fit(hp, model, x, y, **given)
+        try:
+            return hypermodel.fit(hp, model, x, y, **given)
+        except TypeError as exc:  # its fit passes epochs= itself, as KerasTuner's search(x, y) without epochs allows
+            if "multiple values for keyword argument 'epochs'" not in str(exc):
+                raise
+            del given["epochs"]  # the search's epochs still win, in merged_fit
+            return hypermodel.fit(hp, model, x, y, **given)
     finally:
         object.__delattr__(model, "fit")
 

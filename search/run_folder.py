@@ -112,7 +112,7 @@ def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, nam
         "space": plan.space.to_dict(),
         "space_file": plan.space.source,
         "data": {
-            "source": table.source,
+            "source": f"a DataFrame, kept as {KEPT_TABLE}" if table_kept else table.source,
             "sha256": table.sha256,
             "rows": table.n_rows,
             "target": table.target,

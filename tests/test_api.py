@@ -47,7 +47,9 @@ def test_a_dataframe_runs_to_predictions_and_a_notebook_summary(tmp_path):
     # Tune's start did not import MLflow (2 s on 2 cores), and Ray's MLflow module finds it afterwards
     assert got["mlflow"] == [False, True]
     spec = json.loads((tmp_path / "out" / "notebook" / "spec.json").read_text())
-    assert spec["data"]["source"].endswith("frame.parquet") and len(spec["data"]["sha256"]) == 64
+    assert spec["data"]["kept_as"] == "data.parquet" and len(spec["data"]["sha256"]) == 64
+    assert spec["data"]["source"] == "a DataFrame, kept as data.parquet"
+    assert (tmp_path / "out" / "notebook" / "data.parquet").is_file()
     assert got["winner"] in got["html"] and "CV roc_auc" in got["html"] and "the full report" in got["html"]
     assert (tmp_path / "out" / "notebook" / "report.html").as_posix() == got["report"]
     # the same predictions as the command line's

@@ -82,7 +82,8 @@ def test_a_numeric_tables_model_is_built_on_a_cv_worker_and_loads_on_tensorflow(
     result = load(seen["run_dir"])
     recorded = pd.read_parquet(result.run_dir / "test_predictions.parquet")
     assert len(recorded) > 0
-    table = load_table(json.loads((result.run_dir / "spec.json").read_text())["data"]["source"], target="label")
+    table = load_table(str(result.run_dir / json.loads((result.run_dir / "spec.json").read_text())["data"]["kept_as"]),
+                       target="label")
     inputs = raw_inputs(table.features.iloc[recorded["row"].to_numpy()], table.schema)
     got = np.asarray(result.model(inputs)).ravel()
     np.testing.assert_allclose(got, recorded["probability"].to_numpy(), atol=1e-5)

@@ -38,6 +38,7 @@ CONTRACT = {
     "hypermodel_with_arguments": "SizedModel",
     "fit_super_call": "Network",
     "fit_named_validation": "Network",
+    "fit_own_epochs": "Network",
 }
 REFUSED = {"custom_training_loop": ("MyHyperModel", "trained 2 epochs where it was given epochs=3")}
 
@@ -58,7 +59,7 @@ for path, name in json.loads(sys.argv[1]).items():
     hypermodel = found() if isinstance(found, type) else found
     tuner = keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=2, seed=1, overwrite=True,
                                      directory=tempfile.mkdtemp(), project_name="kt")
-    tuner.search(x[:72], y[:72], epochs=2, validation_data=(x[72:], y[72:]), verbose=0)
+    tuner.search(x[:72], y[:72], validation_data=(x[72:], y[72:]), verbose=0)  # as the contract says: no epochs
     done[path] = len(tuner.oracle.get_best_trials(1))
 print(json.dumps(done))
 '''

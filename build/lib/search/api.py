@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import html
 import json
+import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,35 +29,70 @@ from search import results
 from search.data import DEFAULT_DATA
 
 
-def run(data: str | Path | pd.DataFrame = DEFAULT_DATA, target: str | None = None, *, quiet: bool = False,
+def run(data: str | Path | pd.DataFrame = DEFAULT_DATA, target: str | int | None = None, *, quiet: bool = False,
         **options: Any) -> Result:
     """Search, re-score, export and report, as ``hpsearch run`` does; ``options`` are its options
     (``samples=20``, ``metric="accuracy"``, ``time_budget=600``, ``results="results"``, ...).
 
-    A DataFrame is written to a Parquet file in a temporary folder first, so that the run's record
-    (``spec.json``: the data's path and SHA-256) is the same as for a file.
+    A DataFrame's run is self-contained: the table is kept in the run folder (``data.parquet``), where
+    ``hpsearch retrain`` and ``resume`` read it, and no temporary file is left behind.
 
     Raises:
-        HpsearchError: bad input (before anything is written), no usable trial, or a failed stage.
+        HpsearchError: bad input (before anything is written), no usable trial, or a failed stage; its
+            message names this function's keywords (``samples=0``), not the CLI's flags.
         Interrupted: a stop (Ctrl-C, SIGTERM, a notebook's interrupt); resume with ``hpsearch resume``.
     """
     from search.console import progress_display
+    from search.devices import quiet_tensorflow
     from search.pipeline import run_search
     from search.spec import RunSpec
 
-    if isinstance(data, pd.DataFrame):
-        folder = Path(tempfile.mkdtemp(prefix="hpsearch-frame-"))
-        path = folder / "frame.parquet"
-        data.to_parquet(path, index=False)
-        data = path
-    if options.get("hypermodel"):
-        from search.hypermodel import absolute
+    quiet_tensorflow()  # no TensorFlow or CUDA start-up lines in the cell (search.run(..., debug) has them)
+    frame_folder = None
+    try:
+        with errors_named_by_keyword():
+            if not isinstance(data, (str, Path, pd.DataFrame)) and hasattr(data, "to_pandas"):
+                data = data.to_pandas()  # a polars or pyarrow table
+            if isinstance(data, pd.DataFrame):
+                frame_folder = Path(tempfile.mkdtemp(prefix="hpsearch-frame-"))
+                path = frame_folder / "DataFrame.parquet"
+                data.rename(columns=str).to_parquet(path, index=False)
+                data = path
+            if options.get("hypermodel"):
+                from search.hypermodel import absolute
 
-        options["hypermodel"] = absolute(str(options["hypermodel"]))
-    spec = RunSpec.from_options(data=str(data), target=target, **options)
-    with progress_display(quiet) as on_progress:
-        outcome = run_search(spec, on_progress)
+                options["hypermodel"] = absolute(str(options["hypermodel"]))
+            spec = RunSpec.from_options(data=str(data), target=target, **options)
+            with progress_display(quiet) as on_progress:
+                outcome = run_search(spec, on_progress, keep_table=frame_folder is not None)
+    finally:
+        if frame_folder is not None:
+            shutil.rmtree(frame_folder, ignore_errors=True)
     return Result(Path(outcome.run_dir))
+
+
+@contextmanager
+def errors_named_by_keyword() -> Iterator[None]:
+    """Re-raise the CLI's errors with its flags as this API's keywords: ``--samples 0`` reads
+    ``samples=0``, ``--no-header`` reads ``header=False``."""
+    from search.errors import HpsearchError, Interrupted
+    from search.spec import RunSpec
+
+    flags = {"no-header": "header=False", **{f.replace("_", "-"): f for f in RunSpec.model_fields}}
+    # a flag, and the value after it where a colon follows (the errors' shape: "--samples 0: ...")
+    pattern = re.compile(r"--(" + "|".join(sorted(map(re.escape, flags), key=len, reverse=True)) +
+                         r")\b(?: ([^\s:,;]+)(?=:))?")
+
+    def keyword(match: re.Match[str]) -> str:
+        name, value = flags[match.group(1)], match.group(2)
+        return f"{name}={value}" if value and "=" not in name else name
+
+    try:
+        yield
+    except Interrupted:
+        raise
+    except HpsearchError as exc:
+        raise type(exc)(pattern.sub(keyword, str(exc))) from None
 
 
 def load(run_dir: str | Path) -> Result:
@@ -80,6 +119,23 @@ class Result:
     def best_config(self) -> dict[str, Any]:
         """The best search trial: its hyperparameters, validation score and epoch."""
         return self._json(results.BEST_CONFIG)
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The exported winner's hyperparameters: the CV's pick among the search's best trials (which
+        may differ from :attr:`best_config`, the search's best trial on its validation part)."""
+        return dict(self._cv_winner["hyperparameters"])
+
+    @property
+    def best_score(self) -> float:
+        """The exported winner's mean CV score on the run's metric (``best_config["value"]`` is the
+        search's best trial's validation score)."""
+        return float(self._cv_winner["mean"][self.best_config["metric"]])
+
+    @cached_property
+    def _cv_winner(self) -> dict[str, Any]:
+        cv = self.cv or {}
+        return next(c for c in cv.get("candidates", []) if c["trial_id"] == cv.get("winner"))
 
     @cached_property
     def cv(self) -> dict[str, Any]:

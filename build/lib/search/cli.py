@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from search.cli_app import app, guard, quiet_libraries, spec_from
 from search.console import err, out, print_final, print_report, print_summary, progress_display
@@ -31,14 +32,15 @@ def run(
                                           "build_model(hp) or HyperModel; its space is its hyperparameters."),
     name: str | None = typer.Option(None, help="Run name: results go to RESULTS/NAME. Default: <data>-<UTC time>."),
     results: str = typer.Option("results", help="Folder for run outputs."),
-    metric: str = typer.Option("roc_auc", help="roc_auc, accuracy, f1 or log_loss."),
+    metric: str = typer.Option("roc_auc", metavar="[roc_auc|accuracy|f1|log_loss]",
+                               help="The metric the search maximises (log_loss: minimises)."),
     samples: int = typer.Option(40, help="Number of trials (configurations sampled)."),
     max_epochs: int | None = typer.Option(None, help="Epochs of a full trial. Default: the space's fixed.epochs, "
                                           "fewer on tables of over 10,000 training rows."),
     grace_period: float | None = typer.Option(None, help="ASHA: epochs before a trial can be stopped (fractions "
                                               "allowed). Default: 4, or a fifteenth of a full trial on big tables."),
     reduction_factor: float = typer.Option(3.0, help="ASHA: keep 1/factor of the trials at each rung."),
-    searcher: str = typer.Option("random", help="random, or optuna (TPE)."),
+    searcher: str = typer.Option("random", metavar="[random|optuna]", help="random, or optuna (TPE)."),
     seed: int = typer.Option(0, help="Seed of the splits, the sampled configurations and the weights."),
     cpus: int | None = typer.Option(None, help="CPUs for the local Ray. Default: all."),
     cpus_per_trial: float = typer.Option(1.0, help="CPUs each trial reserves; trials run concurrently up to the CPUs."),
@@ -51,15 +53,19 @@ def run(
     folds: int | None = typer.Option(None, help="CV folds. Default: 5, or the search's validation part when it "
                                      "holds over 20,000 rows."),
     repeats: int | None = typer.Option(None, help="CV repeats. Default: 3 below 300 non-test rows, else 1."),
-    class_weight: str = typer.Option("auto", help="balanced, none, or auto: balanced when a class is under 30%."),
+    class_weight: str = typer.Option("auto", metavar="[auto|balanced|none]",
+                                     help="balanced, none, or auto: balanced when a class is under 30%."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold instead of choosing it."),
-    threshold_rule: str = typer.Option("auto", help="How the threshold is chosen out of fold: youden, accuracy, "
+    threshold_rule: str = typer.Option("auto", metavar="[auto|youden|accuracy|f1]",
+                                       help="How the threshold is chosen out of fold: youden, accuracy, "
                                        "f1, or auto (accuracy/f1 for those metrics, else youden)."),
     export_savedmodel: bool = typer.Option(False, "--export-savedmodel", help="Also write a TF SavedModel."),
-    address: str | None = typer.Option(None, help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
+    address: str | None = typer.Option(None, envvar="RAY_ADDRESS", show_envvar=True,
+                                       help="An existing Ray cluster: auto, ray://HOST:10001 or HOST:6379."),
     checkpoint_every: int = typer.Option(5, help="Checkpoint each trial every N epochs (0: never), for retries."),
     max_failures: int = typer.Option(2, help="Retries of a trial whose worker or node was lost."),
-    backend: str = typer.Option("jax", help="Keras backend of the trials, CV and final fits: jax or tensorflow."),
+    backend: str = typer.Option("jax", metavar="[jax|tensorflow]",
+                                help="Keras backend of the trials, CV and final fits."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision",
                                          help="Train in float16 with float32 weights (GPUs); the export is float32."),
     mlflow: bool = typer.Option(False, "--mlflow", help="Track the run and its trials in MLflow (pip install "
@@ -87,12 +93,13 @@ def _run(options: dict, quiet: bool) -> None:
         quiet_libraries()  # Keras is imported to find the hypermodel's space
     space, table, splits = prepare(spec)  # fail fast, before the slow imports
     if not quiet:
-        out.print(
-            f"[bold]hpsearch[/bold]: {table.source} ({table.n_rows} rows, {len(table.schema)} features, "
+        out.print(Text.assemble(
+            ("hpsearch", "bold"),
+            f": {table.source} ({table.n_rows} rows, {len(table.schema)} features, "
             f"positive class '{table.labels[1]}'), space {space.name}, {spec.samples} trials, "
             f"metric {spec.metric}, {len(splits.train)}/{len(splits.val)}/{len(splits.test)} rows "
             f"train/val/test"
-        )
+        ))
         for line in plan_for(spec, space, splits).describe():
             out.print(line, markup=False)
         for note in table.notes:

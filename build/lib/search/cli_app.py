@@ -16,15 +16,30 @@ from search.console import err
 from search.errors import HpsearchError, Interrupted
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts hold literal brackets (pip install 'hpsearch[mlflow]')
     help="Find the best Keras binary classifier for a table, with Ray Tune and ASHA.",
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("hpsearch")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            from search import __version__ as found
+        print(f"hpsearch {found}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Ray's logs.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and Ray's logs."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print hpsearch's version and exit.")) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
     if debug:
         os.environ["HPSEARCH_DEBUG"] = "1"
@@ -91,6 +106,11 @@ def guard(action) -> None:  # noqa: ANN001
                   f"resume with: hpsearch resume {resume_target(exc.partial)}", soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
     except HpsearchError as exc:
+        cause = exc.__cause__ or exc.__context__  # what went wrong underneath, e.g. in a user's build_model
+        if os.environ.get("HPSEARCH_DEBUG") and cause is not None:
+            import traceback
+
+            err.print("".join(traceback.format_exception(cause)).rstrip(), soft_wrap=True, markup=False)
         err.print(f"error: {exc}", soft_wrap=True, markup=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -123,10 +143,9 @@ def quiet_libraries(import_keras: bool = True) -> None:
     imported now, silenced, unless the caller imports it later (``hpsearch run``: during the search)."""
     if os.environ.get("HPSEARCH_DEBUG"):
         return
-    from search.devices import QUIET_TENSORFLOW, native_stderr_silenced
+    from search.devices import native_stderr_silenced, quiet_tensorflow
 
-    for name, value in QUIET_TENSORFLOW.items():
-        os.environ.setdefault(name, value)
+    quiet_tensorflow()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import warnings
 

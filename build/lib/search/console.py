@@ -6,26 +6,31 @@ On a terminal the progress is rich progress bars; in a log or a Ray job's output
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from html import escape
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from search.metrics import ranked_trials
 
-out = Console(highlight=False)
+# markup off: what is printed holds users' strings (paths, run names, columns, labels), and Rich would
+# read `sales[v2].csv` as a tag and print `sales.csv`; styles are given as `style=`, never in the text.
+out = Console(highlight=False, markup=False)
 if not out.is_terminal:
-    out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False, markup=False, width=160)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def print_report(content: dict) -> None:
     from search.report_layout import sections
 
     if content["partial"]:
-        out.print(f"[bold]partial run[/bold]: missing {', '.join(content['missing'])}")
+        out.print(Text.assemble(("partial run", "bold"), f": missing {', '.join(content['missing'])}"))
     for section in sections(content):
         if not section.rows:
             continue
@@ -50,6 +55,7 @@ class progress_display:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bars: Any = None
+        self.notebook: NotebookBars | None = None
         self.tasks: dict[str, Any] = {}
         self.last_line, self.last_key, self.last_time = "", (), time.monotonic()
         self.started = time.monotonic()
@@ -59,7 +65,9 @@ class progress_display:
     def __enter__(self):  # noqa: ANN204
         if self.quiet:
             return None
-        if out.is_terminal:
+        if in_notebook():
+            self.notebook = NotebookBars()
+        elif out.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bars = Progress(TextColumn("{task.description:<6}"), BarColumn(bar_width=24), MofNCompleteColumn(),
@@ -86,7 +94,9 @@ class progress_display:
             line = (f"trials: {p.running} running, {p.finished}/{p.total} finished ({p.stopped_early} stopped "
                     f"early, {p.failed} failed); {best}")
             key = ("trials", p.finished, p.running)
-        if self.bars is not None:
+        if self.notebook is not None:
+            self.notebook.task(name, done, total, detail)
+        elif self.bars is not None:
             if name not in self.tasks:
                 self.tasks[name] = self.bars.add_task(name, total=total, detail="")
             self.bars.update(self.tasks[name], completed=done, total=total, detail=detail)
@@ -96,7 +106,9 @@ class progress_display:
 
     def _say(self, line: str) -> None:
         with self.lock:
-            if self.bars is not None:
+            if self.notebook is not None:
+                self.notebook.say(line)
+            elif self.bars is not None:
                 self.bars.console.print(line, markup=False)
             else:
                 out.print(line, markup=False)
@@ -114,6 +126,47 @@ class progress_display:
         self.closed.set()
         if self.bars is not None:
             self.bars.__exit__(*exc)
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel: its cells show HTML, and nothing there is a terminal."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+class NotebookBars:
+    """Progress bars in a Jupyter cell: one HTML display updated in place through IPython's display
+    handle (no ipywidgets needed), a row per stage and the stages' end lines under them."""
+
+    def __init__(self) -> None:
+        from IPython.display import HTML, display
+
+        self.rows: dict[str, tuple[int, int, str]] = {}
+        self.lines: list[str] = []
+        self.handle = display(HTML(self._html()), display_id=True)
+
+    def task(self, name: str, done: int, total: int, detail: str) -> None:
+        self.rows[name] = (done, total, detail)
+        self._show()
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+        self._show()
+
+    def _html(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{escape(name)}</code></td><td><progress value='{done}' max='{max(total, 1)}' "
+            f"style='width:16em'></progress></td><td>{done}/{total}</td><td>{escape(detail)}</td></tr>"
+            for name, (done, total, detail) in self.rows.items())
+        lines = "".join(f"<div>{escape(line)}</div>" for line in self.lines)
+        return f"<div class='hpsearch-progress'><table>{rows}</table>{lines}</div>"
+
+    def _show(self) -> None:
+        from IPython.display import HTML
+
+        if self.handle is not None:
+            self.handle.update(HTML(self._html()))
 
 
 def print_summary(outcome, metric: str) -> None:  # noqa: ANN001

@@ -49,6 +49,8 @@ class Table:
     sha256: str
     notes: tuple[str, ...] = ()  # what was assumed while reading (printed in the run's first lines)
     dates: dict[str, tuple[str, ...]] | None = None  # date column -> its parts, which stand in the features
+    # a part of the file's table (an outer run of nested CV): its row numbers there, kept in spec.json
+    source_rows: tuple[int, ...] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -101,13 +103,8 @@ def load_table(
             )
     if target_name in drop:
         raise DataError(f"--drop {target_name}: that is the target column. Drop another column.")
-    labels_raw = df[target_name]
-    if labels_raw.isna().any():
-        raise DataError(
-            f"{source}: target '{target_name}' has {int(labels_raw.isna().sum())} missing values. "
-            f"Remove those rows or fill them."
-        )
-    y, labels, label_notes = _encode_target(labels_raw, target_name, positive, source)
+    df, unlabelled_notes = _labelled_rows(df, target_name, source)
+    y, labels, label_notes = _encode_target(df[target_name], target_name, positive, source)
     features, column_notes = _usable_columns(df.drop(columns=[target_name, *drop]))
     dates, parsed = find_dates(features)
     features = expand(features, dates, parsed)
@@ -116,8 +113,32 @@ def load_table(
     date_notes = tuple(f"column '{c}': dates, used as {', '.join(f'{c}.{p}' for p in parts)}"
                        if parts[0] == "year" else f"column '{c}': times of day, used as {c}.hour, {c}.minute"
                        for c, parts in dates.items())
-    notes = read_notes + label_notes + column_notes + date_notes + inf_notes
+    notes = read_notes + unlabelled_notes + label_notes + column_notes + date_notes + inf_notes
     return Table(features.reset_index(drop=True), y, schema, target_name, labels, source, digest, notes, dates)
+
+
+def only_rows(table: Table, rows: np.ndarray) -> Table:
+    """The same table restricted to ``rows`` (renumbered from 0); ``source_rows`` says which they were."""
+    import dataclasses
+
+    kept = np.asarray(rows)
+    origin = np.asarray(table.source_rows)[kept] if table.source_rows is not None else kept
+    return dataclasses.replace(table, features=table.features.iloc[kept].reset_index(drop=True), y=table.y[kept],
+                               source_rows=tuple(int(r) for r in origin))
+
+
+def _labelled_rows(df: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The rows whose target has a value, and a note of how many were left out (as AutoGluon and
+    scikit-learn users expect: a row without a label cannot teach or score anything)."""
+    missing = df[target].isna().to_numpy()
+    if not missing.any():
+        return df, ()
+    if missing.all():
+        raise DataError(f"{source}: target '{target}' has no value in any of its {len(df)} rows. "
+                        f"Pick the column that holds the labels with --target.")
+    note = (f"left out {int(missing.sum())} of {len(df)} rows that have no value in target '{target}' "
+            f"({int((~missing).sum())} labelled rows remain)")
+    return df[~missing].reset_index(drop=True), (note,)
 
 
 def _usable_columns(features: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:

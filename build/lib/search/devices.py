@@ -29,6 +29,15 @@ MIXED_POLICY = "mixed_float16"
 QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's and CUDA's C++ start-up lines (``cuInit ... UNKNOWN ERROR (303)``) off the
+    console or the notebook cell, unless ``--debug`` asked for them; a variable the user set wins."""
+    if os.environ.get("HPSEARCH_DEBUG"):
+        return
+    for name, value in QUIET_TENSORFLOW.items():
+        os.environ.setdefault(name, value)
+
+
 @contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null: TensorFlow's C++ lines (CUDA probing, absl) ignore

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from search import results
-from search.data import Table, split_rows
+from search.data import Table, only_rows, split_rows
 from search.errors import DataError, Interrupted
 from search.metrics import METRICS, mean_and_std, score_all
 from search.spec import RunSpec
@@ -48,7 +47,7 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
     try:
         with ray_session(spec):
             for k, (outer_train, held_out) in enumerate(plan, start=1):
-                inner = replace_rows(table, outer_train)
+                inner = only_rows(table, outer_train)
                 inner_spec = spec.model_copy(update={"name": f"outer-{k}", "results": str(partial), "test_size": 0.0})
                 splits = split_rows(inner.y, 0.0, inner_spec.val_size, inner_spec.seed)
                 fold_started = time.time()
@@ -71,11 +70,6 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
         if isinstance(exc, Interrupted):
             raise KeyboardInterrupt from None  # no outer run to resume: nothing is kept
         raise
-
-
-def replace_rows(table: Table, rows: np.ndarray) -> Table:
-    """The same table restricted to ``rows`` (renumbered from 0)."""
-    return replace(table, features=table.features.iloc[rows].reset_index(drop=True), y=table.y[rows])
 
 
 def score_held_out(run_dir: Path, table: Table, rows: np.ndarray) -> dict[str, Any]:

@@ -64,6 +64,8 @@ def load(ref: str) -> Any:
         raise SpaceError(f"--hypermodel {ref}: file {path} not found. Give FILE.py:FUNCTION, e.g. "
                          f"examples/hypermodel.py:build_model.")
     module_name = f"hpsearch_hypermodel_{abs(hash(str(path)))}"
+    if str(path.parent) not in sys.path:  # its own helper modules beside it, as when it runs as a script
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[module_name] = module
@@ -172,7 +174,13 @@ def fit_merged(hypermodel: Any, hp: Any, model: Any, x: np.ndarray, y: np.ndarra
 
     object.__setattr__(model, "fit", merged_fit)  # past Keras' attribute tracking: a plain instance attribute
     try:
-        return hypermodel.fit(hp, model, x, y, **given)
+        try:
+            return hypermodel.fit(hp, model, x, y, **given)
+        except TypeError as exc:  # its fit passes epochs= itself, as KerasTuner's search(x, y) without epochs allows
+            if "multiple values for keyword argument 'epochs'" not in str(exc):
+                raise
+            del given["epochs"]  # the search's epochs still win, in merged_fit
+            return hypermodel.fit(hp, model, x, y, **given)
     finally:
         object.__delattr__(model, "fit")
 
@@ -233,6 +241,10 @@ def _build_checked(ref: str, hypermodel: Any, hp: Any, n_features: int, first: b
     if tuple(out.shape) != (2, 1):
         raise SpaceError(f"{where}: the model's output has shape {tuple(out.shape)[1:]} per row, not (1,). End "
                          f"it with keras.layers.Dense(1, activation='sigmoid'): P(class 1).")
+    if getattr(getattr(model, "loss", None), "from_logits", False):
+        raise SpaceError(f"{where}: the model is compiled with a loss from_logits=True, so its output is not "
+                         f"P(class 1). End it with keras.layers.Dense(1, activation='sigmoid') and leave "
+                         f"from_logits off.")
     _check_safe_reload(where, model)
     return model
 
@@ -266,8 +278,8 @@ def _fit_checked(ref: str, hypermodel: Any, hp: Any, model: Any, x: np.ndarray, 
                          f"{first_line(exc)}). Pass *args and **kwargs on to model.fit, as KerasTuner does.") from None
     if len(ended) != CHECK_EPOCHS:
         raise SpaceError(f"--hypermodel {ref}: its fit(hp, model, *args, **kwargs) trained {len(ended)} epochs "
-                         f"where it was given epochs={CHECK_EPOCHS} (hpsearch's ASHA and CV choose the epochs). Pass **kwargs "
-                         f"on to model.fit, or loop over range(kwargs['epochs']) and call each of "
+                         f"where it was given epochs={CHECK_EPOCHS} (hpsearch's ASHA and CV choose the epochs). "
+                         f"Pass **kwargs on to model.fit, or loop over range(kwargs['epochs']) and call each of "
                          f"kwargs['callbacks'] on_epoch_end.")
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,14 +18,12 @@ from search import export, results, run_folder, tracking
 from search.budget import RunClock, RunPlan, plan_run
 from search.data import Splits, Table, load_table, split_rows
 from search.devices import Compute, cluster_devices
-from search.errors import DataError, Interrupted, SearchError
+from search.errors import DataError, HpsearchError, Interrupted, SearchError, first_line
 from search.head_start import HeadStart
 from search.metrics import METRICS, ranked_trials
 from search.model import resolve_config
 from search.space import Space, load_space
 from search.spec import RunSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     if spec.name and not spec.is_remote_results():
         results.check_free(spec.results_root(), spec.name)
     if spec.mlflow:
-        tracking.check_available()
+        tracking.check_available(spec.mlflow_uri)
     table = load_table(
         spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
     )
@@ -83,7 +80,7 @@ def plan_for(spec: RunSpec, space: Space, splits: Splits) -> RunPlan:
 
 
 def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
-               prepared: tuple[Space, Table, Splits] | None = None) -> RunOutcome:
+               prepared: tuple[Space, Table, Splits] | None = None, keep_table: bool = False) -> RunOutcome:
     """Run one search end to end (search, CV retrain, export, report) and publish ``results/<name>/``.
 
     Args:
@@ -91,6 +88,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
         on_progress: called with a :class:`Progress` snapshot as trials start and finish, and with a
             ``retrain.FitProgress`` as the CV fits finish.
         prepared: what :func:`prepare` returned for ``spec``, when the caller already has it.
+        keep_table: keep the data file in the run folder (a DataFrame's), for ``retrain`` and ``resume``.
 
     Raises:
         HpsearchError: bad input (before anything is written), a search with no usable trial (its
@@ -104,14 +102,22 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     from search.tuning import run_trials
 
     clock = RunClock(plan.budget, "search")
-    run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow else None
+    try:  # (before the try below: a run that never began has no tracking to fail)
+        run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow \
+            else None
+    except BaseException:
+        results.abandon_run(partial)  # nothing of the run exists yet
+        raise
 
     try:
         with ray_session(spec, while_starting=lambda: encode_and_import_tune(spec, plan, table, splits)) as data:
             # the budget counts from here: Ray's start-up is not in it
             clock = RunClock(plan.budget, "search", on_stage=on_progress)
             import_keras_meanwhile(spec, table)
-            results.write_json(partial / results.SPEC, run_folder.describe_run(spec, plan, table, splits, final.name))
+            described = run_folder.describe_run(spec, plan, table, splits, final.name, keep_table)
+            if keep_table:
+                run_folder.keep_table(partial, spec.data)
+            results.write_json(partial / results.SPEC, described)
             # begins in the search's tail; closed here too if the search fails or is stopped after it began
             with HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds) as head:
                 trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
@@ -123,9 +129,9 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             devices = cluster_devices()
         outcome = _publish(spec, plan, trials, partial, final, clock, finished, devices, resumed=False)
     except BaseException as exc:
-        _keep_if_resumable(partial, exc, clock.stage)
         if run_tracking:
             tracking.fail(run_tracking)
+        _keep_if_resumable(partial, exc, clock.stage)
         raise
     if run_tracking:
         tracking.finish(run_tracking, Path(outcome.run_dir), trials, outcome.final)
@@ -179,10 +185,7 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
     """Write the search's results (trials.csv, epochs.csv, best_config.json, and trial_errors.txt when a
     trial failed): from here on the run resumes at the CV stage, and no later failure removes them.
     When every trial failed, trial_errors.txt is kept beside the run folder, which is then removed."""
-    errors_file = results.write_trial_errors(partial, trials)
-    if errors_file is not None:
-        for row in trials[trials["traceback"].fillna("").astype(str) != ""].to_dict("records"):
-            log.debug("trial %s failed:\n%s", row["trial_id"], row["traceback"])
+    errors_file = results.write_trial_errors(partial, trials)  # and logged, shown under --debug
     try:
         best = best_trial(trials, metric)
     except SearchError as exc:
@@ -251,7 +254,7 @@ def import_keras_meanwhile(spec: RunSpec, table: Table) -> None:
 
 def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
     """Ctrl-C or SIGTERM after the search started keeps the partial folder for ``resume``; so does any
-    failure after the search finished (the search is never lost). Only a failed search is removed."""
+    failure after the search finished (the search is never lost). A failed search is removed, and said so."""
     from search.signals import stop_requested
 
     if isinstance(exc, Interrupted):
@@ -261,10 +264,11 @@ def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
     if isinstance(exc, KeyboardInterrupt) and (searched or (partial / results.EXPERIMENT_DIR).is_dir()):
         raise Interrupted(f"stopped by {how} during the {stage} stage.", partial) from None
     if searched and isinstance(exc, Exception):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise SearchError(f"the {stage} stage failed ({type(exc).__name__}: {first}); the finished search is kept "
+        raise SearchError(f"the {stage} stage failed ({first_line(exc)[:200]}); the finished search is kept "
                           f"in {partial}. Continue with `hpsearch resume {partial}` once the cause is fixed.") from None
     results.abandon_run(partial)
+    if isinstance(exc, HpsearchError):  # say which: kept for resume (above), or gone
+        raise type(exc)(f"{exc} Nothing of the run was kept.") from None
 
 
 def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | None = None,

@@ -101,7 +101,14 @@ def _start(spec: RunSpec, while_starting: Callable[[], Any] | None) -> tuple[boo
         except BaseException:
             work.cancel()
             raise
-        return started, work.result()
+        try:
+            return started, work.result()
+        except BaseException:  # the session never began: a Ray started for it stops now (a notebook's next
+            if started:        # run would reuse it, with this run's CPUs)
+                import ray
+
+                ray.shutdown()
+            raise
 
 
 def _check_trials_fit(spec: RunSpec) -> None:

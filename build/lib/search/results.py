@@ -7,6 +7,7 @@ it succeeded, so a failed or interrupted run never leaves a half-written folder 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -17,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from search.errors import SpecError
+
+log = logging.getLogger(__name__)
 
 SPEC = "spec.json"
 TRIALS = "trials.csv"
@@ -130,6 +133,8 @@ def write_trial_errors(folder: Path, trials: pd.DataFrame) -> Path | None:
         return None
     parts = [f"trial {row['trial_id']}: {row.get('error', '')}\n{row['traceback'].rstrip()}\n"
              for row in failed.to_dict("records")]
+    for part in parts:
+        log.debug("%s", part)
     path = folder / TRIAL_ERRORS
     _write_atomic(path, "\n".join(parts))
     return path

@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from search.budget import RunPlan, plan_from_json
-from search.data import Splits, Table, load_table, split_rows
+from search.data import Splits, Table, load_table, only_rows, split_rows
 from search.devices import cluster_devices
 from search.errors import DataError, HpsearchError
 from search.metrics import METRICS
 from search.results import BEST_CONFIG, CV, EPOCHS, EXPERIMENT_DIR, SPEC, TRIALS
 from search.space import Space
 from search.spec import RunSpec
+
+KEPT_TABLE = "data.parquet"  # a DataFrame run's table, kept in its folder
 
 
 def find_interrupted(run: str | Path) -> Path:
@@ -49,6 +51,8 @@ def read_run_spec(folder: Path, overrides: dict[str, Any] | None = None) -> tupl
         options = dict(described["options"])
         space = Space.from_dict(described["space"], source=f"{folder / SPEC}: space")
         options.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if described["data"].get("kept_as"):  # the run's own copy of its table
+            options["data"] = str(folder / described["data"]["kept_as"])
         spec = RunSpec.from_options(**{**options, "name": None})
         plan = plan_from_json(described["plan"], space, (overrides or {}).get("folds"))
         _ = described["data"]["sha256"], described["name"]  # needed later: a KeyError here is clearer
@@ -78,10 +82,26 @@ def reload_data(spec: RunSpec, described: dict) -> tuple[Table, Splits]:
     table = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
     if table.sha256 != described["data"]["sha256"]:
         raise DataError(f"{spec.data} changed since the run (SHA-256 differs). Restore it, or start a new run.")
+    rows = described["data"].get("source_rows")
+    if rows is not None:  # a part of the file (an outer run of `hpsearch evaluate`): that part only
+        table = only_rows(table, np.asarray(rows, dtype=np.int64))
+    if table.n_rows != described["data"]["rows"]:
+        raise DataError(f"{spec.data} gives {table.n_rows} rows where the run had {described['data']['rows']}, "
+                        f"and the run does not say which. Start a new run on the table as it is.")
     return table, split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
 
-def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, name: str) -> dict[str, Any]:
-    """The resolved run spec, as written to ``spec.json``."""
+def keep_table(folder: Path, source: str) -> None:
+    """Copy the table into the run folder, for a run whose table lives nowhere else (a DataFrame given
+    to ``search.run``): ``retrain`` and ``resume`` read it from there (:func:`read_run_spec`)."""
+    import shutil
+
+    shutil.copyfile(source, folder / KEPT_TABLE)
+
+
+def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, name: str,
+                 table_kept: bool = False) -> dict[str, Any]:
+    """The resolved run spec, as written to ``spec.json`` (with ``table_kept``, the table is the run
+    folder's own copy, :func:`keep_table`)."""
     classes = np.bincount(table.y, minlength=2)
     return {
         "name": name,
@@ -92,7 +112,7 @@ def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, nam
         "space": plan.space.to_dict(),
         "space_file": plan.space.source,
         "data": {
-            "source": table.source,
+            "source": f"a DataFrame, kept as {KEPT_TABLE}" if table_kept else table.source,
             "sha256": table.sha256,
             "rows": table.n_rows,
             "target": table.target,
@@ -101,6 +121,8 @@ def describe_run(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits, nam
             "class_counts": {table.labels[0]: int(classes[0]), table.labels[1]: int(classes[1])},
             "features": [{"name": f.name, "kind": f.kind} for f in table.schema],
             "dates": table.dates or {},
+            **({"kept_as": KEPT_TABLE} if table_kept else {}),
+            **({"source_rows": list(table.source_rows)} if table.source_rows is not None else {}),
         },
         "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         "devices": cluster_devices(),

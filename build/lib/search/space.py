@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from search.errors import SpaceError
 
+
 def _builtin_spaces_dir() -> Path:
     """The built-in spaces: ``search/spaces/`` inside an installed wheel (pyproject maps the repository's
     top-level ``spaces/`` there), else ``spaces/`` beside the package (a checkout, an editable install)."""

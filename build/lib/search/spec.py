@@ -66,6 +66,12 @@ class RunSpec(BaseModel):
     mlflow: bool = False
     mlflow_uri: str | None = None
 
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_as_text(cls, value: Any) -> Any:
+        """``target=-1`` from Python means what ``--target -1`` means: a column by its index."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:

@@ -30,22 +30,40 @@ class Tracking:
     run_id: str
 
 
-def check_available() -> None:
-    """Refuse ``--mlflow`` before anything is written when MLflow is not installed."""
+def check_available(uri: str | None = None) -> None:
+    """Refuse ``--mlflow`` before anything is written when MLflow is not installed. A file store
+    (``file://...`` or a folder), which MLflow 3 refuses unless told otherwise, is what the user chose:
+    it is opted into (``MLFLOW_ALLOW_FILE_STORE``)."""
+    import os
+
     try:
         import mlflow  # noqa: F401
     except ImportError:
         raise SpecError("--mlflow needs MLflow: pip install 'hpsearch[mlflow]' (or mlflow itself).") from None
+    if is_file_store(uri or DEFAULT_URI):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+def is_file_store(uri: str) -> bool:
+    """Whether a tracking URI names MLflow's file store: ``file:`` or a plain path, not a database or a server."""
+    scheme = uri.split(":", 1)[0].lower() if "://" in uri or uri.startswith("file:") else ""
+    return scheme in ("", "file")
 
 
 def start(uri: str | None, name: str, options: dict[str, Any]) -> Tracking:
     """Open the parent run before the search (so that the trials nest under it)."""
     import mlflow
 
+    from search.errors import first_line
+
     uri = uri or DEFAULT_URI
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(EXPERIMENT)
-    experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(EXPERIMENT)
+        experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+    except Exception as exc:  # MlflowException, or the database's own error (SQLAlchemy's)
+        raise SpecError(f"--mlflow-uri {uri}: MLflow cannot use this tracking store ({first_line(exc)[:200]}). "
+                        f"Give a store MLflow opens, e.g. sqlite:///mlflow.db or http://HOST:5000.") from None
     run = client.create_run(experiment, run_name=name, tags={"hpsearch.run": name})
     client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, str(v)[:500]) for k, v in options.items()
                                                if v is not None])
@@ -64,9 +82,6 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]
     """Tag the trials' statuses; log the winner, its scores, the report and the model on the parent run."""
     import mlflow
 
-    if not run_dir.is_dir():  # results went to a storage URI: the artifacts are there, not here
-        mlflow.MlflowClient(tracking_uri=tracking.uri).set_terminated(tracking.run_id)
-        return
     client = mlflow.MlflowClient(tracking_uri=tracking.uri)
     children = client.search_runs([client.get_run(tracking.run_id).info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{tracking.run_id}'")
@@ -83,6 +98,9 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]
         mlflow.log_metrics(metrics)
         mlflow.log_param("threshold", final["threshold"])
         mlflow.set_tag("hpsearch.winner", final["winner"])
+        if not run_dir.is_dir():  # results went to a storage URI: the files are there, the scores here too
+            mlflow.set_tag("hpsearch.results", str(run_dir))
+            return
         for name in ("report.html", "report.md", "report.json", "cv.json", "best_config.json", "trials.csv"):
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name))
