@@ -116,6 +116,8 @@ def guard(action) -> None:  # noqa: ANN001
     except KeyboardInterrupt:
         err.print("interrupted: nothing was saved.")
         raise typer.Exit(130) from None
+    except typer.Exit:  # a command's own exit code (logs --follow of a failed job)
+        raise
     except Exception as exc:
         if os.environ.get("HPSEARCH_DEBUG"):
             raise

@@ -59,7 +59,8 @@ def status(job_id: str, address: str = typer.Option(..., **DASHBOARD)) -> None:
 def logs(
     job_id: str,
     address: str = typer.Option(..., **DASHBOARD),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends; exit 1 if it failed "
+                                "or was stopped, as `ray job submit` does."),
 ) -> None:
     """Print (or follow) a submitted job's output."""
 
@@ -68,6 +69,12 @@ def logs(
 
         if follow:
             cluster.follow(address, job_id, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+            ended = cluster.status(address, job_id)
+            if ended["status"] != "SUCCEEDED":
+                from search.console import err
+
+                err.print(f"job {job_id} ended {ended['status']}: {ended['message']}"[:300].rstrip(), soft_wrap=True)
+                raise typer.Exit(1)
         else:
             sys.stdout.write(cluster.logs(address, job_id))
 

@@ -165,6 +165,32 @@ def test_submit_follow_and_fetch_a_job(cluster, tmp_path, mixed_csv):
     assert len(pd.read_csv(run_dir / "trials.csv")) == 3
 
 
+FAILS_IN_A_JOB = """import os
+import keras
+
+
+def build_model(hp):
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # only in the job's driver, on the cluster
+        raise RuntimeError("this model fails on the cluster")
+    model = keras.Sequential([keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+"""
+
+
+def test_following_a_failed_job_exits_non_zero_as_ray_job_submit_does(cluster, tmp_path, mixed_csv):
+    (tmp_path / "fails_in_a_job.py").write_text(FAILS_IN_A_JOB)
+    proc = run_cli(["submit", "--storage", str(tmp_path / "storage"), str(mixed_csv), "--target", "label",
+                    "--hypermodel", "fails_in_a_job.py:build_model", "--samples", "1", "--name", "doomed"],
+                   cwd=tmp_path, env={"RAY_ADDRESS": cluster["dashboard"]})  # Ray's own variable, no --address
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_id = proc.stdout.split("submitted job ")[1].split(":")[0]
+    follow = run_cli(["logs", job_id, "--follow"], cwd=tmp_path, timeout=400, env={"RAY_ADDRESS": cluster["dashboard"]})
+    state = run_cli(["status", job_id], cwd=tmp_path, env={"RAY_ADDRESS": cluster["dashboard"]})
+    assert follow.returncode == 1, (state.stdout, follow.stderr[-2000:])
+    assert f"job {job_id} ended FAILED" in follow.stderr and "this model fails on the cluster" in follow.stdout
+
+
 def test_bad_cluster_addresses_are_one_line_errors(tmp_path, mixed_csv):
     port = free_port()
     proc = run_cli(["status", "raysubmit_x", "--address", f"http://127.0.0.1:{port}"], cwd=tmp_path)
