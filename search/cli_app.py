@@ -31,7 +31,7 @@ def _print_version(asked: bool) -> None:
         try:
             found = version("hpsearch")
         except PackageNotFoundError:  # run from a checkout that was never installed
-            from search import __version__ as found
+            found = sys.modules["search"].__version__
         print(f"hpsearch {found}")
         raise typer.Exit()
 
