@@ -48,11 +48,11 @@ def peer_network(config: dict[str, Any], n_features: int, metrics: list[Any] | N
     """hpsearch's MLP for ``config``, compiled with Keras' defaults (no steps_per_execution)."""
     import keras
 
-    from search.model import _optimizer, build_network, resolve_config
+    from search.model import build_network, make_optimizer, resolve_config
 
     c = resolve_config(config)
     model = build_network(c, n_features)
-    model.compile(optimizer=_optimizer(c["optimizer"], float(c["learning_rate"])), loss="binary_crossentropy",
+    model.compile(optimizer=make_optimizer(c["optimizer"], float(c["learning_rate"])), loss="binary_crossentropy",
                   metrics=metrics if metrics is not None else [keras.metrics.AUC(name="auc")])
     return model
 

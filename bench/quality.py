@@ -46,7 +46,7 @@ def tuned_boosting(run: Path, seed: int = 0) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 
-    from search.baseline import BOOSTING, _frame, _model, boosting_space
+    from search.baseline import BOOSTING, baseline_inputs, baseline_model, boosting_space
     from search.run_folder import read_run_spec, reload_data
 
     spec, _, described = read_run_spec(run)
@@ -55,10 +55,10 @@ def tuned_boosting(run: Path, seed: int = 0) -> dict[str, Any]:
     folds = 5 if len(rest) <= 50_000 else 3
     began = time.perf_counter()
     search = RandomizedSearchCV(
-        _model(BOOSTING, table).set_params(early_stopping=True), boosting_space(), n_iter=TUNED_CANDIDATES,
+        baseline_model(BOOSTING, table).set_params(early_stopping=True), boosting_space(), n_iter=TUNED_CANDIDATES,
         scoring="roc_auc", cv=StratifiedKFold(folds, shuffle=True, random_state=seed), random_state=seed,
-    ).fit(_frame(table, rest, BOOSTING), table.y[rest])
-    probability = search.predict_proba(_frame(table, splits.test, BOOSTING))[:, 1]
+    ).fit(baseline_inputs(table, rest, BOOSTING), table.y[rest])
+    probability = search.predict_proba(baseline_inputs(table, splits.test, BOOSTING))[:, 1]
     return {"tuned_boosting_test_roc_auc": float(roc_auc_score(table.y[splits.test], probability)),
             "tuned_boosting_seconds": time.perf_counter() - began, "tuned_boosting_folds": folds,
             "tuned_boosting_params": {k: (v.item() if hasattr(v, "item") else v) for k, v in

@@ -26,7 +26,7 @@ TUNED_CANDIDATES = 8
 TUNED_PICK_SHARE = 0.2
 
 
-def _model(name: str, table: Table) -> Any:
+def baseline_model(name: str, table: Table) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.dummy import DummyClassifier
     from sklearn.impute import SimpleImputer
@@ -50,7 +50,7 @@ def _model(name: str, table: Table) -> Any:
     return make_pipeline(columns, LogisticRegression(max_iter=2000))
 
 
-def _frame(table: Table, rows: np.ndarray, name: str) -> pd.DataFrame:
+def baseline_inputs(table: Table, rows: np.ndarray, name: str) -> pd.DataFrame:
     frame = table.features.iloc[rows].copy()
     for f in table.schema:
         if f.kind == "categorical":
@@ -88,8 +88,8 @@ def score_baselines(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], tes
         began = time.perf_counter()
         folds = []
         for train, val in plan:
-            model = _model(name, table).fit(_frame(table, train, name), table.y[train])
-            probability = model.predict_proba(_frame(table, val, name))[:, 1]
+            model = baseline_model(name, table).fit(baseline_inputs(table, train, name), table.y[train])
+            probability = model.predict_proba(baseline_inputs(table, val, name))[:, 1]
             y = table.y[val]
             parts = holdout_parts(y) if holdout else [np.arange(len(val))]
             folds += [score_all(y[idx], probability[idx]) for idx in parts]
@@ -100,8 +100,8 @@ def score_baselines(table: Table, plan: list[tuple[np.ndarray, np.ndarray]], tes
         }
         if len(test):
             began = time.perf_counter()
-            model = _model(name, table).fit(_frame(table, rest, name), table.y[rest])
-            entry["test"] = score_all(table.y[test], model.predict_proba(_frame(table, test, name))[:, 1])
+            model = baseline_model(name, table).fit(baseline_inputs(table, rest, name), table.y[rest])
+            entry["test"] = score_all(table.y[test], model.predict_proba(baseline_inputs(table, test, name))[:, 1])
             entry["test_seconds"] = time.perf_counter() - began
         out[name] = entry
     return out
@@ -129,14 +129,14 @@ def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int =
     began = time.perf_counter()
     fit_rows, pick_rows = train_test_split(rest, test_size=TUNED_PICK_SHARE, stratify=table.y[rest],
                                            random_state=seed)
-    fit_x, pick_x = _frame(table, fit_rows, BOOSTING), _frame(table, pick_rows, BOOSTING)
+    fit_x, pick_x = baseline_inputs(table, fit_rows, BOOSTING), baseline_inputs(table, pick_rows, BOOSTING)
     scored = []
     for params in ParameterSampler(boosting_space(), TUNED_CANDIDATES, random_state=seed):
         params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
-        model = _model(BOOSTING, table).set_params(early_stopping=True, **params).fit(fit_x, table.y[fit_rows])
+        model = baseline_model(BOOSTING, table).set_params(early_stopping=True, **params).fit(fit_x, table.y[fit_rows])
         scored.append((roc_auc_score(table.y[pick_rows], model.predict_proba(pick_x)[:, 1]), params))
     best = max(scored, key=lambda pair: pair[0])[1]
-    model = _model(BOOSTING, table).set_params(early_stopping=True, **best).fit(_frame(table, rest, BOOSTING),
-                                                                               table.y[rest])
-    probability = model.predict_proba(_frame(table, test, BOOSTING))[:, 1]
+    model = baseline_model(BOOSTING, table).set_params(early_stopping=True, **best)
+    model.fit(baseline_inputs(table, rest, BOOSTING), table.y[rest])
+    probability = model.predict_proba(baseline_inputs(table, test, BOOSTING))[:, 1]
     return {"test": score_all(table.y[test], probability), "params": best, "seconds": time.perf_counter() - began}

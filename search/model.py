@@ -91,7 +91,7 @@ def build_network(config: dict[str, Any], n_features: int, compiled: bool = True
     if not compiled:
         return model
     model.compile(
-        optimizer=_optimizer(c["optimizer"], float(c["learning_rate"]), host_slots=seed is not None),
+        optimizer=make_optimizer(c["optimizer"], float(c["learning_rate"]), host_slots=seed is not None),
         loss="binary_crossentropy",
         steps_per_execution=STEPS_PER_EXECUTION,
     )
@@ -193,7 +193,7 @@ def _with_host_slots(optimizer: type) -> type:
     return type(optimizer.__name__, (optimizer,), {"add_variable_from_reference": add_variable_from_reference})
 
 
-def _optimizer(name: str, learning_rate: float, host_slots: bool = False) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, learning_rate: float, host_slots: bool = False) -> keras.optimizers.Optimizer:
     import keras
 
     optimizers = {
