@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from search.errors import ClusterError, DataError, HpsearchError, SearchError, SpaceError, SpecError
@@ -11,6 +13,12 @@ if TYPE_CHECKING:
     from search.pipeline import RunOutcome
     from search.space import Space, load_space
     from search.spec import RunSpec
+
+# The driver's Keras (encoding, export, predict) runs on TensorFlow: the exported model takes strings,
+# which Keras on JAX cannot. KERAS_BACKEND beats ~/.keras/keras.json, which a JAX user may have set to
+# "jax". Trials choose their own backend (--backend); Ray workers get theirs in their environment.
+if "keras" not in sys.modules:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Imported when first asked for: every Ray worker imports this package to reach search.trainable,
 # and the spec and space modules bring pandas, pydantic and YAML, which a worker never uses.

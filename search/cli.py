@@ -268,6 +268,9 @@ def main() -> None:
     """Console-script entry point. The process ends as soon as the command is done: after a run the
     interpreter's own teardown (TensorFlow's and XLA's objects) took 1.8 s on 2 cores, and by then
     everything is written, Ray is stopped and the exit handlers have run."""
+    import os
+
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # this process's Keras (search/__init__.py); trials: --backend
     code: int | str | None = 0
     try:
         app(prog_name="hpsearch")

@@ -135,10 +135,24 @@ def tensorflow_left_unimported() -> Iterator[None]:
         lazy._available = None
 
 
+def check_backend_takes_strings(has_strings: bool) -> None:
+    """A model with categorical inputs takes strings, which only Keras on TensorFlow can feed it. The
+    backend is fixed at Keras' first import: hpsearch asks for TensorFlow (search/__init__.py), but a
+    process whose Keras was imported before, or with ``KERAS_BACKEND`` set, may run on another."""
+    import keras
+
+    backend = keras.backend.backend()
+    if has_strings and backend != "tensorflow":
+        raise ExportError(f"this model takes text columns, which Keras on {backend} cannot take, and this "
+                          f"process's Keras runs on {backend}. Set KERAS_BACKEND=tensorflow before Keras is "
+                          "first imported (in a notebook: restart the kernel, then import search first).")
+
+
 def probabilities(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """P(class 1) per row. On JAX one compiled ``predict`` (an eager call compiles op by op: seconds)."""
     import keras
 
+    check_backend_takes_strings(any(v.dtype.kind in "OSU" for v in inputs.values()))
     if keras.backend.backend() == "jax":
         rows = len(next(iter(inputs.values())))
         return np.asarray(model.predict(inputs, batch_size=max(1, min(rows, PREDICT_BATCH)), verbose=0)).ravel()
@@ -197,6 +211,7 @@ def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{folder} is damaged ({first}). Re-run `hpsearch retrain {run_dir}`.") from None
+    check_backend_takes_strings(any(f.get("kind") == "categorical" for f in metadata.get("features", [])))
     return model, metadata
 
 

@@ -1,0 +1,79 @@
+"""A JAX user's Keras settings: ~/.keras/keras.json or KERAS_BACKEND saying "jax".
+
+hpsearch's own process must still export and predict a model with text columns (Keras on TensorFlow);
+where Keras was imported on another backend before hpsearch, the user is told what to do in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_mixed_table, run_cli
+
+EXPORT = """
+import numpy as np, pandas as pd
+import search
+from search.data import Feature
+from search.export import join_model, save_model
+from search.model import build_network
+from search.preprocess import build_preprocessor, fit_stats, input_name, raw_inputs
+import keras
+frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "red"]})
+schema = (Feature("size", "numeric"), Feature("colour", "categorical"))
+pre = build_preprocessor(fit_stats(frame, schema), schema)
+model = join_model(pre, build_network({"depth": 1, "width": 4}, pre.output.shape[-1]))
+metadata = {"features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in schema],
+            "labels": {"0": "no", "1": "yes"}, "threshold": 0.5, "header": True, "target": "y"}
+save_model(__import__("pathlib").Path("."), model, metadata, raw_inputs(frame, schema))
+print(keras.backend.backend())
+"""
+
+
+@pytest.fixture
+def jax_settings(tmp_path: Path) -> dict[str, str]:
+    """A Keras home whose keras.json picks JAX, as `keras.config` leaves it for a JAX user."""
+    home = tmp_path / "keras home"
+    home.mkdir()
+    (home / "keras.json").write_text(json.dumps({"backend": "jax", "floatx": "float32", "epsilon": 1e-07,
+                                                 "image_data_format": "channels_last"}))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    return {**env, "KERAS_HOME": str(home)}
+
+
+def test_a_keras_json_that_says_jax_still_exports_and_predicts_text_columns(tmp_path, jax_settings):
+    made = subprocess.run([sys.executable, "-c", EXPORT], cwd=tmp_path, env=jax_settings, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert made.stdout.split()[-1] == "tensorflow"  # hpsearch's process, whatever keras.json says
+    rows = tmp_path / "new rows.csv"
+    make_mixed_table(8).rename(columns={"alpha": "size", "beta": "unused"})[["size", "colour"]].to_csv(rows,
+                                                                                                     index=False)
+    # the command, with KERAS_BACKEND=jax in the shell as well
+    predicted = run_cli(["predict", str(tmp_path), str(rows), "--out", str(tmp_path / "out.csv")], cwd=tmp_path,
+                        env={**jax_settings, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    out = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(out) == 9 and out[0].startswith("probability")
+
+
+def test_keras_imported_on_jax_before_hpsearch_is_told_what_to_do(tmp_path, jax_settings):
+    made = subprocess.run([sys.executable, "-c", EXPORT], cwd=tmp_path, env=jax_settings, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-3000:]
+    late = ("import keras, pathlib, search\n"
+            "from search.export import load_model\n"
+            "try:\n"
+            f"    load_model(pathlib.Path({str(tmp_path)!r}))\n"
+            "except search.HpsearchError as exc:\n"
+            "    print('ERROR', exc)\n")
+    told = subprocess.run([sys.executable, "-c", late], cwd=tmp_path, env=jax_settings, capture_output=True,
+                          text=True, timeout=300)
+    assert told.returncode == 0, told.stderr[-3000:]
+    line = told.stdout.strip().splitlines()[-1]
+    assert line.startswith("ERROR") and "Keras on jax" in line and "KERAS_BACKEND=tensorflow" in line
