@@ -33,8 +33,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import numpy as np
 
-    from search.epochs import EpochRunner
-    from search.model import build_network
+    from search.network import EpochRunner, build_network
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(ROWS, FEATURES)).astype(np.float32)

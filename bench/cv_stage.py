@@ -1,5 +1,5 @@
 """The CV stage's two ways side by side: one Ray task per (candidate, fold) against each candidate's
-folds trained together in one vmapped program (``search/cv_fits.py``).
+folds trained together in one vmapped program (``search/selection/fold_fits.py``).
 
 Run by hand, on a finished run folder (its table, its candidates, its fold plan)::
 
@@ -24,11 +24,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
-    from search import cv_fits
-    from search.devices import Compute
-    from search.ray_session import ray_session
-    from search.retrain import Candidate, fold_plan, patience_for
+    from search import selection
+    from search.cluster import ray_session
+    from search.compute import Compute
     from search.run_folder import read_run_spec, reload_data
+    from search.selection import Candidate, fold_plan, patience_for
 
     folder = Path(sys.argv[1]).resolve()
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -45,7 +45,7 @@ def main() -> None:
             row: dict = {"round": r + 1}
             for way, keep in (("one task per fold", True), ("folds together", False)):
                 began = time.time()
-                out, _ = cv_fits.run_fits(table, folds, candidates, spec.metric, spec.seed, Compute.of(spec),
+                out, _ = selection.run_fits(table, folds, candidates, spec.metric, spec.seed, Compute.of(spec),
                                           max_epochs, patience, time.time() + 1e6, keep_weights=keep, on_progress=None)
                 row[way] = round(time.time() - began, 2)
                 row[f"{way}: mean last-epoch {spec.metric}"] = [

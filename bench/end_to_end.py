@@ -50,7 +50,7 @@ CV_FOLDS = 10
 
 def spec_for(table: str) -> Any:
     """The RunSpec ``hpsearch run`` builds for the table (data, target, drop, positive)."""
-    from search.cli_app import spec_from
+    from search.cli import spec_from
 
     options: dict[str, Any] = {"data": str(SHARED / TABLES[table]["data"]), "no_header": False, "drop": [],
                                "target": None, "positive": None, "quiet": True, "from_spec": None}
@@ -72,8 +72,7 @@ def keras_tuner_leg(table: str, workdir: Path) -> None:
     from sklearn.model_selection import StratifiedKFold
 
     from bench.methods import keras_tuner_space, peer_network
-    from search.data import load_table, split_rows
-    from search.preprocess import fit_and_encode
+    from search.data import fit_and_encode, load_table, split_rows
 
     spec = spec_for(table)
     t = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
@@ -123,11 +122,9 @@ def common_cv(table: str, winners: dict[str, tuple[dict[str, Any], int, float]])
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
-    from search.data import load_table, split_rows
-    from search.devices import Compute
-    from search.fit import fit_network
-    from search.preprocess import fit_and_encode
-    from search.worker import use_backend
+    from search.compute import Compute, use_backend
+    from search.data import fit_and_encode, load_table, split_rows
+    from search.network import fit_network
 
     use_backend(Compute())
     spec = spec_for(table)

@@ -1,8 +1,8 @@
 """What XLA's optimisation level 0 saves and costs per network on CPUs: the figures behind
-``search.epochs.quick_compile_pays``.
+``search.network.epoch_scan.quick_compile_pays``.
 
 ``python -m bench.levels [--rows 364,2713] [--out bench/results]`` compiles and runs, in this
-process on one CPU thread, one epoch program (``search.epochs.EpochRunner``) per network of a grid
+process on one CPU thread, one epoch program (``search.network.epoch_scan.EpochRunner``) per network of a grid
 (batch size x width x depth x activation), once at level 0 and once at XLA's default level, and
 prints per network: compile seconds (trace included) and a later epoch's seconds at each level.
 It ends with the least-squares fit of the extra seconds per epoch at level 0 on rows x weights,
@@ -33,9 +33,8 @@ GRID = {"batch_size": [8, 32, 128], "width": [16, 64, 256], "depth": [1, 3], "ac
 
 def measure(rows: int, features: int, config: dict[str, Any], quick: bool) -> dict[str, float]:
     """Seconds to the end of a new network's first epoch, and for a second epoch, at one level."""
-    import search.epochs as epochs
-    from search.fit import whole_batches
-    from search.model import build_network
+    import search.network.epoch_scan as epochs
+    from search.network import build_network, whole_batches
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(rows, features)).astype(np.float32)

@@ -51,7 +51,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # The whole JAX recipe at XLA's default optimisation level: slower compiles, faster epochs.
     "jax: recipe at XLA's default level": {"backend": "jax", "spe": 16, "threads1": True, "whole": True,
                                            "numpy": True, "emitters": True, "host_init": True, "jit_val": True},
-    # hpsearch's trials now: an epoch per compiled call, XLA's level chosen per network (search/epochs.py).
+    # hpsearch's trials now: an epoch per compiled call, XLA's level chosen per network (search/network/epoch_scan.py).
     "jax: one call per epoch, level per network": {"backend": "jax", "threads1": True, "whole": True,
                                                    "numpy": True, "host_init": True, "fused": True, "spe": 1},
 }
@@ -82,10 +82,9 @@ def child(setting: dict[str, Any], workdir: Path, models: int, epochs: int) -> N
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from bench.methods import sample_configs
-    from search import model as network
-    from search.epochs import EpochRunner
-    from search.fit import whole_batches
+    from search import network
     from search.metrics import score_all
+    from search.network import EpochRunner, whole_batches
 
     score = score_all if setting.get("numpy") else scikit_learn_scores
 

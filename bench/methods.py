@@ -6,7 +6,7 @@
 ROC AUC, and the best configuration with the epoch at which it peaked.
 
 Every method samples from the same space (``spaces/default.yaml``, translated for KerasTuner and
-for the plain loop) and trains the same MLP (``search.model.build_network``; the peers compile it
+for the plain loop) and trains the same MLP (``search.network.mlp.build_network``; the peers compile it
 with Keras' defaults, as their users would).
 """
 
@@ -48,7 +48,7 @@ def peer_network(config: dict[str, Any], n_features: int, metrics: list[Any] | N
     """hpsearch's MLP for ``config``, compiled with Keras' defaults (no steps_per_execution)."""
     import keras
 
-    from search.model import build_network, make_optimizer, resolve_config
+    from search.network import build_network, make_optimizer, resolve_config
 
     c = resolve_config(config)
     model = build_network(c, n_features)
@@ -146,7 +146,7 @@ def _kt_best_epoch(trial: Any, config: dict[str, Any]) -> int:
 
 def run_plain_loop(arrays: dict[str, np.ndarray], budget: dict[str, Any], workdir: Path) -> dict:
     """What people write first: a loop of ``model.fit(validation_data=...)`` over random configurations."""
-    from search.model import resolve_config
+    from search.network import resolve_config
 
     started = time.perf_counter()
     best: dict[str, Any] = {"best_val_roc_auc": -1.0}
@@ -221,13 +221,12 @@ def run_ray_tune(method: str, arrays: dict[str, np.ndarray], budget: dict[str, A
 def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, Any], workdir: Path,
                   started: float) -> dict:
     """hpsearch's search step (``tuning.run_trials``) on the same arrays: Ray start-up included."""
-    from search.devices import Compute
-    from search.ray_session import ray_session
+    from search.cluster import ray_session
+    from search.compute import Compute
     from search.run_folder import epoch_history
     from search.space import load_space
     from search.spec import RunSpec
-    from search.trainable import TrialData
-    from search.tuning import run_trials
+    from search.tuning import TrialData, run_trials
 
     backend = method.removeprefix("hpsearch").removeprefix("_") or budget["backend"]
     spec = RunSpec(samples=budget["samples"], max_epochs=budget["max_epochs"], cpus=budget["cpus"],
@@ -247,7 +246,7 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
         CLOCK.append({"trial": row.trial_id, "epoch": int(row.epoch), "seconds": float(row.train_seconds)})
     usable = trials.dropna(subset=["best_roc_auc"]).sort_values("best_roc_auc", ascending=False, kind="stable")
     top = usable.iloc[0]
-    from search.model import resolve_config
+    from search.network import resolve_config
 
     return {"search_seconds": wall, "trials": len(trials), "configurations": len(trials), "slots": budget["cpus"],
             "best_val_roc_auc": float(top["best_roc_auc"]),
@@ -265,8 +264,8 @@ def cross_validate(arrays: dict[str, np.ndarray], configs: dict[str, dict[str, A
     """Each method's best configuration, trained for its best epoch, scored on the same 5 stratified folds."""
     from sklearn.model_selection import StratifiedKFold
 
-    from search.fit import fit_network
     from search.metrics import score_all
+    from search.network import fit_network
 
     x, y = arrays["x_all"], arrays["y_all"]
     folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y))

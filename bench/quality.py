@@ -46,8 +46,8 @@ def tuned_boosting(run: Path, seed: int = 0) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 
-    from search.baseline import BOOSTING, baseline_inputs, baseline_model, boosting_space
     from search.run_folder import read_run_spec, reload_data
+    from search.selection import BOOSTING, baseline_inputs, baseline_model, boosting_space
 
     spec, _, described = read_run_spec(run)
     table, splits = reload_data(spec, described)

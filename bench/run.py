@@ -61,9 +61,9 @@ LABELS = {
 
 def prepare(table: str, workdir: Path, max_epochs: int, cpus: int, seed: int) -> dict[str, Any]:
     """Encode the table's splits with hpsearch's own preprocessing; write data.npz."""
+    from search.data import fit_and_encode
     from search.pipeline import encode_for_trials
     from search.pipeline import prepare as prepare_run
-    from search.preprocess import fit_and_encode
     from search.spec import RunSpec
 
     options = TABLES[table]

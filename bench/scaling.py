@@ -60,12 +60,11 @@ def generated_arrays(rows: int, features: int, seed: int) -> dict[str, np.ndarra
 
 def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """One setting: ``slots`` concurrent trials (each a CPU, or a 1/slots share of one GPU)."""
-    from search.devices import Compute
-    from search.ray_session import ray_session
+    from search.cluster import ray_session
+    from search.compute import Compute
     from search.run_folder import epoch_history
     from search.spec import RunSpec
-    from search.trainable import TrialData
-    from search.tuning import run_trials
+    from search.tuning import TrialData, run_trials
 
     gpus = round(1.0 / slots, 4) if on_gpu else 0.0
     spec = RunSpec(samples=TRIALS_PER_SLOT * slots, max_epochs=args.epochs, grace_period=args.epochs,

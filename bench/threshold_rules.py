@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.end_to_end import RESULTS, ROOT, SHARED, TABLES
-from search.retrain import accuracy_threshold, best_cutoff, choose_threshold
+from search.selection import accuracy_threshold, best_cutoff, choose_threshold
 
 SPLITS = 200
 SEEDS = (0, 1)

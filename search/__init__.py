@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from search.errors import ClusterError, DataError, HpsearchError, SearchError, SpaceError, SpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from search.api import Result, load, run
     from search.pipeline import RunOutcome
     from search.space import Space, load_space
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 if "keras" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-# Imported when first asked for: every Ray worker imports this package to reach search.trainable,
+# Imported when first asked for: every Ray worker imports this package to reach search.tuning.trainable,
 # and the spec and space modules bring pandas, pydantic and YAML, which a worker never uses.
 _LAZY = {"RunSpec": "search.spec", "Space": "search.space", "load_space": "search.space", "run": "search.api",
          "load": "search.api", "Result": "search.api"}
@@ -51,10 +54,19 @@ def run_search(spec: RunSpec, on_progress: Any = None) -> RunOutcome:
     return _run_search(spec, on_progress)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+def _lazy_face(package: str, face: dict[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__``: the module of a name (``face[name]``, relative to ``package``) is
+    imported when the name is first asked for, so a Ray worker that imports a package to run one task
+    loads only that task's modules, and ``import search`` stays cheap (docs/architecture.md)."""
 
-        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
+    def attribute(name: str) -> Any:
+        if name not in face:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{face[name]}"), name)
+        setattr(sys.modules[package], name, value)
         return value
-    raise AttributeError(f"module 'search' has no attribute {name!r}")
+
+    return attribute
+
+
+__getattr__ = _lazy_face(__name__, {name: module.removeprefix("search.") for name, module in _LAZY.items()})

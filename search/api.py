@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from search import results
+from search import run_folder
 from search.data import DEFAULT_DATA
 
 
@@ -42,8 +42,8 @@ def run(data: str | Path | pd.DataFrame = DEFAULT_DATA, target: str | int | None
             message names this function's keywords (``samples=0``), not the CLI's flags.
         Interrupted: a stop (Ctrl-C, SIGTERM, a notebook's interrupt); resume with ``hpsearch resume``.
     """
-    from search.console import progress_display
-    from search.devices import quiet_tensorflow
+    from search.cli import progress_display
+    from search.compute import quiet_tensorflow
     from search.pipeline import run_search
     from search.spec import RunSpec
 
@@ -59,7 +59,7 @@ def run(data: str | Path | pd.DataFrame = DEFAULT_DATA, target: str | int | None
                 data.rename(columns=str).to_parquet(path, index=False)
                 data = path
             if options.get("hypermodel"):
-                from search.hypermodel import absolute
+                from search.network import absolute
 
                 options["hypermodel"] = absolute(str(options["hypermodel"]))
             spec = RunSpec.from_options(data=str(data), target=target, **options)
@@ -100,8 +100,8 @@ def load(run_dir: str | Path) -> Result:
     from search.errors import DataError
 
     folder = Path(run_dir).resolve()
-    if not (folder / results.SPEC).is_file():
-        raise DataError(f"{folder} has no {results.SPEC}: it is not an hpsearch run folder. Give results/NAME.")
+    if not (folder / run_folder.SPEC).is_file():
+        raise DataError(f"{folder} has no {run_folder.SPEC}: it is not an hpsearch run folder. Give results/NAME.")
     return Result(folder)
 
 
@@ -118,7 +118,7 @@ class Result:
     @cached_property
     def best_config(self) -> dict[str, Any]:
         """The best search trial: its hyperparameters, validation score and epoch."""
-        return self._json(results.BEST_CONFIG)
+        return self._json(run_folder.BEST_CONFIG)
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -140,12 +140,12 @@ class Result:
     @cached_property
     def cv(self) -> dict[str, Any]:
         """The CV of the top configurations: fold scores, the winner, its epochs and threshold, the baselines."""
-        return self._json(results.CV)
+        return self._json(run_folder.CV)
 
     @cached_property
     def test(self) -> dict[str, Any] | None:
         """The final model's scores on the held-out test part (None when no test part was held out)."""
-        return self._json(results.TEST)
+        return self._json(run_folder.TEST)
 
     @cached_property
     def trials(self) -> pd.DataFrame:
@@ -166,7 +166,7 @@ class Result:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Probability and label for each row of a DataFrame of the raw columns, as ``hpsearch predict``."""
-        from search.predict import predict_frame
+        from search.export import predict_frame
 
         model, metadata = self._loaded
         return predict_frame(model, metadata, frame, "the DataFrame")[0]

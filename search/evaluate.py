@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from search import results
+from search import run_folder
 from search.data import Table, only_rows, split_rows
 from search.errors import DataError, Interrupted
 from search.metrics import METRICS, mean_and_std, score_all
@@ -31,16 +31,16 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
     """Run the nested CV; publish ``RESULTS/NAME/`` with ``evaluation.json``/``.md`` and the outer runs."""
     from sklearn.model_selection import StratifiedKFold
 
-    from search.baseline import score_baselines
+    from search.cluster import ray_session
     from search.pipeline import prepare, run_search
-    from search.ray_session import ray_session
+    from search.selection import score_baselines
 
     space, table, _ = prepare(spec)
     counts = np.bincount(table.y, minlength=2)
     if counts.min() < outer_folds * 2:
         raise DataError(f"--outer-folds {outer_folds}: class {int(counts.argmin())} has only {int(counts.min())} "
                         f"rows, too few to put some in every fold. Use fewer outer folds.")
-    partial, final = results.start_run(spec.results_root(), spec.run_name())
+    partial, final = run_folder.start_run(spec.results_root(), spec.run_name())
     plan = list(StratifiedKFold(outer_folds, shuffle=True, random_state=spec.seed).split(table.y, table.y))
     started = time.time()
     folds: list[dict[str, Any]] = []
@@ -62,11 +62,11 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
         plan = [(np.setdiff1d(everything, f["rows"]), np.asarray(f["rows"])) for f in folds]
         baselines = score_baselines(table, plan, np.array([], int))
         summary = summarise(spec, table, folds, baselines, outer_folds, time.time() - started)
-        results.write_json(partial / EVALUATION, summary)
-        results.write_text(partial / EVALUATION_MD, to_markdown(summary))
-        return results.commit_run(partial, final)
+        run_folder.write_json(partial / EVALUATION, summary)
+        run_folder.write_text(partial / EVALUATION_MD, to_markdown(summary))
+        return run_folder.commit_run(partial, final)
     except BaseException as exc:
-        results.abandon_run(partial)
+        run_folder.abandon_run(partial)
         if isinstance(exc, Interrupted):
             raise KeyboardInterrupt from None  # no outer run to resume: nothing is kept
         raise
@@ -74,8 +74,8 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
 
 def score_held_out(run_dir: Path, table: Table, rows: np.ndarray) -> dict[str, Any]:
     """The exported model's scores on the held-out rows, at the run's own threshold."""
+    from search.data import raw_inputs
     from search.export import load_model
-    from search.preprocess import raw_inputs
 
     model, metadata = load_model(run_dir)
     probability = np.asarray(model(raw_inputs(table.features.iloc[rows], table.schema))).ravel()
@@ -103,7 +103,7 @@ def summarise(spec: RunSpec, table: Table, folds: list[dict[str, Any]], baseline
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
-    from search.report_layout import markdown_table
+    from search.report import markdown_table
 
     scores = [["", *METRICS]] + [
         [name, *(f"{s['mean'][m]:.4f} ± {s['std'][m]:.4f}" for m in METRICS)]

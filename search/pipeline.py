@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search import export, results, run_folder, tracking
+from search import export, run_folder, tracking
 from search.budget import RunClock, RunPlan, plan_run
+from search.compute import Compute, cluster_devices
 from search.data import Splits, Table, load_table, split_rows
-from search.devices import Compute, cluster_devices
 from search.errors import DataError, HpsearchError, Interrupted, SearchError, first_line
-from search.head_start import HeadStart
 from search.metrics import METRICS, ranked_trials
-from search.model import resolve_config
+from search.network import resolve_config
+from search.selection import HeadStart
 from search.space import Space, load_space
 from search.spec import RunSpec
 
@@ -41,7 +41,7 @@ class RunOutcome:
 def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
     """Everything that can fail on bad input, done before any folder is created or Ray started."""
     if spec.name and not spec.is_remote_results():
-        results.check_free(spec.results_root(), spec.name)
+        run_folder.check_free(spec.results_root(), spec.name)
     if spec.mlflow:
         tracking.check_available(spec.mlflow_uri)
     table = load_table(
@@ -61,9 +61,9 @@ def hypermodel_space(spec: RunSpec, table: Table, splits: Splits) -> Space:
     """The space of ``--hypermodel``, found by building it on a sample of encoded training rows."""
     import keras  # noqa: F401 (Keras' backend first, to keep it off the GPUs, which the trials need)
 
-    from search.devices import hide_gpus_in_process
-    from search.hypermodel import discover_space
-    from search.preprocess import fit_and_encode
+    from search.compute import hide_gpus_in_process
+    from search.data import fit_and_encode
+    from search.network import discover_space
 
     hide_gpus_in_process()
     sample = splits.train[:256]
@@ -97,8 +97,8 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     """
     space, table, splits = prepared or prepare(spec)
     plan = plan_for(spec, space, splits)
-    partial, final = results.start_run(spec.results_root(), spec.run_name(), chosen=spec.name is None)
-    from search.ray_session import ray_session
+    partial, final = run_folder.start_run(spec.results_root(), spec.run_name(), chosen=spec.name is None)
+    from search.cluster import ray_session
     from search.tuning import run_trials
 
     clock = RunClock(plan.budget, "search")
@@ -106,7 +106,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
         run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow \
             else None
     except BaseException:
-        results.abandon_run(partial)  # nothing of the run exists yet
+        run_folder.abandon_run(partial)  # nothing of the run exists yet
         raise
 
     try:
@@ -117,7 +117,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             described = run_folder.describe_run(spec, plan, table, splits, final.name, keep_table)
             if keep_table:
                 run_folder.keep_table(partial, spec.data)
-            results.write_json(partial / results.SPEC, described)
+            run_folder.write_json(partial / run_folder.SPEC, described)
             # begins in the search's tail; closed here too if the search fails or is stopped after it began
             with HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds) as head:
                 trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
@@ -146,19 +146,19 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
         DataError: ``run`` is not an interrupted run, or its data changed since.
         Interrupted: stopped again; the folder stays for another ``resume``.
     """
-    from search.ray_session import ray_session
+    from search.cluster import ray_session
     from search.tuning import can_resume, resume_trials
 
     partial = run_folder.find_interrupted(run)
-    results.check_own_folder(partial)
+    run_folder.check_own_folder(partial)
     spec, plan, described = run_folder.read_run_spec(partial)
-    searched = (partial / results.TRIALS).is_file() and (partial / results.BEST_CONFIG).is_file()
+    searched = (partial / run_folder.TRIALS).is_file() and (partial / run_folder.BEST_CONFIG).is_file()
     if not searched and not can_resume(partial):
         raise DataError(f"{partial} holds no search state to resume (no Ray Tune experiment in it). "
                         f"Start a new run with `hpsearch run`.")
     table, splits = run_folder.reload_data(spec, described)
     final = partial.parent / described["name"]
-    results.check_free(partial.parent, final.name)
+    run_folder.check_free(partial.parent, final.name)
     clock = RunClock(plan.budget, "CV" if searched else "search", on_stage=on_progress)
     try:
         with ray_session(spec):
@@ -185,13 +185,13 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
     """Write the search's results (trials.csv, epochs.csv, best_config.json, and trial_errors.txt when a
     trial failed): from here on the run resumes at the CV stage, and no later failure removes them.
     When every trial failed, trial_errors.txt is kept beside the run folder, which is then removed."""
-    errors_file = results.write_trial_errors(partial, trials)  # and logged, shown under --debug
+    errors_file = run_folder.write_trial_errors(partial, trials)  # and logged, shown under --debug
     try:
         best = best_trial(trials, metric)
     except SearchError as exc:
         if errors_file is None:
             raise
-        kept = results.keep_beside(errors_file, partial)
+        kept = run_folder.keep_beside(errors_file, partial)
         raise SearchError(f"{exc} Each failed trial's traceback is in {kept}.") from None
     best_config = {
         "trial_id": best["trial_id"],
@@ -206,9 +206,9 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
         "data": table.source,
         "data_sha256": table.sha256,
     }
-    results.write_csv(partial / results.EPOCHS, run_folder.epoch_history(partial, metric))
-    results.write_json(partial / results.BEST_CONFIG, best_config)
-    results.write_csv(partial / results.TRIALS, trials)  # last: its presence means the search is recorded
+    run_folder.write_csv(partial / run_folder.EPOCHS, run_folder.epoch_history(partial, metric))
+    run_folder.write_json(partial / run_folder.BEST_CONFIG, best_config)
+    run_folder.write_csv(partial / run_folder.TRIALS, trials)  # last: its presence means the search is recorded
     return best_config
 
 
@@ -220,14 +220,14 @@ def _publish(spec: RunSpec, plan: RunPlan, trials: pd.DataFrame, partial: Path, 
     from search.report import render_report
 
     clock.start("report")
-    results.write_json(partial / results.TIMING, clock.timing(resumed=resumed))  # the report shows it
+    run_folder.write_json(partial / run_folder.TIMING, clock.timing(resumed=resumed))  # the report shows it
     finished["against_boosting"] = render_report(partial).get("against_boosting", "")
     clock.start("done")
-    results.write_json(partial / results.TIMING, clock.timing(resumed=resumed))
-    best_config = json.loads((partial / results.BEST_CONFIG).read_text())
-    run_dir = results.commit_run(partial, final)
+    run_folder.write_json(partial / run_folder.TIMING, clock.timing(resumed=resumed))
+    best_config = json.loads((partial / run_folder.BEST_CONFIG).read_text())
+    run_dir = run_folder.commit_run(partial, final)
     if spec.is_remote_results():
-        run_dir = results.upload_run(run_dir, spec.results)  # type: ignore[assignment]
+        run_dir = run_folder.upload_run(run_dir, spec.results)  # type: ignore[assignment]
     return RunOutcome(run_dir, trials, best_config, tuple(plan.space.params), finished, devices)
 
 
@@ -238,8 +238,8 @@ def import_keras_meanwhile(spec: RunSpec, table: Table) -> None:
     CV worker builds it and the driver never imports Keras. A later ``import keras`` waits for this one."""
     import sys
 
-    from search.cv_fits import FitWorkers
-    from search.devices import in_background_silenced
+    from search.compute import in_background_silenced
+    from search.selection import FitWorkers
 
     compute = Compute.of(spec)
     built_by_a_worker = FitWorkers.possible(compute) and FitWorkers.can_build(compute, table.schema)
@@ -255,18 +255,18 @@ def import_keras_meanwhile(spec: RunSpec, table: Table) -> None:
 def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
     """Ctrl-C or SIGTERM after the search started keeps the partial folder for ``resume``; so does any
     failure after the search finished (the search is never lost). A failed search is removed, and said so."""
-    from search.signals import stop_requested
+    from search.compute import stop_requested
 
     if isinstance(exc, Interrupted):
         return
-    searched = (partial / results.TRIALS).is_file()
+    searched = (partial / run_folder.TRIALS).is_file()
     how = "SIGTERM" if stop_requested() else "Ctrl-C"
-    if isinstance(exc, KeyboardInterrupt) and (searched or (partial / results.EXPERIMENT_DIR).is_dir()):
+    if isinstance(exc, KeyboardInterrupt) and (searched or (partial / run_folder.EXPERIMENT_DIR).is_dir()):
         raise Interrupted(f"stopped by {how} during the {stage} stage.", partial) from None
     if searched and isinstance(exc, Exception):
         raise SearchError(f"the {stage} stage failed ({first_line(exc)[:200]}); the finished search is kept "
                           f"in {partial}. Continue with `hpsearch resume {partial}` once the cause is fixed.") from None
-    results.abandon_run(partial)
+    run_folder.abandon_run(partial)
     if isinstance(exc, HpsearchError):  # say which: kept for resume (above), or gone
         raise type(exc)(f"{exc} Nothing of the run was kept.") from None
 
@@ -275,7 +275,7 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
                 repeats: int | None = None, threshold: float | None = None,
                 threshold_rule: str | None = None) -> dict[str, Any]:
     """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
-    from search.ray_session import ray_session
+    from search.cluster import ray_session
 
     folder = Path(run_dir).resolve()
     overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold,
@@ -299,12 +299,10 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
 
     Writes ``cv.json``, ``oof.parquet``, ``test.json`` and ``test_predictions.parquet`` (when a test
     part was held out) and ``model/``; returns a summary. ``clock`` times the stages and gives their deadlines;
-    ``head`` holds the CV's workers and baselines if the search started them (search/head_start.py).
+    ``head`` holds the CV's workers and baselines if the search started them (search/selection/head_start.py).
     """
-    from search.baseline import TUNED_BOOSTING
-    from search.final_fit import build_export, fit_final_model
-    from search.preprocess import raw_inputs
-    from search.retrain import cross_validate, pick_candidates
+    from search.data import raw_inputs
+    from search.selection import TUNED_BOOSTING, build_export, cross_validate, fit_final_model, pick_candidates
 
     candidates = pick_candidates(trials, spec.metric, spec.top_k, plan.space)
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
@@ -318,8 +316,8 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
                             threshold_rule=spec.threshold_rule, on_progress=on_progress, workers=head.workers)
         clock.start("baselines")  # what is left of them
         baselines, tuned = head.baselines()
-        results.write_json(run_dir / results.CV, {**cv.to_json(), "baselines": baselines})
-        results.write_parquet(run_dir / results.OOF, cv.oof)
+        run_folder.write_json(run_dir / run_folder.CV, {**cv.to_json(), "baselines": baselines})
+        run_folder.write_parquet(run_dir / run_folder.OOF, cv.oof)
 
         clock.start("final fit")
         final = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"), head.workers.first())
@@ -335,9 +333,9 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
         probability = built.test_probability
         test = export.score_test(table.y[splits.test], probability, cv.threshold)
         on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
-        results.write_json(run_dir / results.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
+        run_folder.write_json(run_dir / run_folder.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
                                                     "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})
-        results.write_parquet(run_dir / results.TEST_PREDICTIONS,
+        run_folder.write_parquet(run_dir / run_folder.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
     return export.export_model(run_dir, spec, table, cv, built, final.epochs, final.trained_on, test)
 
@@ -355,8 +353,8 @@ def encode_and_import_tune(spec: RunSpec, plan: RunPlan, table: Table, splits: S
 def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
     """Fit the preprocessing on the trials' training part only, and encode train and validation once
     (the validation part as the fixed stratified sample the trials score, on big tables)."""
-    from search.preprocess import fit_and_encode
-    from search.trainable import TrialData
+    from search.data import fit_and_encode
+    from search.tuning import TrialData
 
     val = splits.val
     if plan.fidelity.eval_rows < len(val):

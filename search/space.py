@@ -44,10 +44,10 @@ KNOWN_PARAMS: dict[str, tuple[type, Any]] = {
     "optimizer": (str, OPTIMIZERS),
     "batch_norm": (bool, (False, True)),
     "class_weight": (str, ("none", "balanced")),
-    # numbers as periodic embeddings (search/model.py), and the scale of their initial frequencies
+    # numbers as periodic embeddings (search/network/mlp.py), and the scale of their initial frequencies
     "numeric_embedding": (str, ("none", "periodic")),
     "embedding_scale": (float, (1e-4, 100.0, True)),
-    # the encoded columns smoothly clipped at 3 (search/model.py), before any embedding
+    # the encoded columns smoothly clipped at 3 (search/network/mlp.py), before any embedding
     "numeric_clip": (str, ("none", "smooth")),
 }
 # numeric_columns: set by the run, not the user: how many of the encoded columns are numbers (they come first)
@@ -97,7 +97,7 @@ class Space:
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<memory>"
-    # A KerasTuner hypermodel's space (search/hypermodel.py): its "FILE.py:NAME", and the conditional
+    # A KerasTuner hypermodel's space (search/network/hypermodel.py): its "FILE.py:NAME", and the conditional
     # scopes of its params. Such a space names the user's hyperparameters, not the built-in network's.
     hypermodel: str = ""
     conditions: dict[str, Conditions] = field(default_factory=dict)

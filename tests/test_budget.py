@@ -7,7 +7,7 @@ import pytest
 
 from search.budget import SHARES_KFOLD, default_budget_s, plan_from_json, plan_run
 from search.metrics import score_all
-from search.retrain import _cv_epochs, best_cutoff, choose_threshold
+from search.selection.cv import _cv_epochs, best_cutoff, choose_threshold
 from search.space import Space, load_space
 from search.spec import RunSpec
 
@@ -98,7 +98,7 @@ def test_a_fold_that_stopped_early_counts_with_its_last_score():
 
 
 def test_cv_patience_only_on_big_tables():
-    from search.retrain import patience_for
+    from search.selection.cv import patience_for
 
     assert patience_for(60, 364) == 60  # small: every fold trains the full trial, as before
     assert patience_for(17, 128_000) == 4 and patience_for(60, 50_000) == 10

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
+from search.cli.commands import app
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_a_name_in_use_is_refused_and_its_folder_left_alone(tmp_path, mixed_csv)
 
 
 def test_default_names_made_in_the_same_second_are_unique(tmp_path):
-    from search.results import start_run
+    from search.run_folder.writing import start_run
 
     first, _ = start_run(tmp_path, "data-20261201T120000", chosen=True)
     second, final = start_run(tmp_path, "data-20261201T120000", chosen=True)

@@ -8,7 +8,7 @@ import time
 
 from rich.console import Console
 
-from search import console
+from search.cli import console as console
 from search.progress import FitProgress, Progress, StageProgress
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.data import choose_positive, load_table, split_rows
+from search.data.table import choose_positive, load_table, split_rows
 from search.errors import DataError
 from tests.conftest import make_mixed_table
 

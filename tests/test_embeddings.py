@@ -18,7 +18,7 @@ def test_periodic_numbers_learn_a_cycle_that_raw_numbers_miss():
     """y follows sin(4 x0): a small ReLU net on raw numbers bends too little; the embedded one follows it."""
     from sklearn.metrics import roc_auc_score
 
-    from search.model import build_network
+    from search.network.mlp import build_network
 
     rng = np.random.default_rng(0)
     n = 2000
@@ -41,7 +41,7 @@ def test_smooth_clipping_squeezes_outliers_and_trains():
     import keras
     from sklearn.metrics import roc_auc_score
 
-    from search.model import build_network
+    from search.network.mlp import build_network
 
     rng = np.random.default_rng(3)
     n = 1200

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
-from search.export import join_model, load_model, save_model, score_test
+from search.export.model_file import join_model, load_model, save_model, score_test
 from tests.conftest import make_mixed_table
 
 
@@ -24,9 +24,9 @@ def test_the_test_score_matches_scikit_learn():
 
 
 def test_the_exported_model_reloads_in_safe_mode_and_predicts_the_same(tmp_path):
-    from search.data import load_table
-    from search.model import build_network
-    from search.preprocess import build_preprocessor, fit_and_encode, raw_inputs
+    from search.data.encoding import build_preprocessor, fit_and_encode, raw_inputs
+    from search.data.table import load_table
+    from search.network.mlp import build_network
 
     path = tmp_path / "mixed.csv"
     make_mixed_table().to_csv(path, index=False)
@@ -71,8 +71,8 @@ def test_a_numeric_tables_model_is_built_on_a_cv_worker_and_loads_on_tensorflow(
     import pandas as pd
 
     from search.api import load
-    from search.data import load_table
-    from search.preprocess import raw_inputs
+    from search.data.encoding import raw_inputs
+    from search.data.table import load_table
 
     proc = subprocess.run([sys.executable, "-c", NUMERIC_RUN, str(tmp_path / "out")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=420)

@@ -165,7 +165,7 @@ def test_a_hypermodels_own_fit_chooses_the_batch_size_through_the_python_api(tmp
 
 
 def _discover(tmp_path: Path, source: str, ref_name: str = "build_model") -> None:
-    from search.hypermodel import discover_space
+    from search.network.hypermodel import discover_space
 
     path = _write(tmp_path, "bad", "import keras\n" + textwrap.dedent(source))
     x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
@@ -217,7 +217,7 @@ def test_a_hypermodel_imports_its_own_helpers_and_a_logits_loss_is_named(tmp_pat
     _write(tmp_path, "uses_helpers", "import keras\nfrom helpers import hidden\n\ndef build_model(hp):\n"
                                      "    m = keras.Sequential([hidden(hp.Int('units', 4, 8)), keras.layers.Dense(1, activation='sigmoid')])\n"
                                      "    m.compile('adam', 'binary_crossentropy')\n    return m\n")
-    from search.hypermodel import discover_space
+    from search.network.hypermodel import discover_space
 
     x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
     space = discover_space(f"{tmp_path / 'uses_helpers.py'}:build_model", x, (x[:, 0] > 0).astype("float32"))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.data import load_table
+from search.data.table import load_table
 from search.errors import DataError
 from tests.conftest import make_mixed_table, run_cli
 
@@ -148,10 +148,10 @@ def test_a_run_says_what_it_assumed_and_predict_reads_the_same_way(tmp_path, tab
 def test_a_table_of_a_thousand_columns_encodes_exports_and_predicts(tmp_path):
     """Thousands of columns: the driver encodes them in NumPy, and the exported model (one input per
     column) still reloads in safe mode and scores a file with ``hpsearch predict``'s code."""
-    from search.export import join_model, save_model
-    from search.model import build_network
-    from search.predict import predict_file
-    from search.preprocess import build_preprocessor, fit_and_encode, raw_inputs
+    from search.data.encoding import build_preprocessor, fit_and_encode, raw_inputs
+    from search.export.model_file import join_model, save_model
+    from search.export.predict import predict_file
+    from search.network.mlp import build_network
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(150, 1000)).round(3), columns=[f"x{i}" for i in range(1000)])

@@ -19,10 +19,10 @@ from tests.conftest import make_mixed_table, run_cli
 EXPORT = """
 import numpy as np, pandas as pd
 import search
-from search.data import Feature
-from search.export import join_model, save_model
-from search.model import build_network
-from search.preprocess import build_preprocessor, fit_stats, input_name, raw_inputs
+from search.data.table import Feature
+from search.export.model_file import join_model, save_model
+from search.network.mlp import build_network
+from search.data.encoding import build_preprocessor, fit_stats, input_name, raw_inputs
 import keras
 frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "red"]})
 schema = (Feature("size", "numeric"), Feature("colour", "categorical"))
@@ -67,7 +67,7 @@ def test_keras_imported_on_jax_before_hpsearch_is_told_what_to_do(tmp_path, jax_
                           text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-3000:]
     late = ("import keras, pathlib, search\n"
-            "from search.export import load_model\n"
+            "from search.export.model_file import load_model\n"
             "try:\n"
             f"    load_model(pathlib.Path({str(tmp_path)!r}))\n"
             "except search.HpsearchError as exc:\n"

@@ -70,8 +70,8 @@ import numpy as np
 import keras
 
 from search.errors import SpaceError
-from search.fit import fit_folds, fit_network
-from search.hypermodel import discover_space, uses_own_fit
+from search.network.training import fit_folds, fit_network
+from search.network.hypermodel import discover_space, uses_own_fit
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(96, 6)).astype("float32")

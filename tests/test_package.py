@@ -22,7 +22,7 @@ def test_the_cli_module_imports_no_tensorflow_or_ray_tune():
     import subprocess
     import sys
 
-    code = "import sys, search.cli; print(any(m in sys.modules for m in ('tensorflow', 'keras', 'ray.tune')))"
+    code = "import sys, search.cli.commands; print(any(m in sys.modules for m in ('tensorflow', 'keras', 'ray.tune')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

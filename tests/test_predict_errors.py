@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
+from search.cli.commands import app
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +16,10 @@ def run_dir(tmp_path_factory):
     import numpy as np
     import pandas as pd
 
-    from search.data import Feature
-    from search.export import join_model, save_model
-    from search.model import build_network
-    from search.preprocess import build_preprocessor, fit_stats, input_name, raw_inputs
+    from search.data.encoding import build_preprocessor, fit_stats, input_name, raw_inputs
+    from search.data.table import Feature
+    from search.export.model_file import join_model, save_model
+    from search.network.mlp import build_network
 
     folder = tmp_path_factory.mktemp("run")
     frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "red"]})
@@ -96,10 +96,10 @@ def test_savedmodel_export_serves_the_same_probabilities(tmp_path):
     import pandas as pd
     import tensorflow as tf
 
-    from search.data import Feature
-    from search.export import join_model, save_model
-    from search.model import build_network
-    from search.preprocess import build_preprocessor, fit_stats, raw_inputs
+    from search.data.encoding import build_preprocessor, fit_stats, raw_inputs
+    from search.data.table import Feature
+    from search.export.model_file import join_model, save_model
+    from search.network.mlp import build_network
 
     frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "green"]})
     schema = (Feature("size", "numeric"), Feature("colour", "categorical"))

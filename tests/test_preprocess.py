@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from search.data import Feature, split_rows
+from search.data.table import Feature, split_rows
 from search.pipeline import encode_for_trials, prepare
 from search.spec import RunSpec
 from tests.conftest import make_mixed_table
@@ -46,7 +46,7 @@ def test_encoding_uses_training_statistics_only(tmp_path):
 def test_preprocessor_round_trips_through_a_safe_mode_reload(tmp_path):
     import keras
 
-    from search.preprocess import build_preprocessor, fit_stats, raw_inputs
+    from search.data.encoding import build_preprocessor, fit_stats, raw_inputs
 
     df = make_mixed_table(80)
     schema = (Feature("alpha", "numeric"), Feature("beta", "numeric"), Feature("colour", "categorical"))
@@ -65,7 +65,7 @@ def test_preprocessor_round_trips_through_a_safe_mode_reload(tmp_path):
 def test_the_driver_encoding_is_what_the_exported_preprocessor_computes():
     """The driver encodes in NumPy (fast on wide tables); the model the export holds must agree with it,
     on seen and unseen values, gaps, and a column that had no gaps in training."""
-    from search.preprocess import build_preprocessor, encode, fit_stats, raw_inputs
+    from search.data.encoding import build_preprocessor, encode, fit_stats, raw_inputs
 
     df = make_mixed_table(120)
     schema = (Feature("alpha", "numeric"), Feature("beta", "numeric"), Feature("colour", "categorical"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
+from search.cli.commands import app
 from tests.test_run import builtin_run  # noqa: F401  (the shared module-scoped run)
 
 pytestmark = pytest.mark.slow
@@ -183,10 +183,10 @@ def test_the_report_renders_without_ray_or_keras(run_dir, tmp_path):
     shutil.copytree(run_dir, copy)
     for name in ("report.html", "report.md", "report.json"):
         (copy / name).unlink()
-    script = ("import sys; from search.report import render_report; render_report(sys.argv[1]); "
+    script = ("import sys; from search.report.content import render_report; render_report(sys.argv[1]); "
               "heavy = {m.split('.')[0] for m in sys.modules} & {'ray', 'keras', 'tensorflow', 'jax'}; "
-              "seam = sorted(m for m in sys.modules if m in ('search.tuning', 'search.trainable', 'search.retrain', "
-              "'search.ray_session', 'search.callbacks', 'search.final_fit')); print(sorted(heavy), seam)")
+              "seam = sorted(m for m in sys.modules if m in ('search.tuning.tuner', 'search.tuning.trainable', 'search.selection.cv', "
+              "'search.cluster.session', 'search.tuning.callbacks', 'search.selection.final_fit')); print(sorted(heavy), seam)")
     proc = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[] []"

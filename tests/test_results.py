@@ -8,8 +8,9 @@ import os
 import pandas as pd
 import pytest
 
-from search import results, run_folder
 from search.errors import SpecError
+from search.run_folder import reading as run_folder
+from search.run_folder import writing as results
 
 
 def test_a_chosen_name_that_is_taken_gets_a_suffix(tmp_path):

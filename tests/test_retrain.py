@@ -8,7 +8,7 @@ import pytest
 
 from search.errors import SearchError
 from search.pipeline import best_trial
-from search.retrain import _winner, pick_candidates
+from search.selection.cv import _winner, pick_candidates
 from search.space import IntParam, Space
 
 
@@ -88,12 +88,12 @@ HEAD_START_CHECK = """
 import json, sys
 import numpy as np
 import ray
-from search.data import load_table, split_rows
-from search.devices import Compute
-from search.head_start import HeadStart
+from search.data.table import load_table, split_rows
+from search.compute.devices import Compute
+from search.selection.head_start import HeadStart
 from search.progress import Progress
-from search.ray_session import ray_session
-from search.retrain import Candidate, cross_validate
+from search.cluster.session import ray_session
+from search.selection.cv import Candidate, cross_validate
 from search.spec import RunSpec
 
 spec = RunSpec(data=sys.argv[1], target="label", cpus=2, backend="jax", folds=3, repeats=1)

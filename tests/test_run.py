@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from search.space import load_space
-from search.tuning import STATUSES
+from search.tuning.tuner import STATUSES
 from tests.conftest import fakes, require_shared, run_cli
 
 pytestmark = pytest.mark.slow
@@ -271,7 +271,7 @@ def test_sonar_from_the_shared_tables(tmp_path):
 RAY_SESSION_CHECK = """
 import json, os, ray
 from search.spec import RunSpec
-from search.ray_session import ray_session
+from search.cluster.session import ray_session
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 with ray_session(RunSpec(cpus=2, backend="jax")):

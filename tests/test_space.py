@@ -72,7 +72,7 @@ def test_a_missing_space_lists_the_shipped_ones():
 def test_int_bounds_are_inclusive_in_ray_domains():
     from ray.tune.search.sample import Domain
 
-    from search.tuning import to_ray_space
+    from search.tuning.tuner import to_ray_space
 
     space = Space.from_dict({"params": {"depth": {"type": "int", "low": 1, "high": 3},
                                         "width": {"type": "int", "low": 2, "high": 4, "log": True}}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.fit import class_weights, fit_network, whole_batches
+from search.network.training import class_weights, fit_network, whole_batches
 
 
 def test_whole_batches_pads_with_repeats_of_real_rows():
@@ -38,9 +38,9 @@ import jax, keras
 compiles = []
 jax.monitoring.register_event_duration_secs_listener(
     lambda name, secs, **kw: compiles.append(kw.get("fun_name")) if "backend_compile" in name else None)
-from search.model import build_network
-from search.epochs import EpochRunner
-from search.fit import fit_network, seed_rngs, whole_batches
+from search.network.mlp import build_network
+from search.network.epoch_scan import EpochRunner
+from search.network.training import fit_network, seed_rngs, whole_batches
 
 config = {"depth": 2, "width": 48, "dropout": 0.2, "batch_size": 16, "learning_rate": 0.01, "batch_norm": True}
 build_network({**config, "width": 20}, 7, seed=1)  # a worker's first network compiles a few scalar programs
@@ -104,11 +104,11 @@ def test_networks_start_from_host_drawn_weights_on_jax(tmp_path):
 XLA_OPTIONS_SCRIPT = r"""
 import json
 import numpy as np
-from search.devices import Compute
-from search.worker import use_backend
+from search.compute.devices import Compute
+from search.compute.backend import use_backend
 use_backend(Compute(backend="jax", cpus=1.0))
-import search.epochs as epochs
-from search.model import build_network
+import search.network.epoch_scan as epochs
+from search.network.mlp import build_network
 rng = np.random.default_rng(0)
 x = rng.normal(size=(64, 5)).astype("float32")
 y = (x[:, 0] > 0).astype("float32")
@@ -144,8 +144,8 @@ def test_each_networks_xla_options_are_ones_the_installed_jaxlib_accepts():
 FUSED_EPOCH_SCRIPT = r"""
 import json
 import numpy as np
-from search.epochs import EpochRunner
-from search.model import build_network
+from search.network.epoch_scan import EpochRunner
+from search.network.mlp import build_network
 rng = np.random.default_rng(1)
 x = rng.normal(size=(80, 6)).astype("float32")
 y = (x[:, 0] - x[:, 1] > 0.5).astype("float32")
@@ -178,7 +178,7 @@ print(json.dumps({
 
 
 def test_a_fused_epoch_takes_the_same_steps_as_keras():
-    """One compiled epoch on JAX (search/epochs.py) is Keras' own training, batch after batch: the
+    """One compiled epoch on JAX (search/network/epoch_scan.py) is Keras' own training, batch after batch: the
     same weights as ``train_on_batch`` over the same batches in the same order, with L2, batch
     normalisation, class weights and Adam's state carried from step to step."""
     import json
@@ -205,9 +205,9 @@ def test_a_fused_epoch_takes_the_same_steps_as_keras():
 MIXED_PRECISION_SCRIPT = r"""
 import json
 import numpy as np
-from search.devices import use_precision
-from search.epochs import EpochRunner
-from search.model import build_network
+from search.compute.devices import use_precision
+from search.network.epoch_scan import EpochRunner
+from search.network.mlp import build_network
 use_precision(True)
 rng = np.random.default_rng(3)
 x = rng.normal(size=(96, 6)).astype("float32")
@@ -243,8 +243,8 @@ def test_a_fused_epoch_trains_in_mixed_precision():
 
 ONE_CPU_JAX_SCRIPT = """
 import json, os, time
-from search.devices import Compute
-from search.worker import use_backend
+from search.compute.devices import Compute
+from search.compute.backend import use_backend
 use_backend(Compute(backend="jax", cpus=1.0))
 import jax, jax.numpy as jnp
 key = jax.random.PRNGKey(0)
@@ -292,7 +292,7 @@ def test_quick_compiles_are_chosen_per_network():
     """XLA's level 0 saves about 0.7 s a new network but slows every epoch in proportion to rows x
     weights and batches (bench/levels.py): small networks on the classic tables keep it; a wide
     one on framingham, any network on a 200k-row table, and a long final fit do not."""
-    from search.epochs import quick_compile_pays
+    from search.network.epoch_scan import quick_compile_pays
 
     def pays(rows: int, features: int, depth: int, width: int, batch_size: int, epochs: int = 10) -> bool:
         weights = features * width + (depth - 1) * width * width + depth * width + width + 1
@@ -307,9 +307,9 @@ def test_quick_compiles_are_chosen_per_network():
 
 LEAN_WORKER_SCRIPT = """
 import json, sys
-from search.devices import Compute
-from search.fit import fit_network
-from search.worker import use_backend
+from search.compute.devices import Compute
+from search.network.training import fit_network
+from search.compute.backend import use_backend
 use_backend(Compute(backend="jax", cpus=1.0))
 loaded = sorted(m for m in ("matplotlib", "sklearn", "pandas", "pydantic", "yaml") if m in sys.modules)
 import numpy as np
@@ -343,7 +343,7 @@ def test_a_trial_worker_loads_keras_without_what_it_never_uses():
 FOLDS_SCRIPT = r"""
 import json
 import numpy as np
-from search.fit import fit_folds, fit_network, whole_batches
+from search.network.training import fit_folds, fit_network, whole_batches
 rng = np.random.default_rng(3)
 config = {"depth": 2, "width": 10, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.2, "batch_norm": True,
           "class_weight": "balanced"}

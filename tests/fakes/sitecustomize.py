@@ -73,8 +73,8 @@ def _failing_encoding(module):  # noqa: ANN001, ANN202
     module.encode_and_import_tune = encode_and_import_tune
 
 
-PATCHES = {"search.model": _fail_above_learning_rate, "search.trainable": _slow_reports,
-           "search.tuning": _failing_searcher, "search.pipeline": _failing_encoding}
+PATCHES = {"search.network.mlp": _fail_above_learning_rate, "search.tuning.trainable": _slow_reports,
+           "search.tuning.tuner": _failing_searcher, "search.pipeline": _failing_encoding}
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):

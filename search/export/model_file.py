@@ -1,0 +1,272 @@
+"""The exported model: raw columns in, P(positive class) out, in one ``model.keras``.
+
+It joins the fitted preprocessing and the trained network, uses built-in Keras layers and ops
+only, and is checked on save: reloaded with ``safe_mode=True``, it must give the same
+probabilities. It loads with plain Keras, without this package.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from search.errors import DataError, ExportError
+from search.metrics import score_all
+
+if TYPE_CHECKING:
+    import keras
+
+    from search.data import Feature, PreprocessStats, Table
+    from search.spec import RunSpec
+
+MODEL_DIR = "model"
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+SAVEDMODEL_DIR = "savedmodel"
+INPUTS_FILE = "inputs.py"  # search/data/model_inputs.py, for plain Keras
+README_FILE = "README.md"
+PREDICT_BATCH = 8192  # rows per compiled call when checking the model on JAX
+FOLDER_README = """# The exported model
+
+`model.keras` takes the table's raw columns and returns P({positive}) per row; it loads with plain
+Keras (3.x), without hpsearch. `inputs.py` (NumPy and pandas only) turns a pandas DataFrame with the
+training table's columns into the model's inputs (one array per feature, date columns as their parts):
+
+```python
+import keras
+import pandas as pd
+from inputs import to_inputs  # this folder on sys.path, or copy inputs.py beside your code
+
+model = keras.saving.load_model("model.keras", safe_mode=True)
+df = pd.read_csv("new_rows.csv")
+probability = model(to_inputs(df, "metadata.json")).numpy().ravel()
+label = probability >= {threshold}  # the run's decision threshold (metadata.json: threshold)
+```
+
+`metadata.json` lists the features, the labels (class 1 is `{positive}`), the threshold, the
+winner's hyperparameters and its CV and test scores.
+"""
+INPUT_FORM = (
+    "a dict with one array of shape (n, 1) per feature, keyed by its 'input' name: numeric "
+    "features as float32 with NaN for a missing value, categorical features as strings with '' "
+    "for a missing value; the output, shape (n, 1), is the probability of the positive class"
+)
+
+
+def join_model(preprocessor: keras.Model, network: keras.Model) -> keras.Model:
+    """One model from raw columns to probability."""
+    import keras
+
+    inputs = preprocessor.input  # the dict of raw-column inputs
+    probability = network(preprocessor(inputs))
+    return keras.Model(inputs, probability, name="hpsearch_classifier")
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """The exported model as built where Keras runs: its ``.keras`` file, whether it reloaded in safe
+    mode to the same probabilities on the check rows (and the largest gap), and P(class 1) on the test rows."""
+
+    file: bytes
+    reloads_the_same: bool
+    reload_gap: float
+    test_probability: np.ndarray | None = None
+
+
+def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], config: dict[str, Any],
+                weights: list[np.ndarray], check: dict[str, np.ndarray],
+                test: dict[str, np.ndarray] | None = None) -> BuiltModel:
+    """The fitted preprocessing and the trained network joined, saved and checked: in the driver, or in
+    a CV worker that has Keras already (search/selection/final_fit.py: build_export), so that the driver
+    need not import it."""
+    from search.data import build_preprocessor
+    from search.network import network_with
+
+    preprocessor = build_preprocessor(stats, schema)
+    # the encoded width, not the first weight's rows: a periodic embedding's frequencies come first
+    network = network_with(config, int(preprocessor.output.shape[-1]), weights)
+    return checked(join_model(preprocessor, network), check, test)
+
+
+def checked(model: keras.Model, check: dict[str, np.ndarray], test: dict[str, np.ndarray] | None = None) -> BuiltModel:
+    """``model`` saved, reloaded with ``safe_mode=True`` and compared with itself on ``check``."""
+    import tempfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as folder, tensorflow_left_unimported():
+        path = Path(folder) / MODEL_FILE
+        model.save(path)
+        reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+        rows = len(next(iter(check.values())))
+        # the check rows and the test rows in one call: on JAX each call of new shapes is a compile
+        both = check if test is None else {k: np.concatenate([v, test[k]]) for k, v in check.items()}
+        predicted = probabilities(model, both)
+        expected, got = predicted[:rows], probabilities(reloaded, check)
+        return BuiltModel(path.read_bytes(), bool(np.allclose(expected, got, atol=1e-6)),
+                          float(np.abs(expected - got).max()) if rows else 0.0,
+                          None if test is None else predicted[rows:])
+
+
+@contextmanager
+def tensorflow_left_unimported() -> Iterator[None]:
+    """Keras' saving asks whether TensorFlow is installed, importing it (2.4 s on JAX, 2 cores), only to
+    test objects against TensorFlow's types; where it is not imported, no object is one. In the block,
+    Keras' lazy TensorFlow module answers "not available" without the import. Where Keras' internals
+    differ (another release), the block does nothing and saving imports TensorFlow as before."""
+    import sys
+
+    from keras.src.utils import module_utils
+
+    lazy = getattr(module_utils, "tensorflow", None)
+    if "tensorflow" in sys.modules or getattr(lazy, "_available", True) is not None:
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = None
+
+
+def check_backend_takes_strings(has_strings: bool) -> None:
+    """A model with categorical inputs takes strings, which only Keras on TensorFlow can feed it. The
+    backend is fixed at Keras' first import: hpsearch asks for TensorFlow (search/__init__.py), but a
+    process whose Keras was imported before, or with ``KERAS_BACKEND`` set, may run on another."""
+    import keras
+
+    backend = keras.backend.backend()
+    if has_strings and backend != "tensorflow":
+        raise ExportError(f"this model takes text columns, which Keras on {backend} cannot take, and this "
+                          f"process's Keras runs on {backend}. Set KERAS_BACKEND=tensorflow before Keras is "
+                          "first imported (in a notebook: restart the kernel, then import search first).")
+
+
+def probabilities(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """P(class 1) per row. On JAX one compiled ``predict`` (an eager call compiles op by op: seconds)."""
+    import keras
+
+    check_backend_takes_strings(any(v.dtype.kind in "OSU" for v in inputs.values()))
+    if keras.backend.backend() == "jax":
+        rows = len(next(iter(inputs.values())))
+        return np.asarray(model.predict(inputs, batch_size=max(1, min(rows, PREDICT_BATCH)), verbose=0)).ravel()
+    return np.asarray(model(inputs)).ravel()
+
+
+def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], check: dict[str, np.ndarray],
+               savedmodel: bool = False) -> Path:
+    """Write ``model/`` (model.keras, metadata.json) and verify the reload; returns the folder."""
+    return write_model(run_dir, checked(model, check), metadata, savedmodel)
+
+
+def write_model(run_dir: Path, built: BuiltModel, metadata: dict[str, Any], savedmodel: bool = False) -> Path:
+    """Write ``model/`` from a checked model: model.keras, metadata.json, inputs.py and a README (and
+    with ``savedmodel`` a TensorFlow SavedModel); returns the folder. Nothing is written if it did not
+    reload to the same probabilities."""
+    from search.run_folder import write_json
+
+    if not built.reloads_the_same:
+        raise ExportError(f"the exported model, reloaded in safe mode, predicts up to {built.reload_gap:.2e} away "
+                          f"from the trained one, so it was not written. Run `hpsearch retrain {run_dir}`.")
+    target = run_dir / MODEL_DIR
+    staging = run_dir / f".{MODEL_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    (staging / MODEL_FILE).write_bytes(built.file)
+    if savedmodel:
+        import keras
+
+        model = keras.saving.load_model(staging / MODEL_FILE, safe_mode=True, compile=False)
+        model.export(str(staging / SAVEDMODEL_DIR), format="tf_saved_model", verbose=False)
+        metadata = {**metadata, "savedmodel": f"{SAVEDMODEL_DIR}/ (signature 'serve')"}
+    write_json(staging / METADATA_FILE, metadata)
+    shutil.copyfile(Path(__file__).parents[1] / "data" / "model_inputs.py", staging / INPUTS_FILE)
+    labels = metadata.get("labels") or {}
+    (staging / README_FILE).write_text(FOLDER_README.format(positive=labels.get("1", "class 1"),
+                                                            threshold=f"{metadata.get('threshold', 0.5):.4g}"))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
+    """The exported model and its metadata, loaded in safe mode."""
+    import json
+    import zipfile
+
+    import keras
+
+    folder = run_dir / MODEL_DIR
+    if not (folder / MODEL_FILE).is_file() or not (folder / METADATA_FILE).is_file():
+        raise DataError(f"{run_dir} has no exported model ({MODEL_DIR}/{MODEL_FILE}). Give a finished run folder.")
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+        model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{folder} is damaged ({first}). Re-run `hpsearch retrain {run_dir}`.") from None
+    check_backend_takes_strings(any(f.get("kind") == "categorical" for f in metadata.get("features", [])))
+    return model, metadata
+
+
+def check_inputs(table: Table) -> dict[str, np.ndarray]:
+    """The rows the exported model is checked on after its reload: the table's first 256."""
+    from search.data import raw_inputs
+
+    return raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
+
+
+def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: BuiltModel, epochs: int,
+                 trained_on: str, test: dict[str, Any] | None) -> dict[str, Any]:
+    """Save the model with its metadata; returns the run's summary."""
+    from search.data import input_name
+    from search.run_folder import library_versions
+
+    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
+    metadata = {
+        "input_form": INPUT_FORM,
+        "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
+        "dates": table.dates or {},  # raw date column -> the parts (features) derived from it
+        "target": table.target,
+        "labels": {"0": table.labels[0], "1": table.labels[1]},
+        "header": spec.header,
+        "threshold": cv.threshold,
+        "threshold_rule": cv.threshold_rule,
+        "hyperparameters": cv.winner.hyperparameters,
+        "epochs": epochs,
+        "trained_on": trained_on,
+        "trial_id": cv.winner.trial_id,
+        "metric": spec.metric,
+        "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"],
+               "std": winner_cv["std"]},
+        "test": test,
+        "seed": spec.seed,
+        "data": table.source,
+        "data_sha256": table.sha256,
+        "versions": library_versions(),
+    }
+    write_model(run_dir, built, metadata, savedmodel=spec.export_savedmodel)
+    return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
+            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule}
+
+
+def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The final model's scores on the held-out test part, at the chosen threshold."""
+    from sklearn.metrics import confusion_matrix, precision_score, recall_score
+
+    predicted = (probability >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+    return {
+        "rows": int(len(y)),
+        "threshold": threshold,
+        **score_all(y, probability, threshold),
+        "precision": float(precision_score(y, predicted, zero_division=0.0)),
+        "recall": float(recall_score(y, predicted, zero_division=0.0)),
+        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }

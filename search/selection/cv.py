@@ -1,0 +1,275 @@
+"""Re-scoring the best configurations, and the final fit on all non-test rows.
+
+Two rules (chosen by ``budget.plan_run`` from the table's size and stated in the report):
+
+- ``kfold``: stratified k-fold CV of the non-test rows; each fold fits its own preprocessing on
+  its own training rows, so no statistic of a held-out fold reaches its model. The winner is then
+  trained on all non-test rows for the epochs CV chose.
+- ``holdout`` (big tables): each candidate is trained on the search's training part and scored on
+  its validation part, tens of thousands of rows whose score is already precise; the winner's fit,
+  at its best epoch, is the final model (no second fit). Its spread is that of five disjoint parts
+  of the validation rows.
+
+Fits run as Ray tasks with the trials' resources, in parallel (spread over a cluster's nodes). Each
+scores its held-out rows after every epoch and stops when that score has not improved for
+``patience`` epochs, or when the stage's deadline would pass during its next epoch. A configuration's
+epochs are those at which its mean held-out score peaks. A fold whose loss diverges is recorded as
+such and not averaged in; a candidate with a diverged fold cannot win. Only ``fit_rounds`` fold
+encodings are alive at once, so memory holds a few copies of the encoded table, not one per fold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from search.budget import holdout_parts
+from search.compute import Compute
+from search.data import Splits, Table
+from search.metrics import METRICS, mean_and_std, ranked_trials, score_all
+from search.progress import FitProgress
+from search.selection.fold_fits import FitWorkers, run_fits
+from search.space import Space
+
+EPOCHS_RULE = ("early stopping by CV: each fit stops after {patience} epochs without a better held-out score "
+               "(small tables: at max_epochs); the epoch at which the mean held-out score peaked")
+TIE_RULE = "best mean CV metric; on a tie (equal to 4 decimals) the smaller network (depth x width) wins"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    trial_id: str
+    hyperparameters: dict[str, Any]
+    epochs: int
+
+
+@dataclass(frozen=True)
+class CvSummary:
+    """Every fold's scores for every candidate, the winner, and its threshold."""
+
+    candidates: list[dict[str, Any]]
+    winner: Candidate
+    threshold: float
+    threshold_rule: str
+    folds: int
+    repeats: int
+    rule: str
+    patience: int
+    oof: pd.DataFrame  # candidate, fold, row, y, probability: written to oof.parquet, not cv.json
+    plan: list[tuple[np.ndarray, np.ndarray]]  # (training rows, held-out rows) of each fold, as table rows
+    final_weights: list[np.ndarray] | None = None  # holdout: the winner's fit at its best epoch
+    final_preprocessor: Any = None  # the holdout fit's PreprocessStats
+
+    def to_json(self) -> dict[str, Any]:
+        method = ("the search's validation part (holdout), spread over 5 disjoint parts of it"
+                  if self.rule == "holdout" else "stratified k-fold on the non-test rows")
+        return {
+            "method": method,
+            "rule": self.rule,
+            "folds": self.folds,
+            "repeats": self.repeats,
+            "patience": self.patience,
+            "epochs_rule": EPOCHS_RULE.format(patience=self.patience),
+            "tie_rule": TIE_RULE,
+            "winner": self.winner.trial_id,
+            "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "candidates": self.candidates,
+        }
+
+
+def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, space: Space) -> list[Candidate]:
+    """The ``top_k`` usable trials by best validation metric."""
+    from search.network import resolve_config
+
+    ranked = ranked_trials(trials, metric).head(top_k)
+    return [
+        Candidate(
+            str(row["trial_id"]),
+            resolve_config(space.config_of(row)),
+            max(1, int(math.ceil(float(row["best_epoch"])))),
+        )
+        for row in ranked.to_dict("records")
+    ]
+
+
+def patience_for(max_epochs: float, train_rows: int) -> int:
+    """Epochs without a better held-out score after which a CV fit stops: on big tables a sixth of a full
+    trial, at least 4. Small tables train every fold to ``max_epochs``: their folds of a few dozen rows
+    score so noisily that patience stopped them at a chance early peak (kyphosis' nested-CV ROC AUC
+    fell from 0.861 to 0.790 with patience 10 of 60; examples/README.md)."""
+    from search.budget import SMALL_TABLE_ROWS
+
+    if train_rows <= SMALL_TABLE_ROWS:
+        return int(math.ceil(max_epochs))
+    return max(4, int(math.ceil(max_epochs / 6)))
+
+
+def fold_plan(table: Table, splits: Splits, rule: str, folds: int, repeats: int,
+              seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, held-out rows) of each fold, as row numbers of the table."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    if rule == "holdout":
+        return [(splits.train, splits.val)]
+    rows = np.sort(np.concatenate([splits.train, splits.val]))
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    return [(rows[tr], rows[va]) for tr, va in splitter.split(rows, table.y[rows])]
+
+
+def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *, metric: str, rule: str,
+                   folds: int, repeats: int, seed: int, compute: Compute, threshold: float | None,
+                   max_epochs: int, deadline: float, threshold_rule: str = "auto",
+                   on_progress: Callable[[FitProgress], None] | None = None,
+                   workers: FitWorkers | None = None) -> CvSummary:
+    """Score every candidate on the same folds, in parallel Ray tasks (or ``workers``' actors); pick the
+    winner and its threshold.
+
+    Raises KeyboardInterrupt (after cancelling the running fits) when stopped.
+    """
+    plan = fold_plan(table, splits, rule, folds, repeats, seed)
+    patience = patience_for(max_epochs, len(splits.train))
+    outputs, preprocessors = run_fits(table, plan, candidates, metric, seed, compute, max_epochs, patience,
+                                       deadline, keep_weights=rule == "holdout", on_progress=on_progress,
+                                       workers=workers)
+    summaries, oof_frames = [], []
+    for c, cand in enumerate(candidates):
+        summary, oof = _summarise(cand, [outputs[(c, f)] for f in range(len(plan))], plan, table.y, metric, rule,
+                                  folds)
+        summaries.append(summary)
+        oof_frames.append(oof.assign(candidate=cand.trial_id))
+    best = _winner(summaries, metric)
+    # one out-of-fold prediction per row: the mean over the CV's repeats, as the final model predicts once
+    per_row = oof_frames[best].groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
+    if threshold is None:
+        threshold, rule_text = choose_threshold(per_row["y"].to_numpy(), per_row["probability"].to_numpy(),
+                                                metric if threshold_rule == "auto" else threshold_rule)
+    else:
+        rule_text = "fixed by --threshold"
+    winner = Candidate(candidates[best].trial_id, candidates[best].hyperparameters, summaries[best]["epochs"])
+    final_weights = outputs[(best, 0)]["weights"] if rule == "holdout" else None
+    return CvSummary(summaries, winner, float(threshold), rule_text, len(plan) // repeats if rule == "kfold" else 1,
+                     repeats if rule == "kfold" else 1, rule, patience,
+                     pd.concat(oof_frames, ignore_index=True), plan, final_weights,
+                     preprocessors.get(0) if rule == "holdout" else None)
+
+
+def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],
+               y_all: np.ndarray, metric: str, rule: str, folds: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One candidate's CV result: its epochs, fold scores at those epochs, mean and spread."""
+    usable = [(f, out) for f, out in enumerate(outs) if not out["diverged"] and not out["skipped"]]
+    if not usable and any(out["skipped"] for out in outs):  # the budget left it no fit: it cannot win
+        return ({"trial_id": cand.trial_id, "hyperparameters": cand.hyperparameters, "epochs": 1,
+                 "search_best_epoch": cand.epochs, "diverged_folds": 0, "skipped_folds": len(outs),
+                 **mean_and_std([]), "fold_scores": []},
+                pd.DataFrame(columns=["fold", "row", "y", "probability"]))
+    diverged = sum(out["diverged"] for out in outs)
+    skipped = sum(out["skipped"] for out in outs)
+    epochs = _cv_epochs([out["scores"] for _, out in usable], metric) if usable else 1
+    fold_scores, frames = [], []
+    for f, out in usable:
+        _, eval_rows = plan[f]
+        probability = out["probability"][min(epochs, len(out["probability"])) - 1]
+        y = y_all[eval_rows]
+        frames.append(pd.DataFrame({"fold": f, "row": eval_rows, "y": y, "probability": probability}))
+        info = {"started": out["started"], "ended": out["ended"], "node": out["node"],
+                "epochs_trained": len(out["probability"]), "stopped": out["stopped"]}
+        if rule == "holdout":
+            fold_scores += [{"fold": part, "repeat": 0, **score_all(y[idx], probability[idx]), **info}
+                            for part, idx in enumerate(holdout_parts(y))]
+        else:
+            fold_scores.append({"fold": f % folds, "repeat": f // folds, **score_all(y, probability), **info})
+    summary = {
+        "trial_id": cand.trial_id,
+        "hyperparameters": cand.hyperparameters,
+        "epochs": epochs,
+        "search_best_epoch": cand.epochs,
+        "diverged_folds": diverged,
+        "skipped_folds": skipped,  # not started before the stage's deadline: the budget cut the CV short
+        **mean_and_std(fold_scores),
+        "fold_scores": fold_scores,
+    }
+    oof = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fold", "row", "y", "probability"])
+    return summary, oof
+
+
+def _cv_epochs(curves: list[list[float]], metric: str) -> int:
+    """The epoch (1-based) at which the mean fold score peaks; ties go to the earlier epoch. A fold that
+    stopped early (patience, deadline) counts with its last score for the epochs it did not train."""
+    longest = max(len(c) for c in curves)
+    padded = np.array([list(c) + [c[-1]] * (longest - len(c)) for c in curves], dtype=float)
+    mean = padded.mean(axis=0)
+    return int(np.argmax(mean) if METRICS[metric] == "max" else np.argmin(mean)) + 1
+
+
+def choose_threshold(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple[float, str]:
+    """The decision threshold on out-of-fold predictions: for ``accuracy``, 0.5 unless a threshold beats
+    it by more than two standard errors; for ``f1``, the best; else Youden's J (``youden``; the rule for
+    ``roc_auc`` and ``log_loss``).
+
+    The best of a few hundred out-of-fold rows' cut-offs is partly their noise: chosen on half the rows
+    of the four tutorial tables, it scored 0.3-3.1 points worse on the other half than 0.5 did, and
+    no better on framingham, where 0.5 is far off (bench/README.md, "The decision threshold").
+    """
+    from sklearn.metrics import roc_curve
+
+    if rule in ("accuracy", "f1"):
+        if rule == "f1":
+            return best_cutoff(y, probability, rule)[0], "maximises out-of-fold f1"
+        threshold = accuracy_threshold(y, probability)
+        if threshold == 0.5:
+            return 0.5, "0.5: no out-of-fold threshold beats its accuracy by two standard errors"
+        return threshold, "maximises out-of-fold accuracy (more than two standard errors above 0.5's)"
+    fpr, tpr, thresholds = roc_curve(y, probability)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(1.0, thresholds[best])), "maximises Youden's J (TPR - FPR) out of fold"
+
+
+def accuracy_threshold(y: np.ndarray, probability: np.ndarray, errors: float = 2.0) -> float:
+    """0.5, unless the best cut-off's accuracy on these rows beats 0.5's by more than ``errors``
+    standard errors; then that cut-off."""
+    threshold, best = best_cutoff(y, probability, "accuracy")
+    at_half = float(np.mean((np.asarray(probability) >= 0.5) == np.asarray(y)))
+    return 0.5 if best - at_half <= errors * np.sqrt(best * (1 - best) / len(y)) else threshold
+
+
+def best_cutoff(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple[float, float]:
+    """The probability that, as a threshold, gives the best ``accuracy`` or ``f1`` on these rows, and that
+    score: every distinct probability tried, counted at once on the sorted rows."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), 0, 1)
+    y = np.asarray(y).astype(np.int64)
+    order = np.argsort(p, kind="stable")
+    p_sorted, positives_from = p[order], np.concatenate([np.cumsum(y[order][::-1])[::-1], [0]])
+    candidates = np.unique(p_sorted)
+    first = np.searchsorted(p_sorted, candidates, side="left")  # rows at or above each threshold start here
+    tp = positives_from[first]
+    predicted = len(p) - first
+    fp, fn = predicted - tp, y.sum() - tp
+    if rule == "accuracy":
+        scores = (len(p) - fp - fn) / len(p)
+    else:
+        scores = np.where(tp > 0, 2 * tp / np.maximum(1, 2 * tp + fp + fn), 0.0)
+    best = int(np.argmax(scores))
+    return float(candidates[best]), float(scores[best])
+
+
+def _winner(summaries: list[dict[str, Any]], metric: str) -> int:
+    """The best mean CV metric among candidates without a diverged fold; the smaller network on a tie."""
+    from search.errors import SearchError
+
+    sign = 1 if METRICS[metric] == "max" else -1
+    sound = [i for i, s in enumerate(summaries) if not s["diverged_folds"] and s["fold_scores"]]
+    if not sound:
+        raise SearchError(f"every CV candidate diverged on at least one fold ({len(summaries)} candidates). "
+                          f"Lower the space's learning_rate bounds, or check the data for extreme values.")
+
+    def key(i: int) -> tuple[float, int]:
+        h = summaries[i]["hyperparameters"]
+        return (-sign * round(summaries[i]["mean"][metric], 4), int(h.get("depth", 1)) * int(h.get("width", 1)))
+
+    return min(sound, key=key)
