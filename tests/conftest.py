@@ -125,7 +125,13 @@ def periodic_space(folder: Path, **fixed: object) -> Path:
 
 
 def make_big_table(n: int, seed: int = 0) -> pd.DataFrame:
-    """A flights-like table of ``n`` rows (a clock time as HHMM, a 105-level category): bench/tables.py."""
-    from bench.tables import flights_like
-
-    return flights_like(n, seed)
+    """A flights-like table of ``n`` rows: six numbers, a departure time as HHMM and a 105-level
+    destination, with a late/on-time target that needs the interactions and the hour's cycle."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.normal(size=(n, 6)).round(4)
+    hour, destination = rng.integers(0, 24, n), rng.integers(0, 105, n)
+    odds = numbers[:, 0] - numbers[:, 1] * numbers[:, 2] / 2 + np.sin(hour * np.pi / 12) * 0.8 + (destination % 7 - 3) / 5
+    table = pd.DataFrame({f"x{i}": numbers[:, i] for i in range(6)})
+    table["dep_hhmm"], table["dest"] = hour * 100 + rng.integers(0, 60, n), [f"D{d:03d}" for d in destination]
+    table["late"] = np.where(rng.random(n) * (1 + np.exp(-odds)) < 1, "yes", "no")
+    return table
