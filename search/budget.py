@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from search.progress import StageProgress
+from search.progress import EXPORT_AND_REPORT, Stage, StageProgress
 from search.space import ChoiceParam, Space
 
 HOLDOUT_PARTS = 5  # the holdout rule's spread: scores on this many disjoint parts of the validation rows
@@ -50,9 +50,11 @@ DEFAULT_BUDGET_S_PER_ROW = 1e-3
 DEFAULT_BUDGET_MAX_S = 3600.0
 # The stages' shares of the budget; each stage's deadline counts from the run's start, so time an
 # earlier stage leaves unused passes on to the next.
-SHARES_KFOLD = {"search": 0.55, "cv": 0.25, "final fit": 0.12, "export and report": 0.08}
+SHARES_KFOLD = {Stage.SEARCH.budget_share: 0.55, Stage.CV.budget_share: 0.25, Stage.FINAL_FIT.budget_share: 0.12,
+                EXPORT_AND_REPORT: 0.08}
 # With the holdout rule the winner's holdout fit is the final model: no final fit of its own.
-SHARES_HOLDOUT = {"search": 0.60, "cv": 0.30, "final fit": 0.0, "export and report": 0.10}
+SHARES_HOLDOUT = {Stage.SEARCH.budget_share: 0.60, Stage.CV.budget_share: 0.30, Stage.FINAL_FIT.budget_share: 0.0,
+                  EXPORT_AND_REPORT: 0.10}
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,12 @@ class Budget:
     stages: dict[str, float]
     chosen: bool  # True: the default for the table's size, not --time-budget
 
-    def deadline(self, stage: str, started: float) -> float:
+    def deadline(self, stage: Stage, started: float) -> float:
         """Clock time by which ``stage`` must end, for a run that started at ``started``."""
         share = 0.0
         for name, part in self.stages.items():
             share += part
-            if name == stage:
+            if name == stage.budget_share:
                 return started + share * self.total_s
         raise KeyError(stage)
 
@@ -207,7 +209,7 @@ class RunClock:
     their shares from now.
     """
 
-    def __init__(self, budget: Budget, stage: str, started: float | None = None,
+    def __init__(self, budget: Budget, stage: Stage, started: float | None = None,
                  on_stage: Callable[[StageProgress], None] | None = None) -> None:
         import time
 
@@ -220,20 +222,20 @@ class RunClock:
     def after_search(cls, budget: Budget, on_stage: Callable[[StageProgress], None] | None = None) -> RunClock:
         import time
 
-        return cls(budget, "CV", time.time() - budget.stages["search"] * budget.total_s, on_stage)
+        return cls(budget, Stage.CV, time.time() - budget.stages[Stage.SEARCH.budget_share] * budget.total_s, on_stage)
 
-    def start(self, stage: str) -> None:
+    def start(self, stage: Stage) -> None:
         """End the current stage (its seconds add up under ``<stage>_s``) and begin ``stage`` (``done``: the end)."""
         import time
 
         now = time.time()
-        key = self.stage.lower().replace(" ", "_") + "_s"
+        key = self.stage.timing_key
         self.seconds[key] = self.seconds.get(key, 0.0) + now - self.began
         if self.on_stage is not None:
-            self.on_stage(StageProgress(self.stage, now - self.began, None if stage == "done" else stage))
+            self.on_stage(StageProgress(self.stage, now - self.began, None if stage is Stage.DONE else stage))
         self.stage, self.began = stage, now
 
-    def deadline(self, stage: str) -> float:
+    def deadline(self, stage: Stage) -> float:
         return self.budget.deadline(stage, self.started)
 
     def timing(self, **extra: object) -> dict[str, object]:

@@ -52,6 +52,13 @@ class Interrupted(HpsearchError):
         self.partial = partial
 
 
+def message_line(error: BaseException) -> str:
+    """The first line of an error's message that says something, else its type's name: what a one-line
+    error quotes of a library's exception."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def first_line(error: BaseException) -> str:
     """``Type: first line of the message`` (300 characters at most): a trial's own error as trials.csv keeps it."""
     lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]

@@ -21,6 +21,7 @@ from search.data import Splits, Table, load_table, split_rows
 from search.errors import DataError, HpsearchError, Interrupted, SearchError, first_line
 from search.metrics import METRICS, ranked_trials
 from search.network import resolve_config
+from search.progress import Stage
 from search.selection import HeadStart
 from search.space import Space, load_space
 from search.spec import RunSpec
@@ -101,7 +102,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     from search.cluster import ray_session
     from search.tuning import run_trials
 
-    clock = RunClock(plan.budget, "search")
+    clock = RunClock(plan.budget, Stage.SEARCH)
     try:  # (before the try below: a run that never began has no tracking to fail)
         run_tracking = tracking.start(spec.mlflow_uri, final.name, spec.model_dump(mode="json")) if spec.mlflow \
             else None
@@ -112,7 +113,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
     try:
         with ray_session(spec, while_starting=lambda: encode_and_import_tune(spec, plan, table, splits)) as data:
             # the budget counts from here: Ray's start-up is not in it
-            clock = RunClock(plan.budget, "search", on_stage=on_progress)
+            clock = RunClock(plan.budget, Stage.SEARCH, on_stage=on_progress)
             import_keras_meanwhile(spec, table)
             described = run_folder.describe_run(spec, plan, table, splits, final.name, keep_table)
             if keep_table:
@@ -121,10 +122,10 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
             # begins in the search's tail; closed here too if the search fails or is stopped after it began
             with HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds) as head:
                 trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
-                                    grace_period=plan.fidelity.grace_period, deadline=clock.deadline("search"),
+                                    grace_period=plan.fidelity.grace_period, deadline=clock.deadline(Stage.SEARCH),
                                     callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
                 record_search(partial, spec, plan, table, data.metric, trials)
-                clock.start("CV")
+                clock.start(Stage.CV)
                 finished = retrain_and_export(partial, spec, plan, table, splits, trials, clock, on_progress, head)
             devices = cluster_devices()
         outcome = _publish(spec, plan, trials, partial, final, clock, finished, devices, resumed=False)
@@ -159,7 +160,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
     table, splits = run_folder.reload_data(spec, described)
     final = partial.parent / described["name"]
     run_folder.check_free(partial.parent, final.name)
-    clock = RunClock(plan.budget, "CV" if searched else "search", on_stage=on_progress)
+    clock = RunClock(plan.budget, Stage.CV if searched else Stage.SEARCH, on_stage=on_progress)
     try:
         with ray_session(spec):
             if searched:
@@ -168,7 +169,7 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
                 data = encode_for_trials(spec, plan, table, splits)
                 trials = resume_trials(spec, plan.space, data, partial, on_progress)
                 record_search(partial, spec, plan, table, data.metric, trials)
-                clock.start("CV")
+                clock.start(Stage.CV)
             searched_s = clock.seconds
             clock = RunClock.after_search(plan.budget, on_progress)  # the later stages get their shares from now
             clock.seconds.update(searched_s)
@@ -219,10 +220,10 @@ def _publish(spec: RunSpec, plan: RunPlan, trials: pd.DataFrame, partial: Path, 
 
     from search.report import render_report
 
-    clock.start("report")
+    clock.start(Stage.REPORT)
     run_folder.write_json(partial / run_folder.TIMING, clock.timing(resumed=resumed))  # the report shows it
     finished["against_boosting"] = render_report(partial).get("against_boosting", "")
-    clock.start("done")
+    clock.start(Stage.DONE)
     run_folder.write_json(partial / run_folder.TIMING, clock.timing(resumed=resumed))
     best_config = json.loads((partial / run_folder.BEST_CONFIG).read_text())
     run_dir = run_folder.commit_run(partial, final)
@@ -252,7 +253,7 @@ def import_keras_meanwhile(spec: RunSpec, table: Table) -> None:
     in_background_silenced(load, "hpsearch-keras-import")  # TensorFlow's C++ start-up lines off
 
 
-def _keep_if_resumable(partial: Path, exc: BaseException, stage: str) -> None:
+def _keep_if_resumable(partial: Path, exc: BaseException, stage: Stage) -> None:
     """Ctrl-C or SIGTERM after the search started keeps the partial folder for ``resume``; so does any
     failure after the search finished (the search is never lost). A failed search is removed, and said so."""
     from search.compute import stop_requested
@@ -312,16 +313,16 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
         head.begin()  # the baselines (scikit-learn, in this process) run on the CV's folds while Ray's workers fit
         cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
                             repeats=head.repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
-                            max_epochs=max_epochs, deadline=clock.deadline("cv"),
+                            max_epochs=max_epochs, deadline=clock.deadline(Stage.CV),
                             threshold_rule=spec.threshold_rule, on_progress=on_progress, workers=head.workers)
-        clock.start("baselines")  # what is left of them
+        clock.start(Stage.BASELINES)  # what is left of them
         baselines, tuned = head.baselines()
         run_folder.write_json(run_dir / run_folder.CV, {**cv.to_json(), "baselines": baselines})
         run_folder.write_parquet(run_dir / run_folder.OOF, cv.oof)
 
-        clock.start("final fit")
-        final = fit_final_model(cv, table, rest, spec, clock.deadline("final fit"), head.workers.first())
-        clock.start("export")
+        clock.start(Stage.FINAL_FIT)
+        final = fit_final_model(cv, table, rest, spec, clock.deadline(Stage.FINAL_FIT), head.workers.first())
+        clock.start(Stage.EXPORT)
         test_inputs = raw_inputs(table.features.iloc[splits.test], table.schema) if len(splits.test) else None
         built = build_export(final, table.schema, cv.winner.hyperparameters, export.check_inputs(table), test_inputs,
                              head.workers.builder(table.schema))

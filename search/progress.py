@@ -1,9 +1,40 @@
 """What a running search tells the console: plain values, so that the console imports neither Ray
-nor Keras to show them (produced by ``callbacks.py`` for trials and ``retrain.py`` for CV fits)."""
+nor Keras to show them (produced by ``tuning/callbacks.py`` for trials and ``selection/fold_fits.py``
+for CV fits), and the names of a run's stages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+
+
+class Stage(str, Enum):
+    """A run's stages in order, each spelled once: the clock, the budget's deadlines, ``timing.json``'s
+    keys and the console take their names from here."""
+
+    SEARCH = "search"
+    CV = "CV"
+    BASELINES = "baselines"
+    FINAL_FIT = "final fit"
+    EXPORT = "export"
+    REPORT = "report"
+    DONE = "done"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def budget_share(self) -> str:
+        """The share of the time budget the stage draws on: ``spec.json``'s ``plan.stages_s`` keys."""
+        return EXPORT_AND_REPORT if self in (Stage.EXPORT, Stage.REPORT) else self.value.lower()
+
+    @property
+    def timing_key(self) -> str:
+        """The stage's seconds in ``timing.json``: ``cv_s``, ``final_fit_s``."""
+        return self.value.lower().replace(" ", "_") + "_s"
+
+
+EXPORT_AND_REPORT = "export and report"  # one share of the budget for the two last stages
 
 
 @dataclass
@@ -23,16 +54,16 @@ class Progress:
 class StageProgress:
     """A stage of the run ended after ``seconds``, and the next one (``None`` at the end) started."""
 
-    ended: str
+    ended: Stage | str
     seconds: float
-    started: str | None
+    started: Stage | str | None
 
 
 @dataclass(frozen=True)
 class FitProgress:
     """The CV stage for the console: fits done of all, and an estimate of the time left."""
 
-    stage: str
+    stage: Stage | str
     done: int
     total: int
     seconds_left: float | None

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from search.errors import SpaceError
+from search.errors import SpaceError, message_line
 
 
 def _builtin_spaces_dir() -> Path:
@@ -205,8 +205,7 @@ def load_space(ref: str | Path) -> Space:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpaceLoader)  # noqa: S506 (a SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise SpaceError(f"{path}: not valid YAML ({first}). Fix the syntax of the file.") from None
+        raise SpaceError(f"{path}: not valid YAML ({message_line(exc)}). Fix the syntax of the file.") from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping with 'params', got {type(raw).__name__}.")
     return Space.from_dict(raw, source=str(path))

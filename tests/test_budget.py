@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.budget import SHARES_KFOLD, default_budget_s, plan_from_json, plan_run
+from search.budget import SHARES_KFOLD, RunClock, default_budget_s, plan_from_json, plan_run
 from search.metrics import score_all
+from search.progress import Stage
 from search.selection.cv import _cv_epochs, best_cutoff, choose_threshold
 from search.space import Space, load_space
 from search.spec import RunSpec
@@ -47,10 +48,25 @@ def test_the_users_values_win():
 
 def test_deadlines_add_up_the_shares_and_pass_unused_time_on():
     p = plan(364, 91, time_budget=100)
-    assert p.budget.deadline("search", 1000.0) == pytest.approx(1000 + 100 * SHARES_KFOLD["search"])
-    assert p.budget.deadline("export and report", 1000.0) == pytest.approx(1100)
+    assert p.budget.deadline(Stage.SEARCH, 1000.0) == pytest.approx(1000 + 100 * SHARES_KFOLD["search"])
+    assert p.budget.deadline(Stage.CV, 1000.0) == pytest.approx(1000 + 100 * (SHARES_KFOLD["search"] + SHARES_KFOLD["cv"]))
+    assert p.budget.deadline(Stage.EXPORT, 1000.0) == p.budget.deadline(Stage.REPORT, 1000.0) == pytest.approx(1100)
     with pytest.raises(KeyError):
-        p.budget.deadline("nope", 0)
+        p.budget.deadline(Stage.BASELINES, 0)  # the baselines run inside the CV's share
+
+
+def test_the_clock_and_the_recorded_plan_spell_each_stage_alike(tmp_path):
+    """The clock's stage names, the budget's shares (spec.json) and timing.json's keys come from one list:
+    the deadline of the stage the clock is in is found, and its seconds land under its own key."""
+    p = plan(364, 91, time_budget=100)
+    clock = RunClock(p.budget, Stage.SEARCH, started=0.0)
+    for stage in (Stage.CV, Stage.BASELINES, Stage.FINAL_FIT, Stage.EXPORT, Stage.REPORT, Stage.DONE):
+        if stage.budget_share in p.budget.stages:
+            assert clock.deadline(stage) > 0
+        clock.start(stage)
+    assert set(clock.timing()) == {"search_s", "cv_s", "baselines_s", "final_fit_s", "export_s", "report_s",
+                                   "budget_s", "total_s"}
+    assert set(p.budget.stages) == {s.budget_share for s in Stage if s not in (Stage.BASELINES, Stage.DONE)}
 
 
 def test_a_recorded_plan_reads_back_without_scaling_again():

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from search.cli.console import err
-from search.errors import HpsearchError, Interrupted
+from search.errors import HpsearchError, Interrupted, first_line
 
 app = typer.Typer(
     add_completion=True,
@@ -120,9 +120,8 @@ def guard(action) -> None:  # noqa: ANN001
     except Exception as exc:
         if os.environ.get("HPSEARCH_DEBUG"):
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
         err.print(
-            f"error: unexpected {type(exc).__name__}: {first} (run with --debug for details)",
+            f"error: unexpected {first_line(exc)} (run with --debug for details)",
             soft_wrap=True,
             markup=False,
         )
@@ -139,6 +138,10 @@ def resume_target(partial: object) -> str:
         return str(target)
 
 
+LIBRARIES_WARNING = (r"(search|ray|tensorflow|keras|tf_keras|jax|jaxlib|absl|google|mlflow|optuna|sklearn|pandas|"
+                     r"numpy|pyarrow|pydantic|typer|click|rich|keras_tuner|h5py|ml_dtypes|optree|urllib3)(\.|$)")
+
+
 def quiet_libraries(import_keras: bool = True) -> None:
     """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it); Keras is
     imported now, silenced, unless the caller imports it later (``hpsearch run``: during the search)."""
@@ -150,7 +153,9 @@ def quiet_libraries(import_keras: bool = True) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import warnings
 
-    warnings.filterwarnings("ignore")
+    # The libraries' own warnings (deprecations, TensorFlow's and Ray's notices) are not the user's to act
+    # on; a warning raised from a user's code (their --hypermodel, their notebook) still shows.
+    warnings.filterwarnings("ignore", module=LIBRARIES_WARNING)
     # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)

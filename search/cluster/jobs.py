@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from search.cluster.session import use_cluster_token
 from search.compute import QUIET_TENSORFLOW
-from search.errors import ClusterError
+from search.errors import ClusterError, message_line
 from search.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def client_for(address: str) -> JobSubmissionClient:
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = message_line(exc)
         raise ClusterError(
             f"--address {address}: cannot reach the Ray dashboard ({first[:200]}). "
             f"Give http://HEAD:8265, through `ray dashboard cluster.yaml` or an SSH tunnel."
@@ -118,5 +118,5 @@ def _call(address: str, job_id: str, action: Any) -> Any:
     try:
         return action(client)
     except RuntimeError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = message_line(exc)
         raise ClusterError(f"job {job_id}: {first[:200]}. List jobs with `ray job list --address {address}`.") from None

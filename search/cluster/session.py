@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.compute import QUIET_TENSORFLOW, keep_driver_off_gpus, largest_node, put_back_variables
-from search.errors import ClusterError
+from search.errors import ClusterError, message_line
 
 if TYPE_CHECKING:
     from search.spec import RunSpec
@@ -166,7 +166,7 @@ def _start_ray(spec: RunSpec) -> bool:
                      logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
                      runtime_env=None if in_job else {"env_vars": worker_env(spec.backend)})
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = message_line(exc)
             raise ClusterError(
                 f"--address {spec.address}: cannot connect to a Ray cluster ({first[:200]}). "
                 f"Check the address and that the cluster is up (`ray status`)."

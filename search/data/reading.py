@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from search.errors import DataError
+from search.errors import DataError, message_line
 
 MISSING_MARKERS = ["", "NA", "N/A", "NaN", "nan", "?", "null", "None"]
 SNIFF_BYTES = 65_536
@@ -58,7 +58,7 @@ def read_frame(path: Path, header: bool) -> tuple[pd.DataFrame, str, tuple[str, 
     except DataError:
         raise
     except Exception as exc:  # pandas, pyarrow and openpyxl raise many types for unreadable files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = message_line(exc)
         raise DataError(f"data file {path} cannot be read as {_format_name(suffix)} ({first}). "
                         f"Check its format, or save it as CSV.") from None
     return _tidy(df, path, header, notes), digest, tuple(notes)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.errors import DataError, ExportError
+from search.errors import DataError, ExportError, message_line
 from search.metrics import score_all
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def load_model(run_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
         metadata = json.loads((folder / METADATA_FILE).read_text())
         model = keras.saving.load_model(folder / MODEL_FILE, safe_mode=True, compile=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = message_line(exc)
         raise DataError(f"{folder} is damaged ({first}). Re-run `hpsearch retrain {run_dir}`.") from None
     check_backend_takes_strings(any(f.get("kind") == "categorical" for f in metadata.get("features", [])))
     return model, metadata

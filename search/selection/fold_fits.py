@@ -24,7 +24,7 @@ import numpy as np
 
 from search.compute import Compute, alive_nodes, cpu_slots, raise_if_stopped
 from search.metrics import is_better, score_all
-from search.progress import FitProgress
+from search.progress import FitProgress, Stage
 
 if TYPE_CHECKING:  # not at run time: a CV worker that imports this module needs no pandas (0.4 s)
     from search.data import Table
@@ -212,7 +212,7 @@ def _progress(on_progress: Callable[[FitProgress], None] | None, outputs: dict, 
     if durations:
         rounds = math.ceil((total - len(outputs)) / slots)
         left = min(max(0.0, deadline - time.time()), float(np.mean(durations)) * rounds)
-    on_progress(FitProgress("cv", len(outputs), total, left, metric=metric))
+    on_progress(FitProgress(Stage.CV, len(outputs), total, left, metric=metric))
 
 
 def _training_cost(config: dict[str, Any]) -> float:
