@@ -138,10 +138,6 @@ def resume_target(partial: object) -> str:
         return str(target)
 
 
-LIBRARIES_WARNING = (r"(search|ray|tensorflow|keras|tf_keras|jax|jaxlib|absl|google|mlflow|optuna|sklearn|pandas|"
-                     r"numpy|pyarrow|pydantic|typer|click|rich|keras_tuner|h5py|ml_dtypes|optree|urllib3)(\.|$)")
-
-
 def quiet_libraries(import_keras: bool = True) -> None:
     """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it); Keras is
     imported now, silenced, unless the caller imports it later (``hpsearch run``: during the search)."""
@@ -153,9 +149,7 @@ def quiet_libraries(import_keras: bool = True) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import warnings
 
-    # The libraries' own warnings (deprecations, TensorFlow's and Ray's notices) are not the user's to act
-    # on; a warning raised from a user's code (their --hypermodel, their notebook) still shows.
-    warnings.filterwarnings("ignore", module=LIBRARIES_WARNING)
+    warnings.filterwarnings("ignore")
     # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
