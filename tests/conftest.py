@@ -135,3 +135,19 @@ def make_big_table(n: int, seed: int = 0) -> pd.DataFrame:
     table["dep_hhmm"], table["dest"] = hour * 100 + rng.integers(0, 60, n), [f"D{d:03d}" for d in destination]
     table["late"] = np.where(rng.random(n) * (1 + np.exp(-odds)) < 1, "yes", "no")
     return table
+
+
+def save_text_model(folder: Path) -> None:
+    """A minimal exported model with a text column (preprocessing + a tiny network), as a run folder holds it."""
+    from search.data.encoding import build_preprocessor, fit_stats, input_name, raw_inputs
+    from search.data.table import Feature
+    from search.export.model_file import join_model, save_model
+    from search.network.mlp import build_network
+
+    frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "red"]})
+    schema = (Feature("size", "numeric"), Feature("colour", "categorical"))
+    pre = build_preprocessor(fit_stats(frame, schema), schema)
+    model = join_model(pre, build_network({"depth": 1, "width": 4}, pre.output.shape[-1]))
+    metadata = {"features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in schema],
+                "labels": {"0": "no", "1": "yes"}, "threshold": 0.5, "header": True, "target": "y"}
+    save_model(folder, model, metadata, raw_inputs(frame, schema))

@@ -14,23 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_mixed_table, run_cli
+from tests.conftest import REPO, make_mixed_table, run_cli
 
-EXPORT = """
-import numpy as np, pandas as pd
-import search
-from search.data.table import Feature
-from search.export.model_file import join_model, save_model
-from search.network.mlp import build_network
-from search.data.encoding import build_preprocessor, fit_stats, input_name, raw_inputs
+EXPORT = f"""
+import sys, pathlib
+sys.path.insert(0, {str(REPO)!r})
+import search  # first, as hpsearch's own process imports it
 import keras
-frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "red"]})
-schema = (Feature("size", "numeric"), Feature("colour", "categorical"))
-pre = build_preprocessor(fit_stats(frame, schema), schema)
-model = join_model(pre, build_network({"depth": 1, "width": 4}, pre.output.shape[-1]))
-metadata = {"features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in schema],
-            "labels": {"0": "no", "1": "yes"}, "threshold": 0.5, "header": True, "target": "y"}
-save_model(__import__("pathlib").Path("."), model, metadata, raw_inputs(frame, schema))
+from tests.conftest import save_text_model
+save_text_model(pathlib.Path("."))
 print(keras.backend.backend())
 """
 

@@ -8,27 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from search.cli.commands import app
+from tests.conftest import save_text_model
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A minimal exported model (preprocessing + a tiny network), as a run folder holds it."""
-    import numpy as np
-    import pandas as pd
-
-    from search.data.encoding import build_preprocessor, fit_stats, input_name, raw_inputs
-    from search.data.table import Feature
-    from search.export.model_file import join_model, save_model
-    from search.network.mlp import build_network
-
     folder = tmp_path_factory.mktemp("run")
-    frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "colour": ["red", "blue", None, "red"]})
-    schema = (Feature("size", "numeric"), Feature("colour", "categorical"))
-    pre = build_preprocessor(fit_stats(frame, schema), schema)
-    model = join_model(pre, build_network({"depth": 1, "width": 4}, pre.output.shape[-1]))
-    metadata = {"features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in schema],
-                "labels": {"0": "no", "1": "yes"}, "threshold": 0.5, "header": True, "target": "y"}
-    save_model(folder, model, metadata, raw_inputs(frame, schema))
+    save_text_model(folder)
     return folder
 
 
