@@ -60,7 +60,11 @@ def message_line(error: BaseException) -> str:
 
 
 def first_line(error: BaseException) -> str:
-    """``Type: first line of the message`` (300 characters at most): a trial's own error as trials.csv keeps it."""
+    """``Type: first line of the message`` (300 characters at most): a trial's own error as trials.csv keeps it.
+    A Ray task's error is that of the task's own exception (Ray's wrapper's first line names the process)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException) and type(error).__name__.startswith("RayTaskError"):
+        error = cause
     lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 

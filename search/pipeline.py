@@ -273,22 +273,21 @@ def _keep_if_resumable(partial: Path, exc: BaseException, stage: Stage) -> None:
 
 
 def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | None = None,
-                repeats: int | None = None, threshold: float | None = None,
-                threshold_rule: str | None = None) -> dict[str, Any]:
+                repeats: int | None = None, threshold: float | None = None, threshold_rule: str | None = None,
+                ensemble: bool | None = None, ensemble_members: int | None = None) -> dict[str, Any]:
     """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
     from search.cluster import ray_session
+    from search.report import render_report
 
     folder = Path(run_dir).resolve()
     overrides = {"top_k": top_k, "folds": folds, "repeats": repeats, "threshold": threshold,
-                 "threshold_rule": threshold_rule}
+                 "threshold_rule": threshold_rule, "ensemble": ensemble, "ensemble_members": ensemble_members}
     spec, plan, described = run_folder.read_run_spec(folder, overrides)
     trials = run_folder.read_search_trials(folder)
     table, splits = run_folder.reload_data(spec, described)
     with ray_session(spec):
         finished = retrain_and_export(folder, spec, plan, table, splits, trials, RunClock.after_search(plan.budget),
                                       None)
-    from search.report import render_report
-
     finished["against_boosting"] = render_report(folder).get("against_boosting", "")
     return finished
 
@@ -305,7 +304,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     from search.data import raw_inputs
     from search.selection import TUNED_BOOSTING, build_export, cross_validate, fit_final_model, pick_candidates
 
-    candidates = pick_candidates(trials, spec.metric, spec.top_k, plan.space)
+    candidates = pick_candidates(trials, spec.metric, spec.cv_candidates(), plan.space, keep=spec.top_k)
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
     head = head or HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds)
     rest = head.rest
@@ -314,31 +313,33 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
         cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
                             repeats=head.repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
                             max_epochs=max_epochs, deadline=clock.deadline(Stage.CV),
-                            threshold_rule=spec.threshold_rule, on_progress=on_progress, workers=head.workers)
+                            threshold_rule=spec.threshold_rule, on_progress=on_progress, workers=head.workers,
+                            ensemble_members=spec.ensemble_members if spec.ensemble else 1)
         clock.start(Stage.BASELINES)  # what is left of them
         baselines, tuned = head.baselines()
         run_folder.write_json(run_dir / run_folder.CV, {**cv.to_json(), "baselines": baselines})
         run_folder.write_parquet(run_dir / run_folder.OOF, cv.oof)
 
         clock.start(Stage.FINAL_FIT)
-        final = fit_final_model(cv, table, rest, spec, clock.deadline(Stage.FINAL_FIT), head.workers.first())
+        final = fit_final_model(cv, table, rest, spec, clock.deadline(Stage.FINAL_FIT), head.workers)
         clock.start(Stage.EXPORT)
         test_inputs = raw_inputs(table.features.iloc[splits.test], table.schema) if len(splits.test) else None
-        built = build_export(final, table.schema, cv.winner.hyperparameters, export.check_inputs(table), test_inputs,
+        built = build_export(final, table.schema, export.check_inputs(table), test_inputs,
                              head.workers.builder(table.schema))
     finally:
         head.close()
 
     test: dict[str, Any] | None = None
     if built.test_probability is not None:
-        probability = built.test_probability
-        test = export.score_test(table.y[splits.test], probability, cv.threshold)
+        probability, each = built.test_probability, built.network_test_probability  # an ensemble's: each network alone, beside it
+        test = export.score_test(table.y[splits.test], probability, cv.threshold, None if each is None else
+                                 {n.trial_id: each[:, i] for i, n in enumerate(final.networks)})
         on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
         run_folder.write_json(run_dir / run_folder.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
                                                     "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})
         run_folder.write_parquet(run_dir / run_folder.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
-    return export.export_model(run_dir, spec, table, cv, built, final.epochs, final.trained_on, test)
+    return export.export_model(run_dir, spec, table, cv, built, final, test)
 
 
 def encode_and_import_tune(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:

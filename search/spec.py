@@ -52,6 +52,8 @@ class RunSpec(BaseModel):
     test_size: float = Field(0.2, ge=0, le=0.5)
     val_size: float = Field(0.2, ge=0.05, le=0.5)
     top_k: int = Field(3, ge=1)
+    ensemble: bool = True
+    ensemble_members: int = Field(5, ge=2, le=20)
     folds: int | None = Field(None, ge=2, le=50)
     repeats: int | None = Field(None, ge=1, le=20)
     class_weight: Literal["auto", "balanced", "none"] = "auto"
@@ -114,6 +116,10 @@ class RunSpec(BaseModel):
         stem = self.data.removeprefix(BUILTIN_PREFIX)
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(stem).stem) or "data"
         return f"{stem}-{stamp}"
+
+    def cv_candidates(self) -> int:
+        """Configurations the CV re-scores: ``--top-k``, or with the ensemble as many as its members may be."""
+        return max(self.top_k, self.ensemble_members) if self.ensemble else self.top_k
 
     def cv_repeats(self, rows: int) -> int:
         """``--repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""

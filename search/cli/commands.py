@@ -49,7 +49,11 @@ def run(
                                              "export, report). Default: 300 + 1 ms per non-test row."),
     test_size: float = typer.Option(0.2, help="Share of rows held out from the search for the final test."),
     val_size: float = typer.Option(0.2, help="Share of the remaining rows the trials validate on."),
-    top_k: int = typer.Option(3, help="Best configurations re-scored by stratified k-fold CV."),
+    top_k: int = typer.Option(3, help="Best configurations re-scored by stratified k-fold CV (with the ensemble, "
+                              "more: as many as --ensemble-members, of different network shapes)."),
+    ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Export the weighted mean of the CV's best "
+                                  "networks where it beats the winner alone out of fold."),
+    ensemble_members: int = typer.Option(5, help="Most networks in the ensemble."),
     folds: int | None = typer.Option(None, help="CV folds. Default: 5, or the search's validation part when it "
                                      "holds over 20,000 rows."),
     repeats: int | None = typer.Option(None, help="CV repeats. Default: 3 below 300 non-test rows, else 1."),
@@ -177,16 +181,19 @@ def retrain(
     repeats: int | None = typer.Option(None, help="CV repeats (default: the run's)."),
     threshold: float | None = typer.Option(None, help="Fix the decision threshold."),
     threshold_rule: str | None = typer.Option(None, help="youden, accuracy, f1 or auto (default: the run's)."),
+    ensemble: bool | None = typer.Option(None, "--ensemble/--no-ensemble", help="Export an ensemble where it "
+                                         "beats the winner alone (default: the run's)."),
+    ensemble_members: int | None = typer.Option(None, help="Most networks in the ensemble (default: the run's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
-    """Re-score a finished search's best configurations by CV and export the winner again."""
+    """Re-score a finished search's best configurations by CV and export the winner (or the ensemble) again."""
 
     def action() -> None:
         from search.pipeline import retrain_run
 
         quiet_libraries()
         outcome = retrain_run(run_dir, top_k=top_k, folds=folds, repeats=repeats, threshold=threshold,
-                              threshold_rule=threshold_rule)
+                              threshold_rule=threshold_rule, ensemble=ensemble, ensemble_members=ensemble_members)
         if not quiet:
             print_final(outcome, run_dir)
 

@@ -199,6 +199,13 @@ def print_final(final: dict, run_dir: object) -> None:
     mean, std = final["cv_mean"], final["cv_std"]
     cv = ", ".join(f"{m} {mean[m]:.4f} ± {std[m]:.4f}" for m in ("roc_auc", "accuracy", "f1", "log_loss"))
     out.print(f"cv (winner {final['winner']}): {cv}")
+    ensemble = final.get("ensemble") or {}
+    if ensemble.get("chosen"):
+        members = ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in ensemble["members"])
+        out.print(f"model: ensemble of {len(ensemble['members'])} networks ({members}); {ensemble['reason']}",
+                  markup=False)
+    elif ensemble:
+        out.print(f"model: the winner alone; {ensemble['reason']}", markup=False)
     if final["test"]:
         t = final["test"]
         out.print(

@@ -68,30 +68,106 @@ def join_model(preprocessor: keras.Model, network: keras.Model) -> keras.Model:
     return keras.Model(inputs, probability, name="hpsearch_classifier")
 
 
+def join_ensemble(preprocessor: keras.Model, networks: list[keras.Model], shares: list[float]) -> keras.Model:
+    """One model from raw columns to the networks' weighted mean probability: the shared preprocessing,
+    each network, and a fixed, bias-free Dense over their concatenated probabilities."""
+    import keras
+
+    inputs = preprocessor.input
+    encoded = preprocessor(inputs)
+    width = int(encoded.shape[-1])
+    members = [_named(network, f"member_{i}", width)(encoded) for i, network in enumerate(networks)]
+    mean = keras.layers.Dense(1, use_bias=False, trainable=False, name="ensemble_weights")
+    probability = mean(keras.layers.Concatenate(name="member_probabilities")(members))
+    mean.set_weights([np.asarray(shares, dtype=np.float32).reshape(-1, 1)])
+    return keras.Model(inputs, probability, name="hpsearch_ensemble")
+
+
+def _named(network: keras.Model, name: str, width: int) -> keras.Model:
+    """``network`` inside a model of its own ``name``: Keras wants one name per layer, and every network
+    built from a config, or by one ``build_model``, has the same."""
+    import keras
+
+    encoded = keras.Input(shape=(width,), name="encoded")
+    return keras.Model(encoded, network(encoded), name=name)
+
+
 @dataclass(frozen=True)
 class BuiltModel:
     """The exported model as built where Keras runs: its ``.keras`` file, whether it reloaded in safe
-    mode to the same probabilities on the check rows (and the largest gap), and P(class 1) on the test rows."""
+    mode to the same probabilities on the check rows (and the largest gap), and P(class 1) on the test
+    rows. An ensemble's also has each network's test probabilities (rows x networks), and its cost
+    beside its heaviest network's alone: file sizes and milliseconds per 1,000 rows."""
 
     file: bytes
     reloads_the_same: bool
     reload_gap: float
     test_probability: np.ndarray | None = None
+    network_test_probability: np.ndarray | None = None
+    cost: dict[str, float] | None = None
 
 
-def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], config: dict[str, Any],
-                weights: list[np.ndarray], check: dict[str, np.ndarray],
+def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], networks: list[tuple[dict[str, Any],
+                list[np.ndarray], float]], check: dict[str, np.ndarray],
                 test: dict[str, np.ndarray] | None = None) -> BuiltModel:
-    """The fitted preprocessing and the trained network joined, saved and checked: in the driver, or in
-    a CV worker that has Keras already (search/selection/final_fit.py: build_export), so that the driver
-    need not import it."""
+    """The fitted preprocessing and the trained networks, ``(config, weights, share)`` each, joined, saved
+    and checked: in the driver, or in a CV worker that has Keras already (search/selection/final_fit.py:
+    build_export), so that the driver need not import it."""
+    from dataclasses import replace
+
+    import keras
+
     from search.data import build_preprocessor
     from search.network import network_with
 
     preprocessor = build_preprocessor(stats, schema)
     # the encoded width, not the first weight's rows: a periodic embedding's frequencies come first
-    network = network_with(config, int(preprocessor.output.shape[-1]), weights)
-    return checked(join_model(preprocessor, network), check, test)
+    width = int(preprocessor.output.shape[-1])
+    built = [network_with(config, width, weights) for config, weights, _ in networks]
+    if len(built) == 1:
+        return checked(join_model(preprocessor, built[0]), check, test)
+    model = join_ensemble(preprocessor, built, [share for *_, share in networks])
+    result = checked(model, check, test)
+    each = keras.Model(model.input, model.get_layer("member_probabilities").output)
+    alone = join_model(preprocessor, built[0])
+    return replace(result, network_test_probability=None if test is None else _predicted(each, test),
+                   cost=_cost(model, alone, result.file, check))
+
+
+def _predicted(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """``model``'s output for ``inputs``, as :func:`probabilities` calls it (TensorFlow's ``predict`` takes
+    no NumPy strings; on JAX one compiled call)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        rows = len(next(iter(inputs.values())))
+        return np.asarray(model.predict(inputs, batch_size=max(1, min(rows, PREDICT_BATCH)), verbose=0))
+    return np.asarray(model(inputs))
+
+
+def _cost(ensemble: keras.Model, alone: keras.Model, file: bytes, check: dict[str, np.ndarray]) -> dict[str, float]:
+    """The ensemble's file size and its predict time per 1,000 rows beside its heaviest network's alone
+    (the best of 5 calls each, after one that compiles)."""
+    import tempfile
+    import time
+
+    rows = len(next(iter(check.values())))
+    thousand = {k: np.resize(v, (1000, *v.shape[1:])) for k, v in check.items()} if rows else check
+
+    def millis(model: keras.Model) -> float:
+        _predicted(model, thousand)
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            _predicted(model, thousand)
+            times.append(time.perf_counter() - started)
+        return 1000 * min(times)
+
+    with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as folder, tensorflow_left_unimported():
+        alone.save(Path(folder) / MODEL_FILE)
+        alone_bytes = (Path(folder) / MODEL_FILE).stat().st_size
+    return {"bytes": len(file), "single_bytes": alone_bytes, "ms_per_1000_rows": millis(ensemble),
+            "single_ms_per_1000_rows": millis(alone)}
 
 
 def checked(model: keras.Model, check: dict[str, np.ndarray], test: dict[str, np.ndarray] | None = None) -> BuiltModel:
@@ -150,13 +226,9 @@ def check_backend_takes_strings(has_strings: bool) -> None:
 
 def probabilities(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
     """P(class 1) per row. On JAX one compiled ``predict`` (an eager call compiles op by op: seconds)."""
-    import keras
 
     check_backend_takes_strings(any(v.dtype.kind in "OSU" for v in inputs.values()))
-    if keras.backend.backend() == "jax":
-        rows = len(next(iter(inputs.values())))
-        return np.asarray(model.predict(inputs, batch_size=max(1, min(rows, PREDICT_BATCH)), verbose=0)).ravel()
-    return np.asarray(model(inputs)).ravel()
+    return _predicted(model, inputs).ravel()
 
 
 def save_model(run_dir: Path, model: keras.Model, metadata: dict[str, Any], check: dict[str, np.ndarray],
@@ -222,13 +294,17 @@ def check_inputs(table: Table) -> dict[str, np.ndarray]:
     return raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
 
 
-def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: BuiltModel, epochs: int,
-                 trained_on: str, test: dict[str, Any] | None) -> dict[str, Any]:
+def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: BuiltModel, final: Any,
+                 test: dict[str, Any] | None) -> dict[str, Any]:
     """Save the model with its metadata; returns the run's summary."""
     from search.data import input_name
     from search.run_folder import library_versions
 
     winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
+    by_id = {c["trial_id"]: c for c in cv.candidates}
+    ensemble = {**cv.ensemble.to_json(), "cost": built.cost, "networks": [
+        {"trial_id": n.trial_id, "weight": n.share, "hyperparameters": n.config, "epochs": n.epochs,
+         "cv_mean": by_id[n.trial_id]["mean"]} for n in final.networks]}
     metadata = {
         "input_form": INPUT_FORM,
         "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
@@ -238,10 +314,13 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
         "header": spec.header,
         "threshold": cv.threshold,
         "threshold_rule": cv.threshold_rule,
+        "model": (f"the weighted mean of {len(final.networks)} networks (ensemble)" if cv.ensemble.chosen
+                  else "one network, the CV's winner"),
         "hyperparameters": cv.winner.hyperparameters,
-        "epochs": epochs,
-        "trained_on": trained_on,
+        "epochs": next((n.epochs for n in final.networks if n.trial_id == cv.winner.trial_id), final.epochs),
+        "trained_on": final.trained_on,
         "trial_id": cv.winner.trial_id,
+        "ensemble": ensemble,
         "metric": spec.metric,
         "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"],
                "std": winner_cv["std"]},
@@ -253,11 +332,16 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
     }
     write_model(run_dir, built, metadata, savedmodel=spec.export_savedmodel)
     return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
-            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule}
+            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule, "ensemble": ensemble}
 
 
-def score_test(y: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
-    """The final model's scores on the held-out test part, at the chosen threshold."""
+def score_test(y: np.ndarray, probability: np.ndarray, threshold: float,
+               networks: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The final model's scores on the held-out test part, at the chosen threshold; with ``networks``
+    (an ensemble's, by trial id), each network's alone under ``networks``."""
+    if networks:
+        return {**score_test(y, probability, threshold),
+                "networks": {name: score_test(y, p, threshold) for name, p in networks.items()}}
     from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
     predicted = (probability >= threshold).astype(int)

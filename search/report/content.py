@@ -146,7 +146,8 @@ def _model(folder: Path) -> dict[str, Any] | None:
     if metadata is None:
         return None
     return {"dates": metadata.get("dates") or {},
-            "categorical": any(f["kind"] == "categorical" for f in metadata["features"])}
+            "categorical": any(f["kind"] == "categorical" for f in metadata["features"]),
+            "ensemble": metadata.get("ensemble")}
 
 
 def against_boosting(report: dict[str, Any], metric: str) -> str:

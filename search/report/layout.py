@@ -53,7 +53,7 @@ class Section(NamedTuple):
 def sections(report: dict[str, Any]) -> list[Section]:
     """The report's sections, in order; those the run folder has nothing for are left out."""
     built = [_run_summary(report), _best_configuration(report), _use_this_model(report), _cross_validation(report),
-             _test_part(report), _top_trials_section(report), _hyperparameters(report)]
+             _ensemble(report), _test_part(report), _top_trials_section(report), _hyperparameters(report)]
     return [section for section in built if section is not None]
 
 
@@ -96,7 +96,9 @@ def _best_configuration(report: dict[str, Any]) -> Section | None:
     if "cv" in report:
         winner = next(c for c in report["cv"]["candidates"] if c["trial_id"] == report["cv"]["winner"])
         chosen = {**winner["hyperparameters"], "epochs": winner["epochs"]}
-        paragraphs.append(report["why"] + " The exported model uses this configuration:")
+        exported = ("The exported ensemble's networks are under Ensemble; this one, the CV winner, is"
+                    if _ensemble_chosen(report) else "The exported model uses this configuration")
+        paragraphs.append(report["why"] + f" {exported}:")
     rows = [["hyperparameter", "value"]] + [[k, _fmt(v)] for k, v in chosen.items()]
     return Section("Best configuration", paragraphs, rows)
 
@@ -128,12 +130,47 @@ def _cross_validation(report: dict[str, Any]) -> Section | None:
     return Section("Cross-validation and baselines", text, rows, ("cv",))
 
 
+def _ensemble_chosen(report: dict[str, Any]) -> bool:
+    return bool(((report.get("model") or {}).get("ensemble") or {}).get("chosen"))
+
+
+def _ensemble(report: dict[str, Any]) -> Section | None:
+    """The ensemble's members, weights and configurations, and the ensemble against its best network and
+    the baselines, out of fold and on the test part; or why one network was exported."""
+    e, metric = (report.get("model") or {}).get("ensemble"), report["metric"]
+    if not e or "cv" not in report:
+        return None
+    if not e["chosen"]:
+        return Section("Ensemble", [f"One network is exported, not an ensemble: {e['reason']}. Selection: "
+                                    f"{e['rule']}."], None)
+    tested = (report.get("test") or {}).get("networks", {})
+    shown = ("depth", "width", "dropout", "learning_rate", "batch_size", "numeric_embedding")
+    rows = [["network", "weight", "epochs", f"CV mean {metric}", f"test {metric}", "configuration"]]
+    rows += [[n["trial_id"] + (" (winner)" if n["trial_id"] == report["cv"]["winner"] else ""), f"{n['weight']:.2f}",
+              n["epochs"], _fmt(n["cv_mean"][metric]), _fmt(tested.get(n["trial_id"], {}).get(metric, float("nan"))),
+              ", ".join(f"{k} {_fmt(n['hyperparameters'][k])}" for k in shown if k in n["hyperparameters"])]
+             for n in e["networks"]]
+    test = report.get("test") or {}
+    winner = tested.get(report["cv"]["winner"], {})
+    text = [f"The exported model is the weighted mean of {len(e['networks'])} networks ({e['rule']}): out of fold, "
+            f"{metric} {e['oof_score']:.4f} against {e['single_oof_score']:.4f} for the CV winner alone"
+            + (f"; on the test part {test[metric]:.4f} against {winner[metric]:.4f}" if winner and metric in test
+               else "") + "."]
+    cost = e.get("cost")
+    if cost:
+        text.append(f"Its file is {cost['bytes'] / 1e3:.0f} kB against {cost['single_bytes'] / 1e3:.0f} kB for "
+                    f"its heaviest network alone; it predicts 1,000 rows in {cost['ms_per_1000_rows']:.1f} ms "
+                    f"against {cost['single_ms_per_1000_rows']:.1f} ms (measured when it was built).")
+    return Section("Ensemble", text, rows)
+
+
 def _test_part(report: dict[str, Any]) -> Section | None:
     if "test" not in report:
         return None
     t = report["test"]
     rows = [["model", "ROC AUC", "accuracy", "F1", "log loss"],
-            ["network", _fmt(t["roc_auc"]), _fmt(t["accuracy"]), _fmt(t["f1"]), _fmt(t["log_loss"])]]
+            ["ensemble" if _ensemble_chosen(report) else "network", _fmt(t["roc_auc"]), _fmt(t["accuracy"]),
+             _fmt(t["f1"]), _fmt(t["log_loss"])]]
     rows += [[n, _fmt(b["roc_auc"]), _fmt(b["accuracy"]), _fmt(b["f1"]), _fmt(b["log_loss"])]
              for n, b in t.get("baselines", {}).items()]
     cm = t["confusion_matrix"]

@@ -33,6 +33,7 @@ from search.compute import Compute
 from search.data import Splits, Table
 from search.metrics import METRICS, mean_and_std, ranked_trials, score_all
 from search.progress import FitProgress
+from search.selection.ensemble import EnsembleChoice, select_ensemble, single
 from search.selection.fold_fits import FitWorkers, run_fits
 from search.space import Space
 
@@ -50,7 +51,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class CvSummary:
-    """Every fold's scores for every candidate, the winner, and its threshold."""
+    """Every fold's scores for every candidate, the winner, the ensemble chosen over them, and the
+    threshold of what is exported (the ensemble where it was chosen, else the winner)."""
 
     candidates: list[dict[str, Any]]
     winner: Candidate
@@ -62,8 +64,15 @@ class CvSummary:
     patience: int
     oof: pd.DataFrame  # candidate, fold, row, y, probability: written to oof.parquet, not cv.json
     plan: list[tuple[np.ndarray, np.ndarray]]  # (training rows, held-out rows) of each fold, as table rows
-    final_weights: list[np.ndarray] | None = None  # holdout: the winner's fit at its best epoch
+    ensemble: EnsembleChoice
+    holdout_weights: dict[str, list[np.ndarray]] | None = None  # holdout: each candidate's fit at its best epoch
     final_preprocessor: Any = None  # the holdout fit's PreprocessStats
+
+    def member_candidates(self) -> list[Candidate]:
+        """The exported networks' candidates (the ensemble's members, heaviest first), with their CV epochs."""
+        by_id = {c["trial_id"]: c for c in self.candidates}
+        return [Candidate(m.trial_id, by_id[m.trial_id]["hyperparameters"], by_id[m.trial_id]["epochs"])
+                for m in self.ensemble.members]
 
     def to_json(self) -> dict[str, Any]:
         method = ("the search's validation part (holdout), spread over 5 disjoint parts of it"
@@ -80,22 +89,38 @@ class CvSummary:
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "candidates": self.candidates,
+            "ensemble": self.ensemble.to_json(),
         }
 
 
-def pick_candidates(trials: pd.DataFrame, metric: str, top_k: int, space: Space) -> list[Candidate]:
-    """The ``top_k`` usable trials by best validation metric."""
+def pick_candidates(trials: pd.DataFrame, metric: str, count: int, space: Space,
+                    keep: int | None = None) -> list[Candidate]:
+    """``count`` usable trials for the CV: the best ``keep`` (all ``count`` without it) by best validation
+    metric, then, for an ensemble's sake, the best of each network shape (depth, width, embedding) not
+    yet among them, then the next best."""
     from search.network import resolve_config
 
-    ranked = ranked_trials(trials, metric).head(top_k)
+    ranked = ranked_trials(trials, metric).to_dict("records")
+    keep = count if keep is None else min(keep, count)
+    chosen = ranked[:keep]
+    shapes = {_shape(space.config_of(row)) for row in chosen}
+    for row in ranked[keep:]:
+        if len(chosen) < count and _shape(space.config_of(row)) not in shapes:
+            chosen.append(row)
+            shapes.add(_shape(space.config_of(row)))
+    chosen += [row for row in ranked[keep:] if row not in chosen][: count - len(chosen)]
     return [
         Candidate(
             str(row["trial_id"]),
             resolve_config(space.config_of(row)),
             max(1, int(math.ceil(float(row["best_epoch"])))),
         )
-        for row in ranked.to_dict("records")
+        for row in chosen
     ]
+
+
+def _shape(config: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(config.get(k)) for k in ("depth", "width", "numeric_embedding"))
 
 
 def patience_for(max_epochs: float, train_rows: int) -> int:
@@ -126,9 +151,9 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
                    folds: int, repeats: int, seed: int, compute: Compute, threshold: float | None,
                    max_epochs: int, deadline: float, threshold_rule: str = "auto",
                    on_progress: Callable[[FitProgress], None] | None = None,
-                   workers: FitWorkers | None = None) -> CvSummary:
+                   workers: FitWorkers | None = None, ensemble_members: int = 1) -> CvSummary:
     """Score every candidate on the same folds, in parallel Ray tasks (or ``workers``' actors); pick the
-    winner and its threshold.
+    winner, the ensemble of at most ``ensemble_members`` of them (1: none), and the threshold.
 
     Raises KeyboardInterrupt (after cancelling the running fits) when stopped.
     """
@@ -144,19 +169,40 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
         summaries.append(summary)
         oof_frames.append(oof.assign(candidate=cand.trial_id))
     best = _winner(summaries, metric)
-    # one out-of-fold prediction per row: the mean over the CV's repeats, as the final model predicts once
-    per_row = oof_frames[best].groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
+    oof = pd.concat(oof_frames, ignore_index=True)
+    ensemble, per_row = _ensemble(oof, summaries, candidates[best].trial_id, metric, ensemble_members)
     if threshold is None:
         threshold, rule_text = choose_threshold(per_row["y"].to_numpy(), per_row["probability"].to_numpy(),
                                                 metric if threshold_rule == "auto" else threshold_rule)
     else:
         rule_text = "fixed by --threshold"
     winner = Candidate(candidates[best].trial_id, candidates[best].hyperparameters, summaries[best]["epochs"])
-    final_weights = outputs[(best, 0)]["weights"] if rule == "holdout" else None
+    weights = ({cand.trial_id: outputs[(c, 0)]["weights"] for c, cand in enumerate(candidates)}
+               if rule == "holdout" else None)
     return CvSummary(summaries, winner, float(threshold), rule_text, len(plan) // repeats if rule == "kfold" else 1,
-                     repeats if rule == "kfold" else 1, rule, patience,
-                     pd.concat(oof_frames, ignore_index=True), plan, final_weights,
+                     repeats if rule == "kfold" else 1, rule, patience, oof, plan, ensemble, weights,
                      preprocessors.get(0) if rule == "holdout" else None)
+
+
+def _ensemble(oof: pd.DataFrame, summaries: list[dict[str, Any]], winner: str, metric: str,
+              max_members: int) -> tuple[EnsembleChoice, pd.DataFrame]:
+    """The ensemble over the candidates that predicted every row out of fold without a diverged fold,
+    and the exported model's out-of-fold prediction per row (the mean over the CV's repeats, as the
+    final model predicts once)."""
+    per_candidate = {tid: frame.groupby("row", sort=True)["probability"].mean()
+                     for tid, frame in oof.groupby("candidate", sort=False)}
+    rows = per_candidate[winner].index
+    y = oof.groupby("row", sort=True)["y"].first().loc[rows].to_numpy()
+    complete = {s["trial_id"]: per_candidate[s["trial_id"]].to_numpy() for s in summaries
+                if s["trial_id"] in per_candidate and not s["diverged_folds"] and not s["skipped_folds"]
+                and per_candidate[s["trial_id"]].index.equals(rows)}
+    if winner not in complete:  # its own rows only (a skipped fold): no ensemble over other rows
+        choice = single(winner, float(score_all(y, per_candidate[winner].to_numpy())[metric]), 1,
+                        "the CV winner lacks an out-of-fold prediction for some rows")
+    else:
+        choice = select_ensemble(y, complete, metric, winner, max_members)
+    probability = choice.probability(complete) if choice.chosen else per_candidate[winner].to_numpy()
+    return choice, pd.DataFrame({"y": y, "probability": probability}, index=rows)
 
 
 def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],

@@ -70,7 +70,7 @@ class HeadStart:
 
         if alive_nodes() != 1:
             return None
-        fits_at_once = min(cpu_slots(self.spec.cpus_per_trial), len(self.folds) * self.spec.top_k)
+        fits_at_once = min(cpu_slots(self.spec.cpus_per_trial), len(self.folds) * self.spec.cv_candidates())
         return max(1, (os.cpu_count() or 1) - fits_at_once)
 
     def baselines(self) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -1,0 +1,162 @@
+"""The ensemble: greedy selection over the CV's out-of-fold predictions, and a run that exports the
+weighted mean of its best networks as one Keras model, which every way of predicting reads alike."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.metrics import score_all
+from search.selection import select_ensemble
+from tests.conftest import run_cli
+
+
+def _halves(n: int = 400, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``a`` knows the first half of the rows, ``b`` the second, ``noise`` neither."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    first = np.arange(n) < n // 2
+    informed = np.clip(0.5 + 0.4 * (2 * y - 1) + rng.normal(0, 0.15, n), 0, 1)
+    guess = rng.uniform(0, 1, n)
+    return y, {"a": np.where(first, informed, guess), "b": np.where(first, guess, informed),
+               "noise": rng.uniform(0, 1, n)}
+
+
+def test_the_selection_mixes_networks_that_know_different_rows():
+    y, oof = _halves()
+    choice = select_ensemble(y, oof, "roc_auc", "a", max_members=5)
+    assert choice.chosen
+    assert {m.trial_id for m in choice.members} >= {"a", "b"}
+    assert sum(m.weight for m in choice.members) == pytest.approx(1.0)
+    # counts of the steps up to the best one, of at most 25
+    assert any(all(abs(m.weight * steps - round(m.weight * steps)) < 1e-9 for m in choice.members)
+               for steps in range(1, 26))
+    mixed = choice.probability(oof)
+    assert choice.score == pytest.approx(score_all(y, mixed)["roc_auc"])
+    assert choice.single_score == pytest.approx(score_all(y, oof["a"])["roc_auc"])
+    assert choice.score > choice.single_score + 0.05
+
+
+def test_one_network_is_kept_when_no_mean_beats_it():
+    y, oof = _halves()
+    same = {"a": oof["a"], "copy": oof["a"].copy(), "reversed": 1 - oof["a"]}
+    choice = select_ensemble(y, same, "roc_auc", "a", max_members=5)
+    assert not choice.chosen and [m.trial_id for m in choice.members] == ["a"]
+    assert choice.score == choice.single_score and "winner alone" in choice.reason
+
+
+def test_the_most_members_caps_the_distinct_networks():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 600)
+    part = np.arange(600) // 100  # six candidates, each informed on its own sixth of the rows
+    oof = {f"c{k}": np.where(part == k, 0.5 + 0.4 * (2 * y - 1), rng.uniform(0, 1, 600)) for k in range(6)}
+    assert len(select_ensemble(y, oof, "roc_auc", "c0", max_members=2).members) == 2
+    assert len(select_ensemble(y, oof, "roc_auc", "c0", max_members=6).members) >= 4
+
+
+def _table(n: int = 360, seed: int = 3) -> pd.DataFrame:
+    """Rows whose class needs two different views (a product, a band of a third column), and a text column."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    city = rng.choice(["north", "south", "east"], n)
+    logit = 1.5 * x[:, 0] * x[:, 1] + 2.0 * (np.abs(x[:, 2]) < 0.6) - 1.0 + 0.8 * (city == "east")
+    y = rng.uniform(size=n) < 1 / (1 + np.exp(-2 * logit))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "city": city,
+                         "label": np.where(y, "yes", "no")})
+
+
+@pytest.mark.slow
+def test_a_run_exports_an_ensemble_that_every_way_of_predicting_reads_alike(tmp_path):
+    """Trials run to their last epoch (grace period = max epochs), so the candidates, and the ensemble
+    over them, are the same on every run of the test."""
+    mlflow = pytest.importorskip("mlflow", reason="the MLflow extra is not installed (pip install -e '.[mlflow]')")
+    data = tmp_path / "two views [v1].csv"
+    _table().to_csv(data, index=False)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(["run", str(data), "--target", "label", "--samples", "8", "--max-epochs", "12",
+                    "--grace-period", "12", "--repeats", "1", "--cpus", "2", "--name", "mixed", "--results", "out",
+                    "--mlflow", "--mlflow-uri", store], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "out" / "mixed"
+    metadata = json.loads((run_dir / "model" / "metadata.json").read_text())
+    ensemble = metadata["ensemble"]
+    assert ensemble["chosen"], ensemble["reason"]
+    networks = ensemble["networks"]
+    assert 2 <= len(networks) <= 5 and sum(n["weight"] for n in networks) == pytest.approx(1.0)
+    assert "model: ensemble of" in proc.stdout
+
+    # the threshold is the ensemble's own: Youden's J on its weighted out-of-fold mean
+    from search.selection import choose_threshold
+
+    oof = pd.read_parquet(run_dir / "oof.parquet")
+    per_row = {tid: f.groupby("row")["probability"].mean() for tid, f in oof.groupby("candidate")}
+    mixed = sum(n["weight"] * per_row[n["trial_id"]] for n in networks)
+    y = oof.groupby("row")["y"].first().loc[mixed.index].to_numpy()
+    assert metadata["threshold"] == pytest.approx(choose_threshold(y, mixed.to_numpy(), "roc_auc")[0])
+    assert ensemble["oof_score"] == pytest.approx(score_all(y, mixed.to_numpy())["roc_auc"])
+
+    # one Keras model, loaded in safe mode with plain Keras: its mean is the members' weighted mean
+    frame = pd.read_csv(data).drop(columns=["label"])
+    script = f"""
+import sys, json, keras, numpy as np, pandas as pd
+sys.path.insert(0, {str(run_dir / 'model')!r})
+from inputs import to_inputs
+model = keras.saving.load_model({str(run_dir / 'model' / 'model.keras')!r}, safe_mode=True)
+inputs = to_inputs(pd.read_csv({str(data)!r}), {str(run_dir / 'model' / 'metadata.json')!r})
+members = keras.Model(model.input, model.get_layer("member_probabilities").output)(inputs)
+print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": np.asarray(members).tolist(),
+                  "weights": model.get_layer("ensemble_weights").get_weights()[0].ravel().tolist()}}))
+"""
+    plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                           env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"})
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    got = json.loads(plain.stdout.strip().splitlines()[-1])
+    assert got["weights"] == pytest.approx([n["weight"] for n in networks], abs=1e-7)
+    assert got["p"] == pytest.approx((np.asarray(got["members"]) @ np.asarray(got["weights"])).tolist(), abs=1e-6)
+
+    # hpsearch predict, the Python API and the MLflow pyfunc give the same probabilities
+    predicted = run_cli(["predict", str(run_dir), str(data)], cwd=tmp_path, timeout=180)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    by_cli = pd.read_csv(io.StringIO(predicted.stdout))["probability"].to_numpy()
+    import search
+
+    by_api = search.load(run_dir).predict(frame)["probability"].to_numpy()
+    client = mlflow.MlflowClient(tracking_uri=store)
+    parent = next(r for r in client.search_runs([client.get_experiment_by_name("hpsearch").experiment_id])
+                  if r.info.run_name == "mixed")
+    mlflow.set_tracking_uri(store)
+    by_pyfunc = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model").predict(frame)["probability"]
+    assert by_api == pytest.approx(got["p"], abs=1e-6)
+    assert by_pyfunc.to_numpy() == pytest.approx(by_api, abs=1e-6)
+    assert by_cli == pytest.approx(by_api, abs=2e-6)  # the CLI writes 6 decimals
+
+    # the test part: the ensemble's probabilities, and each network's score beside it
+    test = json.loads((run_dir / "test.json").read_text())
+    tested = pd.read_parquet(run_dir / "test_predictions.parquet")
+    assert tested["probability"].to_numpy() == pytest.approx(by_api[tested["row"].to_numpy()], abs=1e-6)
+    assert set(test["networks"]) == {n["trial_id"] for n in networks}
+
+    report = (run_dir / "report.md").read_text()
+    section = report.split("## Ensemble", 1)[1].split("\n## ", 1)[0]
+    assert all(n["trial_id"] in section for n in networks) and "kB" in section and "ms" in section
+
+    # --no-ensemble: the winner alone, re-scored among --top-k candidates, and its own threshold
+    again = run_cli(["retrain", str(run_dir), "--no-ensemble"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    single = json.loads((run_dir / "model" / "metadata.json").read_text())
+    cv = json.loads((run_dir / "cv.json").read_text())
+    assert not single["ensemble"]["chosen"] and single["ensemble"]["reason"] == "--no-ensemble"
+    assert len(cv["candidates"]) == 3 and single["trial_id"] == cv["winner"]
+    winner = pd.read_parquet(run_dir / "oof.parquet").query("candidate == @cv['winner']")
+    alone = winner.groupby("row").agg(y=("y", "first"), p=("probability", "mean"))
+    assert single["threshold"] == pytest.approx(choose_threshold(alone["y"].to_numpy(), alone["p"].to_numpy(),
+                                                                 "roc_auc")[0])
+    assert "One network is exported" in (run_dir / "report.md").read_text()
+    assert "member_probabilities" not in json.dumps(
+        json.loads(__import__("zipfile").ZipFile(run_dir / "model" / "model.keras").read("config.json")))
