@@ -331,8 +331,8 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
 
     test: dict[str, Any] | None = None
     if built.test_probability is not None:
-        probability, each = built.test_probability, built.network_test_probability
-        test = export.score_test(table.y[splits.test], probability, cv.threshold, None if each is None else  # an ensemble: each network too
+        probability, each = built.test_probability, built.network_test_probability  # an ensemble: each network too
+        test = export.score_test(table.y[splits.test], probability, cv.threshold, None if each is None else
                                  {n.trial_id: each[:, i] for i, n in enumerate(final.networks)})
         on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
         run_folder.write_json(run_dir / run_folder.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
