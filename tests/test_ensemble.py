@@ -51,6 +51,21 @@ def test_one_network_is_kept_when_no_mean_beats_it():
     assert choice.score == choice.single_score and "winner alone" in choice.reason
 
 
+def test_fold_by_fold_scores_do_not_reward_evening_out_the_folds():
+    """Two folds, each ranked perfectly by both candidates, but ``a`` predicts one fold higher than the
+    other: pooled, ``a`` scores 0.75 and the selection moves away from it; fold by fold it is perfect,
+    and nothing beats it."""
+    y = np.tile([0, 1, 0, 1], 50)
+    folds = np.repeat([0, 1], 100)
+    a = np.where(folds == 0, 0.6, 0.1) + 0.2 * y
+    b = 0.4 + 0.2 * y
+    pooled = select_ensemble(y, {"a": a, "b": b}, "roc_auc", "a", max_members=5)
+    by_fold = select_ensemble(y, {"a": a, "b": b}, "roc_auc", "a", max_members=5, folds=folds)
+    assert pooled.single_score == pytest.approx(0.75) and "kept one network (b)" in pooled.reason
+    assert not by_fold.chosen and by_fold.single_score == pytest.approx(1.0)
+    assert [m.trial_id for m in by_fold.members] == ["a"]
+
+
 def test_the_most_members_caps_the_distinct_networks():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 600)
@@ -99,7 +114,13 @@ def test_a_run_exports_an_ensemble_that_every_way_of_predicting_reads_alike(tmp_
     mixed = sum(n["weight"] * per_row[n["trial_id"]] for n in networks)
     y = oof.groupby("row")["y"].first().loc[mixed.index].to_numpy()
     assert metadata["threshold"] == pytest.approx(choose_threshold(y, mixed.to_numpy(), "roc_auc")[0])
-    assert ensemble["oof_score"] == pytest.approx(score_all(y, mixed.to_numpy())["roc_auc"])
+    # the selection's score: the mean over the folds of the weighted mean's fold scores
+    fold_mixed = sum(n["weight"] * oof.query("candidate == @n['trial_id']").set_index(["fold", "row"])["probability"]
+                     for n in networks)
+    labels = oof.drop_duplicates(["fold", "row"]).set_index(["fold", "row"])["y"].loc[fold_mixed.index]
+    per_fold = [score_all(labels.loc[f].to_numpy(), fold_mixed.loc[f].to_numpy())["roc_auc"]
+                for f in fold_mixed.index.get_level_values(0).unique()]
+    assert ensemble["oof_score"] == pytest.approx(np.mean(per_fold))
 
     # one Keras model, loaded in safe mode with plain Keras: its mean is the members' weighted mean
     frame = pd.read_csv(data).drop(columns=["label"])

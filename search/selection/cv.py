@@ -186,23 +186,26 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
 
 def _ensemble(oof: pd.DataFrame, summaries: list[dict[str, Any]], winner: str, metric: str,
               max_members: int) -> tuple[EnsembleChoice, pd.DataFrame]:
-    """The ensemble over the candidates that predicted every row out of fold without a diverged fold,
-    and the exported model's out-of-fold prediction per row (the mean over the CV's repeats, as the
-    final model predicts once)."""
-    per_candidate = {tid: frame.groupby("row", sort=True)["probability"].mean()
-                     for tid, frame in oof.groupby("candidate", sort=False)}
-    rows = per_candidate[winner].index
-    y = oof.groupby("row", sort=True)["y"].first().loc[rows].to_numpy()
-    complete = {s["trial_id"]: per_candidate[s["trial_id"]].to_numpy() for s in summaries
-                if s["trial_id"] in per_candidate and not s["diverged_folds"] and not s["skipped_folds"]
-                and per_candidate[s["trial_id"]].index.equals(rows)}
+    """The ensemble over the candidates that predicted every fold's rows without a diverged fold, scored
+    fold by fold; and the exported model's out-of-fold prediction per row (the mean over the CV's
+    repeats, as the final model predicts once), for its threshold."""
+    by_fold = {tid: frame.sort_values(["fold", "row"], kind="stable")
+               for tid, frame in oof.groupby("candidate", sort=False)}
+    ours = by_fold[winner]
+    keys = ours[["fold", "row"]].to_numpy()
+    complete = {s["trial_id"]: by_fold[s["trial_id"]]["probability"].to_numpy(dtype=np.float64) for s in summaries
+                if s["trial_id"] in by_fold and not s["diverged_folds"] and not s["skipped_folds"]
+                and np.array_equal(by_fold[s["trial_id"]][["fold", "row"]].to_numpy(), keys)}
+    y, folds = ours["y"].to_numpy(), ours["fold"].to_numpy()
     if winner not in complete:  # its own rows only (a skipped fold): no ensemble over other rows
-        choice = single(winner, float(score_all(y, per_candidate[winner].to_numpy())[metric]), 1,
+        choice = single(winner, float(np.mean([score_all(y[folds == f], ours["probability"].to_numpy()[folds == f])
+                                               [metric] for f in np.unique(folds)])), 1,
                         "the CV winner lacks an out-of-fold prediction for some rows")
     else:
-        choice = select_ensemble(y, complete, metric, winner, max_members)
-    probability = choice.probability(complete) if choice.chosen else per_candidate[winner].to_numpy()
-    return choice, pd.DataFrame({"y": y, "probability": probability}, index=rows)
+        choice = select_ensemble(y, complete, metric, winner, max_members, folds)
+    probability = choice.probability(complete) if choice.chosen else ours["probability"].to_numpy()
+    per_row = pd.DataFrame({"row": ours["row"].to_numpy(), "y": y, "probability": probability})
+    return choice, per_row.groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
 
 
 def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],

@@ -98,6 +98,10 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]
         mlflow.log_metrics(metrics)
         mlflow.log_param("threshold", final["threshold"])
         mlflow.set_tag("hpsearch.winner", final["winner"])
+        ensemble = final.get("ensemble") or {}
+        members = ensemble.get("members", []) if ensemble.get("chosen") else []
+        mlflow.set_tag("hpsearch.model", " + ".join(f"{m['weight']:.2f} x {m['trial_id']}" for m in members)
+                       or "the winner alone")
         if not run_dir.is_dir():  # results went to a storage URI: the files are there, the scores here too
             mlflow.set_tag("hpsearch.results", str(run_dir))
             return
