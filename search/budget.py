@@ -217,6 +217,8 @@ class RunClock:
         self.began = time.time()
         self.started = self.began if started is None else started
         self.seconds: dict[str, float] = {}
+        if on_stage is not None:
+            on_stage(StageProgress(None, 0.0, stage, self.started + budget.total_s))
 
     @classmethod
     def after_search(cls, budget: Budget, on_stage: Callable[[StageProgress], None] | None = None) -> RunClock:
@@ -232,7 +234,8 @@ class RunClock:
         key = self.stage.timing_key
         self.seconds[key] = self.seconds.get(key, 0.0) + now - self.began
         if self.on_stage is not None:
-            self.on_stage(StageProgress(self.stage, now - self.began, None if stage is Stage.DONE else stage))
+            self.on_stage(StageProgress(self.stage, now - self.began, None if stage is Stage.DONE else stage,
+                                        self.started + self.budget.total_s))
         self.stage, self.began = stage, now
 
     def deadline(self, stage: Stage) -> float:

@@ -37,9 +37,21 @@ class Stage(str, Enum):
 EXPORT_AND_REPORT = "export and report"  # one share of the budget for the two last stages
 
 
+@dataclass(frozen=True)
+class TrialEnd:
+    """A trial that just ended: its id, how (``completed``, ``stopped early``, ``diverged``, ``failed``),
+    its best score and the epochs it trained."""
+
+    trial_id: str
+    status: str
+    score: float | None
+    epochs: float
+
+
 @dataclass
 class Progress:
-    """A snapshot of the search for the console: counts and the best score so far."""
+    """A snapshot of the search for the console: counts, the best score so far, and the trial that just
+    ended (``None`` when a trial started or the best score changed)."""
 
     total: int
     metric: str
@@ -48,15 +60,18 @@ class Progress:
     stopped_early: int = 0
     failed: int = 0
     best: float | None = None
+    ended: TrialEnd | None = None
 
 
 @dataclass(frozen=True)
 class StageProgress:
-    """A stage of the run ended after ``seconds``, and the next one (``None`` at the end) started."""
+    """A stage of the run ended after ``seconds`` (``None``: the run's clock just started), and the next
+    one (``None`` at the end) started; ``budget_ends``: when the run's time budget ends (epoch seconds)."""
 
-    ended: Stage | str
+    ended: Stage | str | None
     seconds: float
     started: Stage | str | None
+    budget_ends: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,43 +9,57 @@ import time
 from rich.console import Console
 
 from search.cli import console as console
-from search.progress import FitProgress, Progress, StageProgress
+from search.progress import FitProgress, Progress, StageProgress, TrialEnd
 
 
 def _feed(show) -> None:  # noqa: ANN001
+    show(StageProgress(None, 0.0, "search", time.time() + 300))
     show(Progress(total=6, metric="roc_auc", running=2))
-    show(Progress(total=6, metric="roc_auc", running=2, finished=4, stopped_early=1, best=0.9731))
-    show(Progress(total=6, metric="roc_auc", running=0, finished=6, stopped_early=2, best=0.9812))
+    show(Progress(total=6, metric="roc_auc", running=2, finished=1, stopped_early=1, best=0.9731,
+                  ended=TrialEnd("6da59_00003", "stopped early", 0.9731, 4)))
+    show(Progress(total=6, metric="roc_auc", running=1, finished=1, stopped_early=1, best=0.9731))
+    show(Progress(total=6, metric="roc_auc", running=0, finished=6, stopped_early=2, best=0.9812,
+                  ended=TrialEnd("6da59_00005", "completed", 0.9812, 60)))
     show(StageProgress("search", 12.4, "CV"))
-    show(FitProgress("cv", 7, 15, 9.0, metric="roc_auc"))
+    for done in range(16):
+        show(FitProgress("CV", done, 15, 9.0, metric="roc_auc"))
     show(StageProgress("CV", 20.2, "baselines"))
+    show(StageProgress("baselines", 0.1, "final fit"))
 
 
-def test_a_terminal_gets_progress_bars_and_the_stages(monkeypatch):
-    buffer = io.StringIO()
-    monkeypatch.setattr(console, "out", Console(file=buffer, force_terminal=True, width=120))
+def test_a_terminal_gets_a_live_display_on_stderr_with_a_bar_per_stage(monkeypatch):
+    buffer, results = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(console, "err", Console(file=buffer, force_terminal=True, width=140))
+    monkeypatch.setattr(console, "out", Console(file=results, force_terminal=True, width=140))
     with console.progress_display(quiet=False) as show:
         _feed(show)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())  # without the terminal's escape codes
-    assert "━" in text and "6/6" in text and "7/15" in text  # a bar with its counts, for trials and for CV
-    assert "best roc_auc 0.9812" in text
+    assert "━" in text and "6/6" in text and "15/15" in text  # a bar with its counts, for trials and for CV
+    assert "best roc_auc 0.9812" in text and "s left" in text  # the best so far, the budget's time left
+    assert re.search(r"final fit\s.*━", text)  # its own bar
     assert "search: done in 12 s; CV: started" in text and "CV: done in 20 s; baselines: started" in text
+    assert results.getvalue() == ""  # progress is not output
 
 
-def test_a_log_gets_a_line_per_change_and_the_latest_again_while_nothing_changes(monkeypatch):
+def test_a_log_gets_a_line_per_finished_trial_and_per_stage_and_the_latest_again(monkeypatch):
     buffer = io.StringIO()
-    monkeypatch.setattr(console, "out", Console(file=buffer, force_terminal=False, width=160))
+    monkeypatch.setattr(console, "err", Console(file=buffer, force_terminal=False, width=80, soft_wrap=True))
     display = console.progress_display(quiet=False)
     display.HEARTBEAT_S = 0.5
     with display as show:
         _feed(show)
         time.sleep(2.5)
     lines = buffer.getvalue().splitlines()
-    assert lines[:3] == ["trials: 2 running, 0/6 finished (0 stopped early, 0 failed); best roc_auc -",
-                         "trials: 2 running, 4/6 finished (1 stopped early, 0 failed); best roc_auc 0.9731",
-                         "trials: 0 running, 6/6 finished (2 stopped early, 0 failed); best roc_auc 0.9812"]
-    assert "search: done in 12 s; CV: started" in lines and "cv: 7/15 fits done, about 9 s left" in lines
-    repeated = [ln for ln in lines if ln.startswith("CV: done in 20 s; baselines: started (")]
+    assert lines[0].startswith("search: started, budget ") and lines[0].endswith(" s left")
+    # one line per finished trial: its short id, how it ended, its score and epochs; none as trials start
+    assert lines[1:3] == ["trial 00003 stopped early: roc_auc 0.9731 after 4 epochs (1/6 done, 2 running; best "
+                          "roc_auc 0.9731)",
+                          "trial 00005 completed: roc_auc 0.9812 after 60 epochs (6/6 done, 0 running; best "
+                          "roc_auc 0.9812)"]  # whole, though wider than the console: no hard wrap
+    assert lines[3] == "search: done in 12 s; CV: started"
+    assert [ln for ln in lines if ln.startswith("CV: ") and "fits" in ln] == [
+        f"CV: {n}/15 fits done, about 9 s left" for n in (0, 4, 8, 12, 15)]  # at each quarter
+    repeated = [ln for ln in lines if ln.startswith("baselines: done in 0 s; final fit: started (")]
     assert repeated and repeated[0].endswith(" s)")  # the heartbeat: the latest line, with the run's time
 
 

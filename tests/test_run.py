@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,12 @@ def test_default_table_search_end_to_end(builtin_run):
     epochs = pd.read_csv(run_dir / "epochs.csv")
     assert epochs.groupby("trial_id")["epoch"].max().sum() == trials["epochs"].sum()
     assert "best: roc_auc" in proc.stdout and str(run_dir) in proc.stdout
-    assert "trials: 2 running" in proc.stdout  # --cpus 2: Ray runs two trials at once, and the line says so
+    # progress on stderr, off a terminal: a line per finished trial, with its short id, score and epochs
+    ended = re.findall(r"^trial (\d{5}) (?:completed|stopped early): roc_auc \d\.\d{4} after [\d.]+ epochs",
+                       proc.stderr, flags=re.M)
+    assert sorted(ended) == sorted(t.split("_", 1)[1] for t in trials["trial_id"])
     for stage in ("search: done in", "CV: done in", "final fit: done in", "export: done in", "report: done in"):
-        assert stage in proc.stdout, stage  # each stage says when it ends and how long it took
+        assert stage in proc.stderr and stage not in proc.stdout, stage  # each stage's end and its duration
     # The devices Ray had (--cpus 2), and where each trial trained: no GPU was asked for
     assert spec["devices"]["cpus"] == 2 and set(trials["device"]) == {"CPU"}
     assert set(trials["backend"]) == {"jax"}  # the Keras each trial's worker really ran: JAX by default

@@ -1,7 +1,8 @@
-"""What the commands print: progress while a run works, and its summary when it ends.
+"""What the commands print: progress while a run works (on stderr), and its results (on stdout).
 
-On a terminal the progress is rich progress bars; in a log or a Ray job's output, plain lines (see
-:class:`progress_display`).
+On a terminal the progress is a live Rich display; in a log or a Ray job's output, plain lines, one
+per finished trial and per stage (see :class:`progress_display`). Nothing is hard-wrapped off a
+terminal: a log's lines stay whole for grep.
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from search.metrics import ranked_trials
 
 # markup off: what is printed holds users' strings (paths, run names, columns, labels), and Rich would
 # read `sales[v2].csv` as a tag and print `sales.csv`; styles are given as `style=`, never in the text.
+OFF_TERMINAL_WIDTH = 400  # tables take their natural width (up to this); text lines are never wrapped
 out = Console(highlight=False, markup=False)
 if not out.is_terminal:
-    out = Console(highlight=False, markup=False, width=160)
+    out = Console(highlight=False, markup=False, width=OFF_TERMINAL_WIDTH, soft_wrap=True)
 err = Console(stderr=True, highlight=False, markup=False)
+if not err.is_terminal:
+    err = Console(stderr=True, highlight=False, markup=False, width=OFF_TERMINAL_WIDTH, soft_wrap=True)
+
+
+def short_id(trial_id: str) -> str:
+    """A trial's id without the experiment's prefix that every trial of a run shares (``6da59_00012``
+    -> ``00012``): the part that tells trials apart."""
+    return trial_id.split("_", 1)[1] if "_" in trial_id else trial_id
 
 
 def print_report(content: dict) -> None:
@@ -45,10 +55,14 @@ def print_report(content: dict) -> None:
 
 
 class progress_display:
-    """A run's progress as people expect it. On a terminal: rich progress bars for the trials and for
-    the CV fits, with counts, the best score so far and the time left. In a log or a Ray job's output:
-    the same as plain lines, one when a trial starts or finishes or a fit is done, and the latest again
-    every ``HEARTBEAT_S`` seconds while nothing changes. Each stage's end and duration, either way."""
+    """A run's progress as people expect it, on stderr (stdout keeps the results).
+
+    On a terminal: a live Rich display, a bar for the trials (running, finished, stopped early and
+    failed, the best score so far, the budget's time left) and one for each later stage (the CV's
+    fits, the final fit, the export), and a line as each stage ends. In a log or a Ray job's output:
+    one line per finished trial (its id, how it ended, its score and epochs), a line at each quarter
+    of the CV's fits, one per stage, and the latest line again every ``HEARTBEAT_S`` seconds while
+    nothing changes."""
 
     HEARTBEAT_S = 30.0
 
@@ -57,6 +71,8 @@ class progress_display:
         self.bars: Any = None
         self.notebook: NotebookBars | None = None
         self.tasks: dict[str, Any] = {}
+        self.budget_ends: float | None = None
+        self.stage: object = None
         self.last_line, self.last_key, self.last_time = "", (), time.monotonic()
         self.started = time.monotonic()
         self.lock = threading.Lock()
@@ -67,11 +83,11 @@ class progress_display:
             return None
         if in_notebook():
             self.notebook = NotebookBars()
-        elif out.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        elif err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bars = Progress(TextColumn("{task.description:<6}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[detail]}"), console=out)
+            self.bars = Progress(TextColumn("{task.description:<9}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=err)
             self.bars.__enter__()
         else:
             threading.Thread(target=self._heartbeat, daemon=True).start()
@@ -81,28 +97,61 @@ class progress_display:
         from search.progress import FitProgress, StageProgress
 
         if isinstance(p, StageProgress):
-            self._say(f"{p.ended}: done in {p.seconds:.0f} s" + (f"; {p.started}: started" if p.started else ""))
+            self._stage(p)
             return
         if isinstance(p, FitProgress):
             left = f", about {p.seconds_left:.0f} s left" if p.seconds_left is not None else ""
-            name, done, total, detail = p.stage, p.done, p.total, "fits"
-            line, key = f"{p.stage}: {p.done}/{p.total} fits done{left}", (p.stage, p.done)
+            name, done, total, detail = str(p.stage), p.done, p.total, f"fits{left}"
+            line = f"{p.stage}: {p.done}/{p.total} fits done{left}"
+            key = (str(p.stage), 4 * p.done // max(1, p.total))  # a line at each quarter
         else:
             best = f"best {p.metric} {p.best:.4f}" if p.best is not None else f"best {p.metric} -"
             name, done, total = "trials", p.finished, p.total
-            detail = f"{p.running} running, {p.stopped_early + p.failed} stopped or failed; {best}"
-            line = (f"trials: {p.running} running, {p.finished}/{p.total} finished ({p.stopped_early} stopped "
-                    f"early, {p.failed} failed); {best}")
-            key = ("trials", p.finished, p.running)
+            detail = (f"{p.running} running, {p.stopped_early} stopped early, {p.failed} failed; {best}"
+                      f"{self._budget_left()}")
+            line, key = self._trial_line(p, best), ("trials", p.finished)
         if self.notebook is not None:
             self.notebook.task(name, done, total, detail)
         elif self.bars is not None:
-            if name not in self.tasks:
-                self.tasks[name] = self.bars.add_task(name, total=total, detail="")
-            self.bars.update(self.tasks[name], completed=done, total=total, detail=detail)
-        elif key[:2] != self.last_key[:2] or key[2:] > self.last_key[2:]:  # a fit done, or a trial started
+            self._bar(name, done, total, detail)
+        elif key != self.last_key and (name != "trials" or p.ended is not None):
             self.last_key = key
             self._say(line)
+
+    @staticmethod
+    def _trial_line(p, best: str) -> str:  # noqa: ANN001
+        if p.ended is None:
+            return f"trials: {p.running} running, {p.finished}/{p.total} finished; {best}"
+        e = p.ended
+        score = f"{p.metric} {e.score:.4f}" if e.score is not None else f"no {p.metric}"
+        return (f"trial {short_id(e.trial_id)} {e.status}: {score} after {e.epochs:g} epochs "
+                f"({p.finished}/{p.total} done, {p.running} running; {best})")
+
+    def _budget_left(self) -> str:
+        return "" if self.budget_ends is None else f"; budget {max(0.0, self.budget_ends - time.time()):.0f} s left"
+
+    def _stage(self, p) -> None:  # noqa: ANN001
+        self.budget_ends = p.budget_ends or self.budget_ends
+        if p.ended is None:
+            if p.started != self.stage:
+                self.stage = p.started
+                self._say(f"{p.started}: started{self._budget_left().replace(';', ',')}")
+            return
+        if self.bars is not None:
+            ended = "trials" if str(p.ended) == "search" else str(p.ended)
+            if ended in self.tasks:
+                task = self.tasks[ended]
+                total = self.bars.tasks[task].total or 1
+                self.bars.update(task, completed=total, total=total)
+            if p.started is not None and str(p.started) not in ("search", "CV"):  # a bar without a count
+                self.tasks[str(p.started)] = self.bars.add_task(str(p.started), total=None, detail="")
+        self.stage = p.started
+        self._say(f"{p.ended}: done in {p.seconds:.0f} s" + (f"; {p.started}: started" if p.started else ""))
+
+    def _bar(self, name: str, done: int, total: int, detail: str) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.bars.add_task(name, total=total, detail="")
+        self.bars.update(self.tasks[name], completed=done, total=total, detail=detail)
 
     def _say(self, line: str) -> None:
         with self.lock:
@@ -111,7 +160,7 @@ class progress_display:
             elif self.bars is not None:
                 self.bars.console.print(line, markup=False)
             else:
-                out.print(line, markup=False)
+                err.print(line, markup=False)
             self.last_line, self.last_time = line, time.monotonic()
 
     def _heartbeat(self) -> None:
@@ -119,7 +168,7 @@ class progress_display:
         while not self.closed.wait(1.0):
             with self.lock:
                 if self.last_line and time.monotonic() - self.last_time >= self.HEARTBEAT_S:
-                    out.print(f"{self.last_line} ({time.monotonic() - self.started:.0f} s)", markup=False)
+                    err.print(f"{self.last_line} ({time.monotonic() - self.started:.0f} s)", markup=False)
                     self.last_time = time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
@@ -175,12 +224,14 @@ def print_summary(outcome, metric: str) -> None:  # noqa: ANN001
     column = f"best_{metric}"
     top = ranked_trials(trials, metric, usable_only=False).head(5)
     params = [c for c in outcome.searched if trials[c].nunique() > 1]
-    table = RichTable(title=f"Top trials by validation {metric}")
+    prefix = str(top["trial_id"].iloc[0]).split("_", 1)[0] if len(top) else ""
+    title = f"Top trials by validation {metric}" + (f" (trial ids of run {prefix}_…)" if prefix else "")
+    table = RichTable(title=title)
     for col in ["trial", metric, "best epoch", "epochs", "status", *params]:
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for row in top.to_dict("records"):
         table.add_row(
-            row["trial_id"], f"{row[column]:.4f}", str(int(row["best_epoch"])), str(row["epochs"]),
+            short_id(str(row["trial_id"])), f"{row[column]:.4f}", str(int(row["best_epoch"])), str(row["epochs"]),
             row["status"], *(_short(row[p]) for p in params),
         )
     out.print(table)

@@ -17,8 +17,8 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
-from search.metrics import is_better
-from search.progress import Progress
+from search.metrics import METRICS, is_better
+from search.progress import Progress, TrialEnd
 from search.run_folder import FAULTS
 
 _sink: Callable[[Progress], None] | None = None
@@ -71,7 +71,22 @@ class ProgressCallback(Callback):
                 state.failed += 1
             elif last.get("epoch", last.get("training_iteration", 0)) < self.max_epochs - 1e-9:
                 state.stopped_early += 1
+        if finishing is not None:
+            state.ended = self._ended(finishing)
         _sink(state)
+
+    def _ended(self, trial: Any) -> TrialEnd:
+        last = trial.last_result or {}
+        epochs = float(last.get("epoch", last.get("training_iteration", 0)) or 0)
+        if trial.status == "ERROR" or last.get("errored"):
+            status = "failed"
+        elif last.get("diverged"):
+            status = "diverged"
+        else:
+            status = "stopped early" if epochs < self.max_epochs - 1e-9 else "completed"
+        analysis = (getattr(trial, "metric_analysis", None) or {}).get(self.metric) or {}
+        score = analysis.get(METRICS[self.metric], last.get(self.metric))
+        return TrialEnd(str(trial.trial_id), status, None if score is None else float(score), epochs)
 
 
 class StopOnSignal(Stopper):
