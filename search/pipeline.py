@@ -304,7 +304,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     from search.data import raw_inputs
     from search.selection import TUNED_BOOSTING, build_export, cross_validate, fit_final_model, pick_candidates
 
-    candidates = pick_candidates(trials, spec.metric, spec.cv_candidates(), plan.space, keep=spec.top_k)
+    candidates = pick_candidates(trials, spec.metric, spec.cv_candidates(), plan.space, keep=spec.top_k or 3)
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
     head = head or HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds)
     rest = head.rest

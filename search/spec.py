@@ -18,6 +18,7 @@ from search.errors import SpecError
 from search.metrics import DEFAULT_METRIC, METRICS
 from search.space import DEFAULT_SPACE
 
+DEFAULT_TOP_K = 3
 TINY_TABLE_ROWS = 300
 TINY_TABLE_REPEATS = 3
 SKEWED_SHARE = 0.3
@@ -51,7 +52,7 @@ class RunSpec(BaseModel):
     time_budget: float | None = Field(None, gt=0)
     test_size: float = Field(0.2, ge=0, le=0.5)
     val_size: float = Field(0.2, ge=0.05, le=0.5)
-    top_k: int = Field(3, ge=1)
+    top_k: int | None = Field(None, ge=1)
     ensemble: bool = True
     ensemble_members: int = Field(5, ge=2, le=20)
     folds: int | None = Field(None, ge=2, le=50)
@@ -118,8 +119,9 @@ class RunSpec(BaseModel):
         return f"{stem}-{stamp}"
 
     def cv_candidates(self) -> int:
-        """Configurations the CV re-scores: ``--top-k``, or with the ensemble as many as its members may be."""
-        return max(self.top_k, self.ensemble_members) if self.ensemble else self.top_k
+        """Configurations the CV re-scores: ``--top-k``; by default 3, or with the ensemble as many as its
+        members may be (the best 3, then the best of other network shapes: search/selection/cv.py)."""
+        return self.top_k or (self.ensemble_members if self.ensemble else DEFAULT_TOP_K)
 
     def cv_repeats(self, rows: int) -> int:
         """``--repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""

@@ -154,6 +154,8 @@ def test_submit_follow_and_fetch_a_job(cluster, tmp_path, mixed_csv):
     assert follow.returncode == 0, follow.stderr[-2000:]
     state = run_cli(["status", job_id, "--address", cluster["dashboard"]], cwd=tmp_path)
     assert "SUCCEEDED" in state.stdout, (state.stdout, follow.stdout[-3000:])
+    as_json = run_cli(["status", job_id, "--address", cluster["dashboard"], "--json"], cwd=tmp_path)
+    assert json.loads(as_json.stdout)["status"] == "SUCCEEDED" and json.loads(as_json.stdout)["job"] == job_id
     fetched = run_cli(["fetch", "job1", "--storage", str(storage), "--results", str(tmp_path / "home")], cwd=tmp_path)
     assert fetched.returncode == 0, fetched.stderr[-2000:]
     run_dir = tmp_path / "home" / "job1"

@@ -181,3 +181,37 @@ print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": n
     assert "One network is exported" in (run_dir / "report.md").read_text()
     assert "member_probabilities" not in json.dumps(
         json.loads(__import__("zipfile").ZipFile(run_dir / "model" / "model.keras").read("config.json")))
+
+
+SKIPPED_CHECK = """
+import json, sys
+from search.cluster.session import ray_session
+from search.compute.devices import Compute
+from search.data.table import load_table, split_rows
+from search.selection.cv import Candidate, cross_validate
+from search.spec import RunSpec
+
+spec = RunSpec(data=sys.argv[1], target="label", cpus=2, folds=3, repeats=1)
+table = load_table(spec.data, spec.target)
+splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
+candidates = [Candidate(name, {"depth": 1, "width": width, "batch_size": 16}, 2) for name, width in
+              (("a", 8), ("b", 16), ("c", 4))]
+with ray_session(spec):
+    cv = cross_validate(table, splits, candidates, metric="roc_auc", rule="kfold", folds=3, repeats=1, seed=0,
+                        compute=Compute.of(spec), threshold=None, max_epochs=2, deadline=0.0, ensemble_members=5)
+print(json.dumps({"chosen": cv.ensemble.chosen, "reason": cv.ensemble.reason, "threshold": cv.threshold,
+                  "folds": [len(c["fold_scores"]) for c in cv.candidates], "winner": cv.winner.trial_id}))
+"""
+
+
+@pytest.mark.slow
+def test_a_cv_cut_short_by_its_deadline_exports_the_winner_alone(tmp_path, mixed_csv):
+    """Past the CV's deadline only the first candidate's first fold trains: the others have no fold, and
+    the winner lacks the other folds' rows, so no ensemble is chosen over rows it did not predict."""
+    proc = subprocess.run([sys.executable, "-c", SKIPPED_CHECK, str(mixed_csv)], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["folds"] == [1, 0, 0] and got["winner"] == "a"
+    assert not got["chosen"] and "lacks an out-of-fold prediction" in got["reason"]
+    assert 0.0 <= got["threshold"] <= 1.0

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,35 @@ def test_report_and_runs_commands(run_dir, tmp_path):
     listing = CliRunner().invoke(app, ["runs", "--results", str(tmp_path / "results")], terminal_width=200)
     assert listing.exit_code == 0 and "bc" in listing.output and "finished" in listing.output
     assert "builtin:breast_cancer" in listing.output
+
+
+def test_runs_and_report_print_json_for_scripts(run_dir, tmp_path):
+    """``--json``: one JSON document on stdout and nothing else, with the keys docs/cli.md lists."""
+    copy = tmp_path / "results" / "bc"
+    shutil.copytree(run_dir, copy)
+    shutil.copytree(run_dir, tmp_path / "results" / ".cut.partial")
+    (tmp_path / "results" / ".cut.partial" / "cv.json").unlink()
+    for args in (["runs", "--results", str(tmp_path / "results"), "--json"], ["report", str(copy), "--json"],
+                 ["report", str(tmp_path / "results" / ".cut.partial"), "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = json.loads(proc.stdout)  # the whole of stdout is the document
+        if args[0] == "runs":
+            assert {(r["schema"], r["name"], r["status"]) for r in got} == {(1, "bc", "finished"),
+                                                                            (1, ".cut.partial", "partial")}
+            assert {"date", "data", "trials", "metric", "best", "path"} <= set(got[0])
+            continue
+        cv = json.loads((Path(args[1]) / "cv.json").read_text()) if (Path(args[1]) / "cv.json").is_file() else None
+        test = json.loads((Path(args[1]) / "test.json").read_text())
+        assert got["schema"] == 1 and got["complete"] == (cv is not None)
+        assert got["test"]["roc_auc"] == test["roc_auc"] and got["model"]["path"].endswith("model/model.keras")
+        if cv is None:
+            assert got["missing"] == ["cv.json"] and got["winner"] is None and got["cv"] is None
+        else:
+            winner = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
+            assert got["winner"] == cv["winner"] and got["cv"]["mean"] == winner["mean"]
+            assert got["model"]["kind"] == ("ensemble" if cv["ensemble"]["chosen"] else "network")
+            assert sum(m["weight"] for m in got["model"]["members"]) == pytest.approx(1.0)
 
 
 def test_a_candidate_the_budget_left_unscored_is_named_not_ranked(run_dir, tmp_path):

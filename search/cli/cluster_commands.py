@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from search.cli.app import app, guard, spec_from
-from search.cli.console import out
+from search.cli.console import out, print_json
 
 # Ray's own CLI (`ray job submit`) reads the dashboard's address from RAY_ADDRESS too.
 DASHBOARD = {"envvar": "RAY_ADDRESS", "show_envvar": True, "help": "The cluster's dashboard URL."}
@@ -43,13 +43,17 @@ def submit(
 
 
 @app.command()
-def status(job_id: str, address: str = typer.Option(..., **DASHBOARD)) -> None:
+def status(job_id: str, address: str = typer.Option(..., **DASHBOARD),
+           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (docs/cli.md).")) -> None:
     """Print a submitted job's status."""
 
     def action() -> None:
         from search import cluster
 
         info = cluster.status(address, job_id)
+        if as_json:
+            print_json({"schema": 1, **info})
+            return
         out.print(f"{info['job']}: {info['status']} {info['message']}".rstrip(), markup=False)
 
     guard(action)

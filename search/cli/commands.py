@@ -16,7 +16,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from search.cli.app import app, guard, quiet_libraries, spec_from
-from search.cli.console import err, out, print_final, print_report, print_summary, progress_display
+from search.cli.console import err, out, print_final, print_json, print_report, print_summary, progress_display
 from search.errors import SpecError
 
 
@@ -49,8 +49,9 @@ def run(
                                              "export, report). Default: 300 + 1 ms per non-test row."),
     test_size: float = typer.Option(0.2, help="Share of rows held out from the search for the final test."),
     val_size: float = typer.Option(0.2, help="Share of the remaining rows the trials validate on."),
-    top_k: int = typer.Option(3, help="Best configurations re-scored by stratified k-fold CV (with the ensemble, "
-                              "more: as many as --ensemble-members, of different network shapes)."),
+    top_k: int | None = typer.Option(None, help="Best configurations re-scored by stratified k-fold CV. Default: 3, "
+                                     "or with the ensemble as many as --ensemble-members (the best 3, then the best "
+                                     "of other network shapes)."),
     ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Export the weighted mean of the CV's best "
                                   "networks where it beats the winner alone out of fold."),
     ensemble_members: int = typer.Option(5, help="Most networks in the ensemble."),
@@ -231,14 +232,17 @@ def predict(
 def report(
     run_dir: str = typer.Argument(..., help="A run folder (results/NAME), finished or interrupted."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only rebuild the files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON (docs/cli.md), nothing else."),
 ) -> None:
     """Rebuild report.html, report.md and report.json of a run, and print its summary."""
 
     def action() -> None:
-        from search.report import REPORT_HTML, render_report
+        from search.report import REPORT_HTML, render_report, summary_json
 
         content = render_report(run_dir)
-        if not quiet:
+        if as_json:
+            print_json(summary_json(content))
+        elif not quiet:
             print_report(content)
             out.print(f"report: {Path(content['folder']) / REPORT_HTML}")
 
@@ -246,13 +250,17 @@ def report(
 
 
 @app.command()
-def runs(results: str = typer.Option("results", help="Folder of run outputs.")) -> None:
+def runs(results: str = typer.Option("results", help="Folder of run outputs."),
+         as_json: bool = typer.Option(False, "--json", help="Print the runs as a JSON list (docs/cli.md).")) -> None:
     """List past runs: date, data, trials, best validation metric, status."""
 
     def action() -> None:
         from search.run_folder import list_runs
 
         found = list_runs(results)
+        if as_json:
+            print_json([{"schema": 1, **r} for r in found])
+            return
         if not found:
             out.print(f"no runs in {Path(results).resolve()}")
             return

@@ -36,6 +36,14 @@ def short_id(trial_id: str) -> str:
     return trial_id.split("_", 1)[1] if "_" in trial_id else trial_id
 
 
+def print_json(value: object) -> None:
+    """``value`` as JSON on stdout, one document and nothing else, for scripts (``jq``)."""
+    import json
+
+    sys.stdout.write(json.dumps(value, indent=1, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def print_report(content: dict) -> None:
     from search.report import sections
 

@@ -6,7 +6,7 @@ asked for (``search._lazy_face``)."""
 from search import _lazy_face
 
 _FACE = {
-    "METADATA_FILE": "model_file", "MODEL_DIR": "model_file", "build_model": "model_file",
+    "METADATA_FILE": "model_file", "MODEL_DIR": "model_file", "MODEL_FILE": "model_file", "build_model": "model_file",
     "check_inputs": "model_file", "export_model": "model_file", "load_model": "model_file",
     "score_test": "model_file", "predict_file": "predict", "predict_frame": "predict",
 }

@@ -317,7 +317,7 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
         "model": (f"the weighted mean of {len(final.networks)} networks (ensemble)" if cv.ensemble.chosen
                   else "one network, the CV's winner"),
         "hyperparameters": cv.winner.hyperparameters,
-        "epochs": next((n.epochs for n in final.networks if n.trial_id == cv.winner.trial_id), final.epochs),
+        "epochs": next((n.epochs for n in final.networks if n.trial_id == cv.winner.trial_id), cv.winner.epochs),
         "trained_on": final.trained_on,
         "trial_id": cv.winner.trial_id,
         "ensemble": ensemble,

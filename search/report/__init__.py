@@ -6,7 +6,8 @@ asked for (``search._lazy_face``)."""
 from search import _lazy_face
 
 _FACE = {
-    "REPORT_HTML": "content", "render_report": "content", "markdown_table": "layout", "sections": "layout",
+    "REPORT_HTML": "content", "render_report": "content", "summary_json": "content",
+    "markdown_table": "layout", "sections": "layout",
 }
 __all__ = sorted(_FACE)
 __getattr__ = _lazy_face(__name__, _FACE)

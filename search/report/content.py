@@ -40,6 +40,37 @@ def render_report(run_dir: str | Path) -> dict[str, Any]:
     return report
 
 
+def summary_json(report: dict[str, Any]) -> dict[str, Any]:
+    """A run's outcome for scripts (``hpsearch report --json``): the stable keys that docs/cli.md lists,
+    unlike ``report.json``, which holds everything the report shows and may grow."""
+    from search.export import MODEL_DIR, MODEL_FILE
+
+    cv, test, best = report.get("cv"), report.get("test"), report.get("best")
+    winner = next((c for c in cv["candidates"] if c["trial_id"] == cv["winner"]), None) if cv else None
+    ensemble = (report.get("model") or {}).get("ensemble") or {}
+    folder = Path(report["folder"])
+    exported = report.get("model") is not None
+    return {
+        "schema": 1,
+        "name": report["name"],
+        "folder": str(folder),
+        "complete": not report["partial"],
+        "missing": report["missing"],
+        "metric": report["metric"],
+        "best_trial": {"trial_id": best["trial_id"], "value": best["value"], "epoch": best["best_epoch"]}
+        if best else None,
+        "winner": cv["winner"] if cv else None,
+        "cv": {"mean": winner["mean"], "std": winner["std"]} if winner else None,
+        "threshold": cv["threshold"] if cv else None,
+        "test": {k: test[k] for k in ("rows", "roc_auc", "accuracy", "f1", "log_loss") if k in test} if test else None,
+        "model": {"kind": "ensemble" if ensemble.get("chosen") else "network",
+                  "members": ensemble.get("members") or ([{"trial_id": cv["winner"], "weight": 1.0}] if cv else []),
+                  "path": str(folder / MODEL_DIR / MODEL_FILE)} if exported else None,
+        "report": str(folder / REPORT_HTML),
+        "against_boosting": report.get("against_boosting", ""),
+    }
+
+
 def collect(folder: Path) -> dict[str, Any]:
     """Everything the report says, as plain data."""
     spec = run_folder.read_json(folder, run_folder.SPEC)

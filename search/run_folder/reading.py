@@ -211,9 +211,10 @@ def list_runs(results_root: str | Path) -> list[dict[str, Any]]:
                 "metric": described["options"]["metric"],
                 "best": best["value"] if best else None,
                 "status": "finished" if finished else "partial",
+                "path": str(folder),
             })
         except (OSError, ValueError, KeyError, TypeError, AttributeError, DataError) as exc:
             why = "no spec.json" if isinstance(exc, FileNotFoundError) else f"{type(exc).__name__}"
             runs.append({"name": folder.name, "date": "", "data": "", "trials": 0, "metric": "", "best": None,
-                         "status": f"damaged or not a run ({why})"})
+                         "status": f"damaged or not a run ({why})", "path": str(folder)})
     return sorted(runs, key=lambda r: r["date"], reverse=True)

@@ -196,14 +196,15 @@ def _ensemble(oof: pd.DataFrame, summaries: list[dict[str, Any]], winner: str, m
     complete = {s["trial_id"]: by_fold[s["trial_id"]]["probability"].to_numpy(dtype=np.float64) for s in summaries
                 if s["trial_id"] in by_fold and not s["diverged_folds"] and not s["skipped_folds"]
                 and np.array_equal(by_fold[s["trial_id"]][["fold", "row"]].to_numpy(), keys)}
-    y, folds = ours["y"].to_numpy(), ours["fold"].to_numpy()
+    # (a candidate without folds adds an empty frame, which leaves the columns of the whole as objects)
+    y, folds = ours["y"].to_numpy().astype(np.int64), ours["fold"].to_numpy().astype(np.int64)
     if winner not in complete:  # its own rows only (a skipped fold): no ensemble over other rows
         choice = single(winner, float(np.mean([score_all(y[folds == f], ours["probability"].to_numpy()[folds == f])
                                                [metric] for f in np.unique(folds)])), 1,
                         "the CV winner lacks an out-of-fold prediction for some rows")
     else:
         choice = select_ensemble(y, complete, metric, winner, max_members, folds)
-    probability = choice.probability(complete) if choice.chosen else ours["probability"].to_numpy()
+    probability = choice.probability(complete) if choice.chosen else ours["probability"].to_numpy(dtype=np.float64)
     per_row = pd.DataFrame({"row": ours["row"].to_numpy(), "y": y, "probability": probability})
     return choice, per_row.groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
 

@@ -177,7 +177,7 @@ def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path
     if finished is not None:
         raise Interrupted(f"the search was stopped with {finished} of {spec.samples} trials finished.", run_dir)
     table = trial_table(grid, data, space, read_faults(run_dir))
-    _prune_checkpoints(grid, table, data.metric, spec.top_k)
+    _prune_checkpoints(grid, table, data.metric, spec.cv_candidates())
     return table
 
 
