@@ -129,6 +129,39 @@ def test_run_with_address_spreads_trials_over_two_nodes(cluster, tmp_path, mixed
     assert len(report["summary"]["nodes"]) >= 2
 
 
+def test_the_kuberay_examples_entrypoint_runs_against_a_ray_cluster_twice(cluster, tmp_path):
+    """examples/kuberay-rayjob.yaml's entrypoint as the RayJob's submitter runs it (`--address auto` is
+    this cluster's address, /data a folder here, fewer trials): it runs, and a second job's run beside
+    the first does not collide with it."""
+    import shlex
+
+    import numpy as np
+    import yaml
+
+    from tests.conftest import REPO
+
+    manifest = next(d for d in yaml.safe_load_all((REPO / "examples" / "kuberay-rayjob.yaml").read_text())
+                    if d["kind"] == "RayJob")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).round(4)
+    frame = pd.DataFrame(x).assign(label=np.where(x[:, 0] + x[:, 1] > 0, "M", "R"))
+    frame.to_csv(data / "sonar.csv", header=False, index=False)  # as sonar.csv is: no header, the class last
+    entrypoint = manifest["spec"]["entrypoint"].replace("/data", str(data)).replace("--address auto",
+                                                                                   f"--address {cluster['address']}")
+    args = shlex.split(entrypoint)
+    assert args[:3] == ["python", "-m", "search"]
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, *args[1:], "--samples", "2", "--max-epochs", "2", "--folds", "2",
+                               "--top-k", "1", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        time.sleep(1.1)  # run names are data and time to the second
+    runs = sorted(p.name for p in (data / "results").iterdir())
+    assert len(runs) == 2 and all(r.startswith("sonar-") for r in runs), runs
+    assert all((data / "results" / r / "model" / "model.keras").is_file() for r in runs)
+
+
 HYPERMODEL = """import keras
 
 
