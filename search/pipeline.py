@@ -135,7 +135,7 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
         _keep_if_resumable(partial, exc, clock.stage)
         raise
     if run_tracking:
-        tracking.finish(run_tracking, Path(outcome.run_dir), trials, outcome.final)
+        tracking.finish(run_tracking, Path(outcome.run_dir), trials, outcome.final, tracking.input_example(table))
     return outcome
 
 

@@ -3,6 +3,8 @@ report on the parent, and the model as a pyfunc that predicts what ``hpsearch pr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -33,6 +35,10 @@ def test_a_tracked_run_logs_its_trials_scores_report_and_a_pyfunc_model(tmp_path
         assert child.data.tags["hpsearch.status"] == statuses[trial]
         assert {"width", "depth", "learning_rate"} <= set(child.data.params)
         assert client.get_metric_history(child.info.run_id, "roc_auc")  # a value per report
+        # and its best, as trials.csv has it: MLflow's compare view sorts ASHA's trials by what they reached
+        row = trials[trials["trial_id"] == trial].iloc[0]
+        assert child.data.metrics["best_roc_auc"] == pytest.approx(row["best_roc_auc"])
+        assert child.data.metrics["best_epoch"] == pytest.approx(row["best_epoch"])
     assert parent.data.metrics["cv_roc_auc"] == pytest.approx(
         __import__("json").loads((run_dir / "cv.json").read_text())["candidates"][0]["mean"]["roc_auc"])
     assert "test_roc_auc" in parent.data.metrics and parent.data.tags["hpsearch.winner"]
@@ -41,6 +47,17 @@ def test_a_tracked_run_logs_its_trials_scores_report_and_a_pyfunc_model(tmp_path
 
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+    # a signature and an input example of the raw columns, the requirements pinned, the Keras backend
+    info = model.metadata
+    assert [c.name for c in info.get_input_schema().inputs] == [c for c in pd.read_csv(mixed_csv).columns
+                                                                if c != "label"]
+    assert {c.name for c in info.get_output_schema().inputs} == {"probability", "label"}
+    assert info.saved_input_example_info is not None and info.metadata["keras_backend"] == "tensorflow"
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/model/requirements.txt",
+                                                            tracking_uri=store)).read_text()
+    import keras
+
+    assert f"keras=={keras.__version__}" in requirements and "tensorflow==" in requirements
     frame = pd.read_csv(mixed_csv).drop(columns=["label"])
     scored = model.predict(frame)
     predicted = run_cli(["predict", str(run_dir), str(mixed_csv)], cwd=tmp_path, timeout=180)

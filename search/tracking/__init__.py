@@ -6,7 +6,8 @@ asked for (``search._lazy_face``)."""
 from search import _lazy_face
 
 _FACE = {
-    "check_available": "runs", "fail": "runs", "finish": "runs", "start": "runs", "trial_logger": "runs",
+    "check_available": "runs", "fail": "runs", "finish": "runs", "input_example": "runs", "start": "runs",
+    "trial_logger": "runs",
 }
 __all__ = sorted(_FACE)
 __getattr__ = _lazy_face(__name__, _FACE)

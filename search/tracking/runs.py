@@ -78,8 +78,25 @@ def trial_logger(tracking: Tracking) -> Any:
                                 tags={"mlflow.parentRunId": tracking.run_id})
 
 
-def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]) -> None:
-    """Tag the trials' statuses; log the winner, its scores, the report and the model on the parent run."""
+SERVING_PACKAGES = ("keras", "tensorflow", "numpy", "pandas")  # what the logged model imports to predict
+
+
+def input_example(table: Any, rows: int = 5) -> Any:
+    """The first rows of the table's raw columns, as the logged model takes them (a missing category as
+    ''), or None for a table with date columns, whose raw columns are not the features."""
+    if table.dates:
+        return None
+    example = table.features.head(rows).copy()
+    for feature in table.schema:
+        if feature.kind == "categorical":
+            example[feature.name] = example[feature.name].fillna("").astype(str)
+    return example
+
+
+def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any], example: Any = None) -> None:
+    """Tag the trials' statuses and log their best scores; log the winner, its scores, the report and
+    the model (with its signature, ``example`` as its input example, pinned requirements and Keras
+    backend) on the parent run."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking.uri)
@@ -90,6 +107,7 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]
         trial = next((t for t in statuses if t in child.info.run_name), None)
         if trial is not None:
             client.set_tag(child.info.run_id, "hpsearch.status", statuses[trial])
+            _log_best(client, child.info.run_id, trials[trials["trial_id"].astype(str) == trial].iloc[0])
     metrics = {f"cv_{k}": v for k, v in final["cv_mean"].items()}
     metrics |= {f"cv_{k}_std": v for k, v in final["cv_std"].items()}
     metrics |= {f"test_{k}": v for k, v in (final.get("test") or {}).items() if isinstance(v, (int, float))}
@@ -108,10 +126,44 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]
         for name in ("report.html", "report.md", "report.json", "cv.json", "best_config.json", "trials.csv"):
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name))
+        signature = None
+        if example is not None:
+            from search.export import load_model, predict_frame
+
+            model, metadata = load_model(run_dir)
+            signature = mlflow.models.infer_signature(example, predict_frame(model, metadata, example)[0])
         mlflow.pyfunc.log_model(
             name="model", python_model=str(PACKAGE / "tracking" / "pyfunc.py"), code_paths=[str(PACKAGE)],
             artifacts={"model": str(run_dir / "model" / "model.keras"),
-                       "metadata": str(run_dir / "model" / "metadata.json")})
+                       "metadata": str(run_dir / "model" / "metadata.json")},
+            signature=signature, input_example=example, pip_requirements=pinned_requirements(),
+            metadata={"keras_backend": "tensorflow", "hpsearch_model": "ensemble" if (
+                final.get("ensemble") or {}).get("chosen") else "network"})
+
+
+def pinned_requirements() -> list[str]:
+    """The logged model's requirements, at the versions that built and checked it: its environment
+    predicts as this one did (TensorFlow: Keras takes the model's text inputs only there)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for name in SERVING_PACKAGES:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
+def _log_best(client: Any, run_id: str, trial: Any) -> None:
+    """A child run's best scores and epoch (Ray's callback logs each report's, so the run's last value
+    is its last epoch's: MLflow's compare view would sort ASHA's trials by where they were stopped)."""
+    import math
+
+    best = {str(k): float(v) for k, v in trial.items() if str(k).startswith("best_") and isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(float(v))}
+    for name, value in best.items():
+        client.log_metric(run_id, name, value)
 
 
 def fail(tracking: Tracking) -> None:
