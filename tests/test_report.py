@@ -17,9 +17,9 @@ from search.cli.commands import app
 from tests.test_run import builtin_run  # noqa: F401  (the shared module-scoped run)
 
 pytestmark = pytest.mark.slow
-SECTIONS = ["Run summary", "Best configuration", "Use this model", "Cross-validation and baselines", "Test part",
-            "Top 10 trials", "Hyperparameters"]
-FIGURES = ["curves", "params", "parallel", "importance", "test", "cv"]
+SECTIONS = ["Run summary", "Best configuration", "Use this model", "Cross-validation and baselines", "Ensemble",
+            "Test part", "Top 10 trials", "Trials per epoch and the ASHA rungs", "Hyperparameters"]
+FIGURES = ["curves", "winner", "params", "parallel", "importance", "test", "cv"]
 
 
 @pytest.fixture
@@ -34,7 +34,8 @@ def test_report_has_every_section_and_plot(run_dir):
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page and f"## {title}" in (run_dir / "report.md").read_text()
     for key in FIGURES:
-        assert re.search(rf"<img alt='{key}' src='data:image/png;base64,[A-Za-z0-9+/=]{{200,}}'>", page), key
+        assert re.search(rf"<img data-figure='{key}' alt='[^']{{40,}}' src='data:image/png;base64,[A-Za-z0-9+/=]{{200,}}'>",
+                         page), key
     # self-contained: no external resource of any kind
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", page) and "<link" not in page and "<script" not in page
     report = json.loads((run_dir / "report.json").read_text())
@@ -58,6 +59,15 @@ def test_report_has_every_section_and_plot(run_dir):
     assert set(report["importance"]) <= set(report["summary"]["space"]["params"]) and report["importance"]
     assert len(report["top_trials"]) == 10 and report["summary"]["timing"]["total_s"] > 0
     assert report["verdict"].startswith("The network")
+    # the rungs: how many trials trained to each, from trials.csv's epochs
+    trials = __import__("pandas").read_csv(run_dir / "trials.csv")
+    assert [r["trials"] for r in report["rungs"]] == [int((trials["epochs"] >= r["epoch"] - 1e-9).sum())
+                                                      for r in report["rungs"]]
+    assert report["rungs"][0]["trials"] == len(trials) and report["rungs"][-1]["full"]
+    assert all(a["trials"] >= b["trials"] for a, b in zip(report["rungs"], report["rungs"][1:]))
+    winner = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
+    curve = winner["cv_curve"]  # the CV mean per epoch, whose peak is the epochs kept
+    assert len(curve) >= winner["epochs"] and max(curve) == pytest.approx(curve[winner["epochs"] - 1], abs=1e-6)
 
 
 def test_report_and_runs_commands(run_dir, tmp_path):
@@ -131,38 +141,48 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _browse(browser: str, page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _browse(browser: str, page: Path, tmp_path: Path, *args: str, width: int = 1280) -> subprocess.CompletedProcess:
     return subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", f"--window-size={width},2400",
          *args, page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
 
 
-# Run in the page once it has loaded: what overflows a 1280 px window, and how wide each plot is drawn.
+# Run in the page once it has loaded: what overflows the window (a table may only inside its scrolling
+# box), which table cell of one word (a number, an id) is broken over lines, how wide each plot is drawn.
 MEASURE = """<script>addEventListener('load', () => {
-  const wide = [...document.querySelectorAll('table, pre, img, p, h1, h2')]
-    .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  const page = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('.scroll, table, pre, img, p, h1, h2')]
+    .filter(e => !(e.tagName === 'TABLE' && e.closest('.scroll')))
+    .filter(e => e.getBoundingClientRect().right > page + 1)
     .map(e => e.tagName + ':' + (e.alt || e.textContent.slice(0, 30)));
-  const plots = Object.fromEntries([...document.images].map(i => [i.alt, [i.clientWidth, i.naturalWidth]]));
+  const broken = [...document.querySelectorAll('td')].filter(td => !/\\s/.test(td.textContent.trim()))
+    .filter(td => { const r = document.createRange(); r.selectNodeContents(td);
+                    return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1; })
+    .map(td => td.textContent);
+  const plots = Object.fromEntries([...document.images].map(i => [i.dataset.figure, [i.clientWidth, i.naturalWidth]]));
   const out = document.createElement('pre');
   out.id = 'measured';
-  out.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth,
-                                    client: document.documentElement.clientWidth, wide, plots});
+  out.textContent = JSON.stringify({scroll: document.documentElement.scrollWidth, client: page, wide, broken, plots,
+                                    viewport: !!document.querySelector('meta[name=viewport]'),
+                                    alts: [...document.images].map(i => i.alt)});
   document.body.appendChild(out);
 });</script>"""
 
 
-def test_report_renders_in_headless_chromium(run_dir, tmp_path):
-    """At 1280 px nothing runs off the page, every plot is drawn at its own size or shrunk to fit, and the
-    slice plots and the parallel coordinates are drawn wide enough to read."""
+@pytest.mark.parametrize("width", [1280, 390])
+def test_report_renders_in_headless_chromium(run_dir, tmp_path, width):
+    """At 1280 px and on a phone's 390 nothing runs off the page (a wide table scrolls in its own box),
+    no number or id is broken over two lines, every plot is drawn at its own size or shrunk to fit and
+    says in words what it shows; at 1280 the slice plots and parallel coordinates are wide enough to read."""
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium found: .ci/run installs Debian's `chromium` (apt-get) where it can")
     shot = tmp_path / "report.png"
-    proc = _browse(browser, run_dir / "report.html", tmp_path, f"--screenshot={shot}")
+    proc = _browse(browser, run_dir / "report.html", tmp_path, f"--screenshot={shot}", width=width)
     assert shot.is_file(), proc.stderr[-2000:]
     console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not console, console
@@ -172,15 +192,18 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert pixels.std() > 0.05  # not a blank page
     page = tmp_path / "measured.html"
     page.write_text((run_dir / "report.html").read_text().replace("</body>", MEASURE + "</body>"))
-    dom = _browse(browser, page, tmp_path, "--dump-dom", "--virtual-time-budget=5000").stdout
+    dom = _browse(browser, page, tmp_path, "--dump-dom", "--virtual-time-budget=5000", width=width).stdout
     found = re.search(r"<pre id=\"measured\">(.*?)</pre>", dom, re.S)
     assert found, dom[-2000:]
     measured = json.loads(html.unescape(found.group(1)))
     assert measured["scroll"] <= measured["client"] and not measured["wide"], measured
+    assert measured["broken"] == [], measured["broken"]
+    assert measured["viewport"] and all(len(alt.split()) >= 8 for alt in measured["alts"]), measured["alts"]
     plots = measured["plots"]
-    assert set(FIGURES) | {"parallel"} <= set(plots), plots
+    assert set(FIGURES) <= set(plots), plots
     assert all(shown <= natural for shown, natural in plots.values()), plots
-    assert plots["params"][0] >= 900 and plots["parallel"][0] >= 700, plots  # not thumbnails
+    if width == 1280:
+        assert plots["params"][0] >= 900 and plots["parallel"][0] >= 700, plots  # not thumbnails
 
 
 def test_the_use_this_model_code_scores_as_hpsearch_predict_does(run_dir, tmp_path):

@@ -94,6 +94,7 @@ def collect(folder: Path) -> dict[str, Any]:
         "summary": _summary(spec, trials, timing),
         "best": best,
         "top_trials": _top_trials(trials, metric),
+        "rungs": _rungs(trials, spec),
         "importance": _importance(trials, spec, metric),
         "importance_method": IMPORTANCE_METHOD,
         "model": _model(folder),
@@ -152,7 +153,7 @@ def _cv_section(cv: dict[str, Any], metric: str) -> dict[str, Any]:
         "rule": cv.get("rule", "kfold"), "method": cv.get("method", ""),
         "epochs_rule": cv["epochs_rule"], "threshold": cv["threshold"], "threshold_rule": cv["threshold_rule"],
         "candidates": [{k: c[k] for k in ("trial_id", "hyperparameters", "epochs", "mean", "std")}
-                       | {"folds": [f[metric] for f in c["fold_scores"]],
+                       | {"folds": [f[metric] for f in c["fold_scores"]], "cv_curve": c.get("cv_curve", []),
                           "diverged_folds": c.get("diverged_folds", 0)} for c in cv["candidates"] if c["fold_scores"]],
         # a budgeted run's deadline can come before a candidate's first fold ends
         "unscored": [f"{c['trial_id']} ({'every fold diverged' if c.get('diverged_folds') else 'the budget ran out'})"
@@ -255,6 +256,23 @@ def _verdict(cv: dict[str, Any], metric: str) -> str:
                 f"{best['mean'][metric]:.4f}, within the folds' spread of {spread:.4f}).")
     return (f"The network beats every baseline on mean CV {metric} ({win:.4f} against {best['mean'][metric]:.4f} "
             f"for the {best_name}).")
+
+
+def _rungs(trials: pd.DataFrame, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """ASHA's rungs (grace period, times the reduction factor, up to a full trial) and how many trials
+    trained to each: where the search spent its epochs."""
+    options, plan = spec["options"], spec.get("plan") or {}
+    grace = float(plan.get("grace_period", options["grace_period"]) or 0)
+    factor, full = float(options["reduction_factor"]), float(spec["max_epochs"])
+    if not len(trials) or "epochs" not in trials or grace <= 0:
+        return []
+    epochs = pd.to_numeric(trials["epochs"], errors="coerce").fillna(0)
+    rungs, rung = [], grace
+    while rung < full - 1e-9:
+        rungs.append(rung)
+        rung *= factor
+    return [{"epoch": r, "trials": int((epochs >= r - 1e-9).sum()), "of": len(trials),
+             "full": r == full} for r in [*rungs, full]]
 
 
 def _top_trials(trials: pd.DataFrame, metric: str, n: int = 10) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
 
     drawn = {
         "curves": _curves(plt, folder, report),
+        "winner": _winner(plt, folder, report),
         "params": _params(plt, folder, report),
         "parallel": _parallel(plt, folder, report),
         "importance": _importance(plt, report),
@@ -38,20 +39,74 @@ def draw_figures(folder: Path, report: dict[str, Any]) -> dict[str, str]:
 
 
 def _curves(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
-    """Every trial's validation curve, with ASHA's rungs: where the poor trials were stopped."""
+    """Every trial's validation curve, with ASHA's rungs: where the poor trials were stopped. The y axis
+    spans the good half of the trials' scores (the rest run off it), and the winner is drawn on top."""
     metric = report["metric"]
     epochs = run_folder.read_epochs(folder, metric)
     if metric not in epochs or not len(epochs):
         return None
+    winner = _winner_id(report)
     fig, ax = plt.subplots(figsize=(8, 4))
-    for _, trial in epochs.groupby("trial_id"):
-        ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.7)
+    for trial_id, trial in epochs.groupby("trial_id"):
+        if trial_id != winner:
+            ax.plot(trial["epoch"], trial[metric], lw=0.8, alpha=0.5, color="#8aa")
+    ours = epochs[epochs["trial_id"] == winner]
+    if len(ours):
+        ax.plot(ours["epoch"], ours[metric], lw=2.2, color="black", label=f"{winner} (the winner)")
+        ax.legend(loc="lower right" if METRICS[metric] == "max" else "upper right", fontsize=8)
+    ax.set_ylim(*_zoom(epochs, metric))
     sched = report["summary"]["scheduler"]
     rung = float(sched["grace_period"])
     while rung < sched["max_epochs"]:
         ax.axvline(rung, color="grey", ls="--", lw=0.8)
         rung *= sched["reduction_factor"]
     ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Every trial per epoch (dashed: ASHA rungs)")
+    return _png(fig)
+
+
+def _zoom(epochs: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """The y range where the good trials differ: from the worst score the better half of the trials
+    reached, after their first epoch, to the best of all, with a margin."""
+    best = epochs.groupby("trial_id")[metric].agg("max" if METRICS[metric] == "max" else "min").dropna()
+    if best.empty:
+        return 0.0, 1.0
+    good = best[best >= best.median()] if METRICS[metric] == "max" else best[best <= best.median()]
+    values = epochs[epochs["trial_id"].isin(good.index) & (epochs["epoch"] > epochs["epoch"].min())][metric].dropna()
+    values = values if len(values) else epochs[metric].dropna()
+    low, high = float(values.quantile(0.05)), float(values.max())
+    low, high = (low, high) if METRICS[metric] == "max" else (float(values.min()), float(values.quantile(0.95)))
+    margin = max(1e-3, 0.08 * (high - low))
+    return low - margin, high + margin
+
+
+def _winner_id(report: dict[str, Any]) -> str:
+    """The CV's winner, else (before the CV) the search's best trial."""
+    return (report.get("cv") or {}).get("winner") or (report.get("best") or {}).get("trial_id", "")
+
+
+def _winner(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
+    """The winner's own curves: its training loss and validation log loss in the search, and its CV mean
+    score per epoch, whose peak chose the epochs the final fit trains."""
+    cv, metric = report.get("cv"), report["metric"]
+    winner = next((c for c in (cv or {}).get("candidates", []) if c["trial_id"] == cv["winner"]), None)
+    epochs = run_folder.read_epochs(folder, metric)
+    if winner is None or "trial_id" not in epochs:
+        return None
+    ours = epochs[epochs["trial_id"] == winner["trial_id"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for column, label in (("loss", "training loss"), ("log_loss", "validation log loss")):
+        if column in ours and ours[column].notna().any():
+            left.plot(ours["epoch"], ours[column], label=label)
+    left.set(xlabel="epoch", ylabel="loss", title=f"{winner['trial_id']} in the search")
+    left.legend(fontsize=8)
+    curve = winner.get("cv_curve") or []
+    if curve:
+        right.plot(range(1, len(curve) + 1), curve, color="black")
+        right.axvline(winner["epochs"], color="tab:red", ls="--", lw=1)
+        right.annotate(f"epoch {winner['epochs']}", (winner["epochs"], curve[winner["epochs"] - 1]),
+                       textcoords="offset points", xytext=(6, -12), fontsize=8, color="tab:red")
+    right.set(xlabel="epoch", ylabel=f"mean held-out {metric}", title="Its CV folds' mean (dashed: the epochs kept)")
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -83,8 +138,9 @@ def _params(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
 
 
 def _parallel(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
-    """Parallel coordinates: one line per usable trial across the hyperparameters, coloured by its best
-    score, the best trial drawn thick; each axis runs from the space's low bound to its high one."""
+    """Parallel coordinates: one line per usable trial across the hyperparameters, coloured by its rank
+    (not its score: one outlier would give every other line the same colour), the best trial drawn
+    thick; each axis runs from the space's low bound to its high one."""
     metric = report["metric"]
     space = report["summary"]["space"]["params"]
     trials = ranked_trials(run_folder.read_trials(folder), metric)
@@ -92,21 +148,23 @@ def _parallel(plt: Any, folder: Path, report: dict[str, Any]) -> str | None:
         return None
     names = list(space)
     scaled = np.column_stack([_unit(trials[name], space[name]) for name in names])
-    score = trials[f"best_{metric}"].to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.5 * len(names)), 4.6))
-    colours = plt.get_cmap("viridis" if METRICS[metric] == "max" else "viridis_r")
-    norm = plt.Normalize(np.nanmin(score), np.nanmax(score))
+    ranks = np.arange(1, len(trials) + 1)  # ranked_trials: the best first
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(names)), 4.8))
+    colours = plt.get_cmap("viridis_r")
+    norm = plt.Normalize(1, len(trials))
     for i in range(len(trials))[::-1]:  # the best last, on top
-        ax.plot(range(len(names)), scaled[i], color=colours(norm(score[i])), lw=2.6 if i == 0 else 1.0,
+        ax.plot(range(len(names)), scaled[i], color=colours(norm(ranks[i])), lw=2.6 if i == 0 else 1.0,
                 alpha=1.0 if i == 0 else 0.6)
     for j, name in enumerate(names):
         ax.axvline(j, color="grey", lw=0.6)
         low, high = _bounds(space[name])
         ax.annotate(low, (j, -0.04), ha="center", va="top", fontsize=8)
         ax.annotate(high, (j, 1.04), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names)
+    ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=9)
     ax.set(yticks=[], ylim=(-0.15, 1.15), title=f"Trials across the hyperparameters (thick: the best by {metric})")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=colours), ax=ax, label=f"best validation {metric}")
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=colours), ax=ax, label=f"rank by best validation {metric}")
+    bar.ax.invert_yaxis()  # rank 1 at the top
+    fig.tight_layout()
     return _png(fig)
 
 

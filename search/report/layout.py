@@ -53,7 +53,8 @@ class Section(NamedTuple):
 def sections(report: dict[str, Any]) -> list[Section]:
     """The report's sections, in order; those the run folder has nothing for are left out."""
     built = [_run_summary(report), _best_configuration(report), _use_this_model(report), _cross_validation(report),
-             _ensemble(report), _test_part(report), _top_trials_section(report), _hyperparameters(report)]
+             _ensemble(report), _test_part(report), _top_trials_section(report), _rungs_section(report),
+             _hyperparameters(report)]
     return [section for section in built if section is not None]
 
 
@@ -127,7 +128,7 @@ def _cross_validation(report: dict[str, Any]) -> Section | None:
         text.append(f"Diverged in CV (not averaged in, cannot win): {', '.join(diverged)}.")
     if cv.get("unscored"):
         text.append(f"Not scored in CV, so not in the table: {', '.join(cv['unscored'])}.")
-    return Section("Cross-validation and baselines", text, rows, ("cv",))
+    return Section("Cross-validation and baselines", text, rows, ("cv", "winner"))
 
 
 def _ensemble_chosen(report: dict[str, Any]) -> bool:
@@ -187,7 +188,20 @@ def _top_trials_section(report: dict[str, Any]) -> Section | None:
     keys = ["trial_id", f"best_{report['metric']}", "best_epoch", "epochs", "status",
             *report["summary"]["space"]["params"]]
     rows = [keys] + [[_fmt(t.get(k, "")) for k in keys] for t in report["top_trials"]]
-    return Section("Top 10 trials", [], rows, ("curves",))
+    return Section("Top 10 trials", [], rows)
+
+
+def _rungs_section(report: dict[str, Any]) -> Section | None:
+    rungs = report.get("rungs") or []
+    if not rungs:
+        return None
+    rows = [["rung (epoch)", "trials that reached it", "share"]]
+    rows += [[f"{r['epoch']:g}" + (" (a full trial)" if r["full"] else ""), f"{r['trials']} of {r['of']}",
+              f"{r['trials'] / max(1, r['of']):.0%}"] for r in rungs]
+    s = report["summary"]["scheduler"]
+    text = [f"ASHA stops a trial at a rung unless it is in the best 1/{s['reduction_factor']:g} of the trials that "
+            f"reached it; below, every trial's validation curve (the winner in black)."]
+    return Section("Trials per epoch and the ASHA rungs", text, rows, ("curves",))
 
 
 def _hyperparameters(report: dict[str, Any]) -> Section | None:
@@ -252,19 +266,50 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 # Everything fits a 1280 px window: cells wrap long values, code wraps, images shrink (a Chromium test checks it).
+# Numbers and ids never break inside (cells wrap at spaces only); a table wider than the page scrolls
+# inside its own box, so the page itself never does, at 1280 px or on a phone (tests/test_report.py).
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em;max-width:100%;font-size:.9em}
-td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;overflow-wrap:anywhere}
-th{background:#f2f2f2;overflow-wrap:normal}.partial{color:#a40}
+.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1em}
+table{border-collapse:collapse;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;overflow-wrap:normal;word-break:normal}
+td.n{white-space:nowrap;font-variant-numeric:tabular-nums}
+th{background:#f2f2f2}.partial{color:#a40}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
-pre{background:#f6f6f6;padding:.8em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em}"""
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
+p,h1,h2{overflow-wrap:break-word}
+@media (max-width:600px){body{margin:1em auto;padding:0 .6em}table{font-size:.8em}}"""
+def _cell(value: Any) -> str:
+    """A cell of one word (a number, an id, a name) never wraps; text wraps at its spaces only."""
+    text = html.escape(str(value))
+    return f"<td class='n'>{text}</td>" if " " not in str(value).strip() else f"<td>{text}</td>"
+
+
+def alt_text(key: str, report: dict[str, Any]) -> str:
+    """What a figure shows, for a reader who cannot see it."""
+    metric, winner = report["metric"], (report.get("cv") or {}).get("winner", "")
+    texts = {
+        "curves": f"Line chart: every trial's validation {metric} per epoch, zoomed to the range of the better "
+                  f"half of the trials, the winner {winner} in black, ASHA's rungs as dashed vertical lines.",
+        "winner": f"Two line charts of the winner {winner}: its training loss and validation log loss per epoch "
+                  f"in the search, and its CV folds' mean {metric} per epoch with the epoch the final fit kept.",
+        "params": f"Scatter plots, one per hyperparameter: each trial's value against its best validation {metric}.",
+        "parallel": "Parallel coordinates: one line per trial across the hyperparameters' ranges, coloured by its "
+                    f"rank by best validation {metric}, the best trial thick.",
+        "importance": "Bar chart: each hyperparameter's importance (fANOVA) for the validation score.",
+        "test": "The exported model on the test part: its ROC curve against the baselines', and its confusion "
+                "matrix at the decision threshold.",
+        "cv": f"Each CV candidate's and baseline's fold scores of {metric}, as points around their mean.",
+    }
+    return texts.get(key, key)
 
 
 def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
     """One self-contained page: inline styles, images as data URIs, no external resource."""
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>hpsearch report: {esc(report['name'])}"
-             f"</title><style>{CSS}</style></head><body><h1>hpsearch report: {esc(report['name'])}</h1>"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>hpsearch report: {esc(report['name'])}</title><style>{CSS}</style></head><body>"
+             f"<h1>hpsearch report: {esc(report['name'])}</h1>"]
     cls = " class='partial'" if report["partial"] else ""
     parts.append(f"<p{cls}>{esc(status_line(report))}</p>")
     shown = set()
@@ -275,18 +320,21 @@ def to_html(report: dict[str, Any], figures: dict[str, str]) -> str:
             parts.append(f"<pre><code>{esc(code)}</code></pre>")
         if rows:
             # a header may break after an underscore (numeric_embedding): a table of many params fits the page
-            parts.append("<table><tr>" + "".join(f"<th>{esc(str(c)).replace('_', '_<wbr>')}</th>" for c in rows[0])
-                         + "</tr>")
-            parts += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows[1:]]
-            parts.append("</table>")
+            parts.append("<div class='scroll'><table><tr>" +
+                         "".join(f"<th>{esc(str(c)).replace('_', '_<wbr>')}</th>" for c in rows[0]) + "</tr>")
+            parts += ["<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows[1:]]
+            parts.append("</table></div>")
         for key in keys:
             if key in figures:
-                parts.append(f"<img alt='{esc(key)}' src='data:image/png;base64,{figures[key]}'>")
+                parts.append(f"<img data-figure='{key}' alt='{esc(alt_text(key, report))}' "
+                             f"src='data:image/png;base64,{figures[key]}'>")
                 shown.add(key)
         parts.append("</section>")
     if "curves" in figures and "curves" not in shown:
         parts.append("<section><h2>Trials per epoch</h2>"
-                     f"<img alt='curves' src='data:image/png;base64,{figures['curves']}'></section>")
+                     f"<img data-figure='curves' alt='{esc(alt_text('curves', report))}' "
+                     f"src='data:image/png;base64,{figures['curves']}'>"
+                     "</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -243,17 +243,23 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
         "skipped_folds": skipped,  # not started before the stage's deadline: the budget cut the CV short
         **mean_and_std(fold_scores),
         "fold_scores": fold_scores,
+        # the mean held-out score per epoch, whose peak chose ``epochs`` (the report draws it)
+        "cv_curve": [round(float(v), 6) for v in _mean_curve([out["scores"] for _, out in usable])] if usable else [],
     }
     oof = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fold", "row", "y", "probability"])
     return summary, oof
 
 
-def _cv_epochs(curves: list[list[float]], metric: str) -> int:
-    """The epoch (1-based) at which the mean fold score peaks; ties go to the earlier epoch. A fold that
-    stopped early (patience, deadline) counts with its last score for the epochs it did not train."""
+def _mean_curve(curves: list[list[float]]) -> np.ndarray:
+    """The mean fold score per epoch; a fold that stopped early (patience, deadline) counts with its last
+    score for the epochs it did not train."""
     longest = max(len(c) for c in curves)
-    padded = np.array([list(c) + [c[-1]] * (longest - len(c)) for c in curves], dtype=float)
-    mean = padded.mean(axis=0)
+    return np.array([list(c) + [c[-1]] * (longest - len(c)) for c in curves], dtype=float).mean(axis=0)
+
+
+def _cv_epochs(curves: list[list[float]], metric: str) -> int:
+    """The epoch (1-based) at which the mean fold score peaks; ties go to the earlier epoch."""
+    mean = _mean_curve(curves)
     return int(np.argmax(mean) if METRICS[metric] == "max" else np.argmin(mean)) + 1
 
 
