@@ -75,10 +75,10 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
 def score_held_out(run_dir: Path, table: Table, rows: np.ndarray) -> dict[str, Any]:
     """The exported model's scores on the held-out rows, at the run's own threshold."""
     from search.data import raw_inputs
-    from search.export import load_model
+    from search.export import load_model, probabilities
 
     model, metadata = load_model(run_dir)
-    probability = np.asarray(model(raw_inputs(table.features.iloc[rows], table.schema))).ravel()
+    probability = probabilities(model, raw_inputs(table.features.iloc[rows], table.schema))
     threshold = float(metadata["threshold"])
     return {"threshold": threshold, "scores": score_all(table.y[rows], probability, threshold),
             "scores_at_0.5": score_all(table.y[rows], probability),

@@ -135,14 +135,17 @@ def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], networks: l
 
 
 def _predicted(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """``model``'s output for ``inputs``, as :func:`probabilities` calls it (TensorFlow's ``predict`` takes
-    no NumPy strings; on JAX one compiled call)."""
+    """``model``'s output for ``inputs``: on JAX one compiled ``predict``, batches of ``PREDICT_BATCH``
+    rows (an eager call compiles op by op: seconds); elsewhere direct calls on such batches, since
+    TensorFlow's ``predict`` data adapters take no NumPy strings (the text columns)."""
     import keras
 
+    rows = len(next(iter(inputs.values())))
     if keras.backend.backend() == "jax":
-        rows = len(next(iter(inputs.values())))
         return np.asarray(model.predict(inputs, batch_size=max(1, min(rows, PREDICT_BATCH)), verbose=0))
-    return np.asarray(model(inputs))
+    parts = [np.asarray(model({k: v[start:start + PREDICT_BATCH] for k, v in inputs.items()}))
+             for start in range(0, rows, PREDICT_BATCH)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
 def _cost(ensemble: keras.Model, alone: keras.Model, file: bytes, check: dict[str, np.ndarray]) -> dict[str, float]:
@@ -225,7 +228,8 @@ def check_backend_takes_strings(has_strings: bool) -> None:
 
 
 def probabilities(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """P(class 1) per row. On JAX one compiled ``predict`` (an eager call compiles op by op: seconds)."""
+    """P(class 1) per row of the model's inputs: the one way hpsearch predicts with an exported model
+    (the export's check, ``hpsearch predict``, the Python API, the MLflow pyfunc, ``evaluate``)."""
 
     check_backend_takes_strings(any(v.dtype.kind in "OSU" for v in inputs.values()))
     return _predicted(model, inputs).ravel()

@@ -11,8 +11,6 @@ import pandas as pd
 from search.data import Feature, expand, list_names, read_frame
 from search.errors import DataError
 
-BATCH = 4096
-
 
 def predict_file(run_dir: str | Path, data: str | Path, id_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Predictions for every row of ``data``, and notes for the user (e.g. ignored columns).
@@ -62,13 +60,10 @@ def predict_frame(model: Any, metadata: dict[str, Any], frame: pd.DataFrame, sou
     extra = [str(c) for c in raw.columns if c not in {*needed, id_column, metadata.get("target")}]
     if extra:
         notes.append(f"ignored columns that the model does not use: {', '.join(extra)}")
-    inputs = raw_inputs(frame, schema)
-    # Direct calls in chunks: Keras' predict() data adapters do not take string arrays.
-    chunks = [
-        np.asarray(model({k: v[start:start + BATCH] for k, v in inputs.items()})).ravel()
-        for start in range(0, len(frame), BATCH)
-    ]
-    probability = pd.Series(np.concatenate(chunks) if chunks else np.zeros(0), dtype=float)
+    from search.export.model_file import probabilities
+
+    probability = pd.Series(probabilities(model, raw_inputs(frame, schema)) if len(frame) else np.zeros(0),
+                            dtype=float)
     labels = metadata["labels"]
     predictions = pd.DataFrame({
         "probability": probability.round(6),
