@@ -34,3 +34,23 @@ def test_help_lists_the_choices(tmp_path):
                     "[auto|balanced|none]", "[auto|youden|accuracy|f1]"):
         assert choices in text, choices
     assert "<str>" not in text.split("--metric")[1].split("\n")[0]
+
+
+WARNINGS_CHECK = """
+import warnings
+from search.cli.app import quiet_libraries
+quiet_libraries(import_keras=False)
+warnings.warn_explicit("a library's notice", DeprecationWarning, "ops.py", 1, module="tensorflow.python.ops")
+warnings.warn_explicit("a library's notice", FutureWarning, "base.py", 1, module="sklearn.base")
+warnings.warn("the user's own warning", UserWarning)
+"""
+
+
+def test_the_cli_silences_the_libraries_warnings_not_the_users(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", WARNINGS_CHECK], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "the user's own warning" in proc.stderr and "a library's notice" not in proc.stderr

@@ -138,6 +138,13 @@ def resume_target(partial: object) -> str:
         return str(target)
 
 
+# The libraries whose warnings (deprecations, TensorFlow's and Ray's notices) the console leaves out;
+# a warning raised in the user's own code (a --hypermodel file, a notebook) still shows.
+LIBRARIES_WARNING = (r"(search|ray|tensorflow|keras|tf_keras|jax|jaxlib|absl|google|mlflow|optuna|sklearn|scipy|"
+                     r"pandas|numpy|pyarrow|pydantic|typer|click|rich|keras_tuner|h5py|ml_dtypes|optree|urllib3|"
+                     r"matplotlib|sqlalchemy|alembic)(\.|$)")
+
+
 def quiet_libraries(import_keras: bool = True) -> None:
     """Keep TensorFlow's and Ray's start-up chatter off the console (``--debug`` shows it); Keras is
     imported now, silenced, unless the caller imports it later (``hpsearch run``: during the search)."""
@@ -149,7 +156,7 @@ def quiet_libraries(import_keras: bool = True) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import warnings
 
-    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("ignore", module=LIBRARIES_WARNING)
     # Trial errors are recorded in trials.csv; Ray's own tracebacks of them would bury the summary.
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
