@@ -280,31 +280,28 @@ from search.cli import cluster_commands as cli_cluster  # noqa: E402,F401
 
 
 def main() -> None:
-    """Console-script entry point. The process ends as soon as the command is done: after a run the
-    interpreter's own teardown (TensorFlow's and XLA's objects) took 1.8 s on 2 cores, and by then
-    everything is written, Ray is stopped and the exit handlers have run."""
+    """Console-script entry point. The process ends as soon as the command and every exit handler are
+    done: after a run the interpreter's own teardown (TensorFlow's and XLA's objects) took 1.8 s on 2
+    cores, and by then everything is written and Ray is stopped. The fast end is an exit handler
+    registered before any library's, so Python runs it last (handlers run in reverse order), after
+    the non-daemon threads (Ray's stop: search/cluster/session.py) were joined."""
+    import atexit
     import os
 
     os.environ["KERAS_BACKEND"] = "tensorflow"  # this process's Keras (search/__init__.py); trials: --backend
-    code: int | str | None = 0
+    outcome: dict[str, int | str | None] = {"code": 0}
+    atexit.register(_end_process, outcome)
     try:
         app(prog_name="hpsearch")
     except SystemExit as done:
-        code = done.code
-    _end_process(code)
+        outcome["code"] = done.code
+    raise SystemExit(outcome["code"])
 
 
-def _end_process(code: int | str | None) -> None:
-    import atexit
+def _end_process(outcome: dict[str, int | str | None]) -> None:
     import os
-    import threading
 
-    for thread in threading.enumerate():  # e.g. Ray's stop (search/cluster/session.py)
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    if isinstance(code, str):
-        print(code, file=sys.stderr)
+    code = outcome["code"]
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code if isinstance(code, int) else 0 if code is None else 1)
