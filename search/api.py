@@ -142,6 +142,20 @@ class Result:
         """The CV of the top configurations: fold scores, the winner, its epochs and threshold, the baselines."""
         return self._json(run_folder.CV)
 
+    @property
+    def ensemble(self) -> pd.DataFrame:
+        """The exported model's networks: one row each (trial id, weight in the mean, epochs, CV mean score,
+        hyperparameters); one row, weight 1, when the winner alone was exported (see ``cv["ensemble"]``
+        for why)."""
+        from search.export import METADATA_FILE, MODEL_DIR
+
+        metadata = run_folder.read_json(self.run_dir / MODEL_DIR, METADATA_FILE) or {}
+        ensemble = metadata.get("ensemble") or {}
+        metric = metadata.get("metric", "roc_auc")
+        rows = [{"trial_id": n["trial_id"], "weight": n["weight"], "epochs": n["epochs"],
+                 f"cv_{metric}": n["cv_mean"][metric], **n["hyperparameters"]} for n in ensemble.get("networks", [])]
+        return pd.DataFrame(rows)
+
     @cached_property
     def test(self) -> dict[str, Any] | None:
         """The final model's scores on the held-out test part (None when no test part was held out)."""

@@ -147,7 +147,10 @@ print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": n
     by_cli = pd.read_csv(io.StringIO(predicted.stdout))["probability"].to_numpy()
     import search
 
-    by_api = search.load(run_dir).predict(frame)["probability"].to_numpy()
+    result = search.load(run_dir)
+    by_api = result.predict(frame)["probability"].to_numpy()
+    assert result.ensemble["trial_id"].tolist() == [n["trial_id"] for n in networks]
+    assert result.ensemble["weight"].sum() == pytest.approx(1.0) and "cv_roc_auc" in result.ensemble
     client = mlflow.MlflowClient(tracking_uri=store)
     parent = next(r for r in client.search_runs([client.get_experiment_by_name("hpsearch").experiment_id])
                   if r.info.run_name == "mixed")
