@@ -99,7 +99,8 @@ def bench_table(name: str, budget: str, workdir: Path, cpus: int, python: Path) 
     single = test.get("networks", {}).get(metadata["trial_id"], {}).get("roc_auc", test["roc_auc"])
     entry.update(exported_test_roc_auc=test["roc_auc"], single_test_roc_auc=single, ensemble_chosen=ensemble["chosen"],
                  members=[(m["trial_id"], m["weight"]) for m in ensemble["members"]], reason=ensemble["reason"],
-                 oof=(ensemble["oof_score"], ensemble["single_oof_score"]), cost=ensemble.get("cost"))
+                 oof=(ensemble["oof_score"], ensemble["single_oof_score"]), cost=ensemble.get("cost"),
+                 networks_test_roc_auc={k: v["roc_auc"] for k, v in test.get("networks", {}).items()})
     train, held_out = write_split(run, workdir)
     for preset in PRESETS:
         entry[f"autogluon_{preset}"] = autogluon(python, train, held_out, workdir / f"ag-{name}", entry["wall_s"],
