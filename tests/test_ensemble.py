@@ -209,12 +209,13 @@ print(json.dumps({"chosen": cv.ensemble.chosen, "reason": cv.ensemble.reason, "t
 
 @pytest.mark.slow
 def test_a_cv_cut_short_by_its_deadline_exports_the_winner_alone(tmp_path, mixed_csv):
-    """Past the CV's deadline only the first candidate's first fold trains: the others have no fold, and
-    the winner lacks the other folds' rows, so no ensemble is chosen over rows it did not predict."""
+    """Past the CV's deadline only the first candidate's first task trains (its first fold, or the first
+    part of its folds where a task holds several): the others have no fold, and the winner lacks the other
+    folds' rows, so no ensemble is chosen over rows it did not predict."""
     proc = subprocess.run([sys.executable, "-c", SKIPPED_CHECK, str(mixed_csv)], capture_output=True, text=True,
                           timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["folds"] == [1, 0, 0] and got["winner"] == "a"
+    assert 1 <= got["folds"][0] < 3 and got["folds"][1:] == [0, 0] and got["winner"] == "a"
     assert not got["chosen"] and "lacks an out-of-fold prediction" in got["reason"]
     assert 0.0 <= got["threshold"] <= 1.0

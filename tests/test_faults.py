@@ -111,7 +111,7 @@ def test_a_stopped_then_killed_search_resumes_to_completion(tmp_path):
     assert content["partial"] is True and "best_config.json" in content["missing"]
     assert content["summary"]["trials_by_status"].get("interrupted", 0) >= 1
     page = (partial / "report.html").read_text()
-    assert "Partial run" in page and "<img alt='curves'" in page
+    assert "Partial run" in page and "<img data-figure='curves'" in page
 
     # Ray deletes a trial's older checkpoint as it registers a newer one and saves its experiment
     # state a moment later: a driver killed in between leaves a state that names a deleted checkpoint.
