@@ -95,3 +95,30 @@ def test_users_strings_are_printed_as_they_are(tmp_path):
     missing = run_cli(["run", "[/tmp]/x [1].csv"], cwd=tmp_path)
     assert missing.returncode == 2 and "[/tmp]/x [1].csv" in missing.stderr, missing.stderr
     assert "unexpected" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_top_trials_fit_a_narrow_terminal_whole(tmp_path):
+    """On an 80-column terminal the ids, scores and statuses print whole; the hyperparameters that do
+    not fit are left out, and named, rather than every cell cut to ``…``."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    searched = ["depth", "width", "dropout", "learning_rate", "activation", "numeric_embedding"]
+    trials = pd.DataFrame({
+        "trial_id": [f"6da59_{i:05d}" for i in range(8)], "depth": rng.integers(1, 5, 8),
+        "width": rng.integers(8, 512, 8), "dropout": rng.uniform(0, 0.5, 8), "learning_rate": rng.uniform(1e-4, 1e-2, 8),
+        "activation": rng.choice(["relu", "gelu"], 8), "numeric_embedding": ["periodic", "none"] * 4,
+        "epochs": [60.0, 12.0] * 4, "best_epoch": [33.0, 4.0] * 4, "best_roc_auc": rng.uniform(0.9, 1.0, 8),
+        "status": ["completed", "stopped early"] * 4})
+    for width in (80, 200):
+        buffer = io.StringIO()
+        table, hidden = console.top_trials(trials, "roc_auc", searched, width)
+        Console(file=buffer, width=width, force_terminal=True, color_system=None).print(table)
+        text = buffer.getvalue()
+        assert max(len(line) for line in text.splitlines()) <= width and "…│" not in text
+        best = trials.sort_values("best_roc_auc", ascending=False).head(5)
+        for row in best.itertuples():
+            assert row.trial_id.split("_")[1] in text and f"{row.best_roc_auc:.4f}" in text
+        assert "stopped early" in text
+        assert (hidden != []) == (width == 80) and all(p not in text.splitlines()[2] for p in hidden)

@@ -226,23 +226,45 @@ class NotebookBars:
             self.handle.update(HTML(self._html()))
 
 
+def _columns_that_fit(headers: list[str], rows: list[list[str]], width: int) -> list[int]:
+    """The first five columns, then as many of the hyperparameters as the terminal's width holds whole:
+    a narrow terminal would otherwise cut every id and score to ``…``."""
+    used, shown = 1, []
+    for i, header in enumerate(headers):
+        need = max([len(header), *(len(r[i]) for r in rows)]) + 3  # a space either side and a border
+        if i >= 5 and used + need > width:
+            break
+        used, shown = used + need, [*shown, i]
+    return shown
+
+
+def top_trials(trials, metric: str, searched: list[str], width: int) -> tuple[RichTable, list[str]]:  # noqa: ANN001
+    """The five best trials as a table no wider than ``width``, and the hyperparameters left out of it."""
+    column = f"best_{metric}"
+    top = ranked_trials(trials, metric, usable_only=False).head(5)
+    params = [c for c in searched if trials[c].nunique() > 1]
+    prefix = str(top["trial_id"].iloc[0]).split("_", 1)[0] if len(top) else ""
+    title = f"Top trials by validation {metric}" + (f" (trial ids of run {prefix}_…)" if "_" in "".join(
+        top["trial_id"].astype(str)) else "")
+    rows = [[short_id(str(row["trial_id"])), f"{row[column]:.4f}", str(int(row["best_epoch"])), str(row["epochs"]),
+             row["status"], *(_short(row[p]) for p in params)] for row in top.to_dict("records")]
+    headers = ["trial", metric, "best epoch", "epochs", "status", *params]
+    shown = _columns_that_fit(headers, rows, width)
+    table = RichTable(title=title)
+    for i in shown:
+        table.add_column(headers[i], no_wrap=True, min_width=max([len(headers[i]), *(len(r[i]) for r in rows)]))
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
+    return table, headers[len(shown):]
+
+
 def print_summary(outcome, metric: str) -> None:  # noqa: ANN001
     trials = outcome.trials
     counts = trials["status"].value_counts()
-    column = f"best_{metric}"
-    top = ranked_trials(trials, metric, usable_only=False).head(5)
-    params = [c for c in outcome.searched if trials[c].nunique() > 1]
-    prefix = str(top["trial_id"].iloc[0]).split("_", 1)[0] if len(top) else ""
-    title = f"Top trials by validation {metric}" + (f" (trial ids of run {prefix}_…)" if prefix else "")
-    table = RichTable(title=title)
-    for col in ["trial", metric, "best epoch", "epochs", "status", *params]:
-        table.add_column(col, no_wrap=True)
-    for row in top.to_dict("records"):
-        table.add_row(
-            short_id(str(row["trial_id"])), f"{row[column]:.4f}", str(int(row["best_epoch"])), str(row["epochs"]),
-            row["status"], *(_short(row[p]) for p in params),
-        )
+    table, hidden = top_trials(trials, metric, outcome.searched, out.width)
     out.print(table)
+    if hidden:
+        out.print(f"(on a wider terminal also: {', '.join(hidden)}; all in trials.csv)")
     from search.compute import describe, trials_on_gpu
 
     out.print(
