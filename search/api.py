@@ -144,16 +144,17 @@ class Result:
 
     @property
     def ensemble(self) -> pd.DataFrame:
-        """The exported model's networks: one row each (trial id, weight in the mean, epochs, CV mean score,
-        hyperparameters); one row, weight 1, when the winner alone was exported (see ``cv["ensemble"]``
-        for why)."""
+        """The exported model's networks: one row each (trial id, weight in the mean, epochs, fold models
+        when bagged, CV mean score, hyperparameters); one row, weight 1, when the winner alone was
+        exported (see ``cv["ensemble"]`` for why)."""
         from search.export import METADATA_FILE, MODEL_DIR
 
         metadata = run_folder.read_json(self.run_dir / MODEL_DIR, METADATA_FILE) or {}
         ensemble = metadata.get("ensemble") or {}
         metric = metadata.get("metric", "roc_auc")
         rows = [{"trial_id": n["trial_id"], "weight": n["weight"], "epochs": n["epochs"],
-                 f"cv_{metric}": n["cv_mean"][metric], **n["hyperparameters"]} for n in ensemble.get("networks", [])]
+                 "fold_models": n.get("fold_models", 0), f"cv_{metric}": n["cv_mean"][metric],
+                 **n["hyperparameters"]} for n in ensemble.get("networks", [])]
         return pd.DataFrame(rows)
 
     @cached_property

@@ -333,7 +333,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     if built.test_probability is not None:
         probability, each = built.test_probability, built.network_test_probability  # an ensemble: each network too
         test = export.score_test(table.y[splits.test], probability, cv.threshold, None if each is None else
-                                 {n.trial_id: each[:, i] for i, n in enumerate(final.networks)})
+                                 export.member_probabilities(final.networks, each))
         on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
         run_folder.write_json(run_dir / run_folder.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
                                                     "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})

@@ -138,7 +138,20 @@ print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": n
                            env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"})
     assert plain.returncode == 0, plain.stderr[-2000:]
     got = json.loads(plain.stdout.strip().splitlines()[-1])
-    assert got["weights"] == pytest.approx([n["weight"] for n in networks], abs=1e-7)
+    # each member is bagged: one network per CV fold, each holding an equal part of the member's weight
+    fold_models = [n["fold_models"] for n in networks]
+    assert set(fold_models) == {5} and len(got["weights"]) == sum(fold_models)
+    assert got["weights"] == pytest.approx([n["weight"] / k for n, k in zip(networks, fold_models, strict=True) for _ in range(k)],
+                                           abs=1e-7)
+    # ... and each fold model is the very network the CV trained on that fold: it predicts its held-out rows
+    # as the CV did
+    members, column = np.asarray(got["members"]), 0
+    for n, k in zip(networks, fold_models, strict=True):
+        for fold in range(k):
+            held_out = oof.query("candidate == @n['trial_id'] and fold == @fold")
+            assert members[held_out["row"].to_numpy(), column] == pytest.approx(held_out["probability"].to_numpy(),
+                                                                                abs=1e-5), (n["trial_id"], fold)
+            column += 1
     assert got["p"] == pytest.approx((np.asarray(got["members"]) @ np.asarray(got["weights"])).tolist(), abs=1e-6)
 
     # hpsearch predict, the Python API and the MLflow pyfunc give the same probabilities
@@ -151,6 +164,7 @@ print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": n
     by_api = result.predict(frame)["probability"].to_numpy()
     assert result.ensemble["trial_id"].tolist() == [n["trial_id"] for n in networks]
     assert result.ensemble["weight"].sum() == pytest.approx(1.0) and "cv_roc_auc" in result.ensemble
+    assert result.ensemble["fold_models"].tolist() == fold_models
     client = mlflow.MlflowClient(tracking_uri=store)
     parent = next(r for r in client.search_runs([client.get_experiment_by_name("hpsearch").experiment_id])
                   if r.info.run_name == "mixed")
@@ -165,6 +179,7 @@ print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": n
     tested = pd.read_parquet(run_dir / "test_predictions.parquet")
     assert tested["probability"].to_numpy() == pytest.approx(by_api[tested["row"].to_numpy()], abs=1e-6)
     assert set(test["networks"]) == {n["trial_id"] for n in networks}
+    assert test["trained_on"].startswith("bagged")
 
     report = (run_dir / "report.md").read_text()
     section = report.split("## Ensemble", 1)[1].split("\n## ", 1)[0]

@@ -68,15 +68,20 @@ def join_model(preprocessor: keras.Model, network: keras.Model) -> keras.Model:
     return keras.Model(inputs, probability, name="hpsearch_classifier")
 
 
-def join_ensemble(preprocessor: keras.Model, networks: list[keras.Model], shares: list[float]) -> keras.Model:
-    """One model from raw columns to the networks' weighted mean probability: the shared preprocessing,
-    each network, and a fixed, bias-free Dense over their concatenated probabilities."""
+def join_ensemble(preprocessors: list[keras.Model], networks: list[tuple[keras.Model, int]],
+                  shares: list[float]) -> keras.Model:
+    """One model from raw columns to the networks' weighted mean probability: the preprocessing (one
+    shared, or one per CV fold for bagged members), each network on its preprocessing's output, and a
+    fixed, bias-free Dense over their concatenated probabilities."""
     import keras
 
-    inputs = preprocessor.input
-    encoded = preprocessor(inputs)
-    width = int(encoded.shape[-1])
-    members = [_named(network, f"member_{i}", width)(encoded) for i, network in enumerate(networks)]
+    inputs = preprocessors[0].input
+    if len(preprocessors) > 1:  # one name per layer: each fold's preprocessing inside a model of its own name
+        preprocessors = [keras.Model(pre.input, pre(pre.input), name=f"preprocessing_{f}")
+                         for f, pre in enumerate(preprocessors)]
+    encoded = [pre(inputs) for pre in preprocessors]
+    members = [_named(network, f"member_{i}", int(encoded[f].shape[-1]))(encoded[f])
+               for i, (network, f) in enumerate(networks)]
     mean = keras.layers.Dense(1, use_bias=False, trainable=False, name="ensemble_weights")
     probability = mean(keras.layers.Concatenate(name="member_probabilities")(members))
     mean.set_weights([np.asarray(shares, dtype=np.float32).reshape(-1, 1)])
@@ -107,12 +112,12 @@ class BuiltModel:
     cost: dict[str, float] | None = None
 
 
-def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], networks: list[tuple[dict[str, Any],
-                list[np.ndarray], float]], check: dict[str, np.ndarray],
+def build_model(preprocessings: tuple[PreprocessStats, ...], schema: tuple[Feature, ...],
+                networks: list[tuple[dict[str, Any], list[np.ndarray], float, int]], check: dict[str, np.ndarray],
                 test: dict[str, np.ndarray] | None = None) -> BuiltModel:
-    """The fitted preprocessing and the trained networks, ``(config, weights, share)`` each, joined, saved
-    and checked: in the driver, or in a CV worker that has Keras already (search/selection/final_fit.py:
-    build_export), so that the driver need not import it."""
+    """The fitted preprocessings and the trained networks, ``(config, weights, share, preprocessing)``
+    each, joined, saved and checked: in the driver, or in a CV worker that has Keras already
+    (search/selection/final_fit.py: build_export), so that the driver need not import it."""
     from dataclasses import replace
 
     import keras
@@ -120,16 +125,16 @@ def build_model(stats: PreprocessStats, schema: tuple[Feature, ...], networks: l
     from search.data import build_preprocessor
     from search.network import network_with
 
-    preprocessor = build_preprocessor(stats, schema)
+    preprocessors = [build_preprocessor(stats, schema) for stats in preprocessings]
     # the encoded width, not the first weight's rows: a periodic embedding's frequencies come first
-    width = int(preprocessor.output.shape[-1])
-    built = [network_with(config, width, weights) for config, weights, _ in networks]
+    built = [(network_with(config, int(preprocessors[f].output.shape[-1]), weights), f)
+             for config, weights, _, f in networks]
     if len(built) == 1:
-        return checked(join_model(preprocessor, built[0]), check, test)
-    model = join_ensemble(preprocessor, built, [share for *_, share in networks])
+        return checked(join_model(preprocessors[0], built[0][0]), check, test)
+    model = join_ensemble(preprocessors, built, [share for _, _, share, _ in networks])
     result = checked(model, check, test)
     each = keras.Model(model.input, model.get_layer("member_probabilities").output)
-    alone = join_model(preprocessor, built[0])
+    alone = join_model(preprocessors[built[0][1]], built[0][0])
     return replace(result, network_test_probability=None if test is None else _predicted(each, test),
                    cost=_cost(model, alone, result.file, check))
 
@@ -307,8 +312,9 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
     winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
     by_id = {c["trial_id"]: c for c in cv.candidates}
     ensemble = {**cv.ensemble.to_json(), "cost": built.cost, "networks": [
-        {"trial_id": n.trial_id, "weight": n.share, "hyperparameters": n.config, "epochs": n.epochs,
-         "cv_mean": by_id[n.trial_id]["mean"]} for n in final.networks]}
+        {"trial_id": tid, "weight": sum(n.share for n in nets), "hyperparameters": nets[0].config,
+         "epochs": max(n.epochs for n in nets), "fold_models": len(nets) if len(final.preprocessings) > 1 else 0,
+         "cv_mean": by_id[tid]["mean"]} for tid, nets in networks_by_member(final.networks).items()]}
     metadata = {
         "input_form": INPUT_FORM,
         "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
@@ -337,6 +343,23 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
     write_model(run_dir, built, metadata, savedmodel=spec.export_savedmodel)
     return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
             "threshold": cv.threshold, "test": test, "cv_rule": cv.rule, "ensemble": ensemble}
+
+
+def networks_by_member(networks: Any) -> dict[str, list[Any]]:
+    """The exported networks grouped by their CV candidate (a bagged member has one per fold), in order."""
+    members: dict[str, list[Any]] = {}
+    for network in networks:
+        members.setdefault(network.trial_id, []).append(network)
+    return members
+
+
+def member_probabilities(networks: Any, each: np.ndarray) -> dict[str, np.ndarray]:
+    """Each member's probability alone (trial id -> per row), from ``each`` network's (rows x networks):
+    a bagged member's is the mean of its fold models'."""
+    columns: dict[str, list[int]] = {}
+    for i, network in enumerate(networks):
+        columns.setdefault(network.trial_id, []).append(i)
+    return {tid: each[:, i].mean(axis=1) for tid, i in columns.items()}
 
 
 def score_test(y: np.ndarray, probability: np.ndarray, threshold: float,

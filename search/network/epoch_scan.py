@@ -200,6 +200,7 @@ class FoldsRunner:
         import jax.numpy as jnp
 
         self.seeds, self.rows = seeds, len(xs[0])
+        self.models = models
         self.eval_rows = [len(x) for x in x_evals]
         batch = min(batch_size, self.rows)
         stack = lambda arrays: jax.device_put(np.stack(arrays))  # noqa: E731
@@ -226,3 +227,14 @@ class FoldsRunner:
         evaluated = np.asarray(evaluated)
         self.evaluated = [evaluated[f, :n].ravel() for f, n in enumerate(self.eval_rows)]
         return np.asarray(losses)
+
+    def fold_weights(self) -> list[list[np.ndarray]]:
+        """Each fold's network weights now, as its model's ``get_weights()`` (the state written back first)."""
+        trainable, fixed, _ = self.state
+        weights = []
+        for f, model in enumerate(self.models):
+            for variables, values in ((model.trainable_variables, trainable), (model.non_trainable_variables, fixed)):
+                for variable, value in zip(variables, values, strict=True):
+                    variable.assign(value[f])
+            weights.append([np.asarray(w) for w in model.get_weights()])
+        return weights

@@ -75,11 +75,13 @@ FoldsHook = Callable[[int, list[np.ndarray]], list[bool]]
 
 
 def fit_folds(config: dict[str, Any], folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], epochs: int,
-              seeds: list[int], mixed_precision: bool = False, on_epoch: FoldsHook | None = None) -> None:
+              seeds: list[int], mixed_precision: bool = False,
+              on_epoch: FoldsHook | None = None) -> list[list[np.ndarray]]:
     """Train one network per fold, ``(x, y, x_eval)`` each, for up to ``epochs``, together in one compiled
     program (``epochs.FoldsRunner``, JAX only); fold ``f`` starts as :func:`fit_network` with ``seeds[f]``
     would. After every epoch, ``on_epoch(epoch, probabilities)`` gets each fold's P(class 1) on its
-    ``x_eval`` and returns which folds still need training; training ends when none does.
+    ``x_eval`` and returns which folds still need training; training ends when none does. Returns each
+    fold's weights at the end (a bagged ensemble member keeps them).
     """
     from search.network.epoch_scan import FoldsRunner
     from search.network.mlp import build_network, resolve_config
@@ -101,6 +103,7 @@ def fit_folds(config: dict[str, Any], folds: list[tuple[np.ndarray, np.ndarray, 
         runner.train_epoch(epoch)
         if on_epoch is not None and not any(on_epoch(epoch, runner.evaluated)):
             break
+    return runner.fold_weights()
 
 
 def seed_rngs(seed: int) -> None:

@@ -153,7 +153,11 @@ def _ensemble(report: dict[str, Any]) -> Section | None:
              for n in e["networks"]]
     test = report.get("test") or {}
     winner = tested.get(report["cv"]["winner"], {})
-    text = [f"The exported model is the weighted mean of {len(e['networks'])} networks ({e['rule']}): out of fold, "
+    bagged = sum(n.get("fold_models", 0) for n in e["networks"])
+    kept = (f", each bagged as its fold models ({bagged} in the file, each trained on one CV fold's training rows)"
+            if bagged else "")
+    text = [f"The exported model is the weighted mean of {len(e['networks'])} networks{kept} ({e['rule']}): "
+            f"out of fold, "
             f"{metric} {e['oof_score']:.4f} against {e['single_oof_score']:.4f} for the CV winner alone"
             + (f"; on the test part {test[metric]:.4f} against {winner[metric]:.4f}" if winner and metric in test
                else "") + "."]

@@ -6,7 +6,7 @@ the best out-of-fold score of the mean; a member's weight is the share of steps 
 ensemble replaces the CV's winner only where it has two members or more and its out-of-fold score
 beats the winner's own. A score is the mean over the CV's folds of each fold's score, as the winner's
 CV mean is: pooled over folds, ROC AUC rewards any mean for evening out the folds' calibrations,
-which the networks refitted on all rows do not need (pima: chosen on pooled scores, an ensemble of
+which the exported model, one for every row, does not need (pima: chosen on pooled scores, an ensemble of
 4 scored 0.8652 on the test part against its winner's 0.8743; bench/README.md).
 
 Both scores are measured on the rows the weights were chosen on, so the ensemble's is a little

@@ -96,6 +96,11 @@ class _FoldsWorker:
 
         return train_weights(*args)
 
+    def train_fold_weights(self, *args: Any) -> list[tuple[list[np.ndarray], int]]:
+        from search.selection.final_fit import train_fold_weights
+
+        return train_fold_weights(*args)
+
     def build_model(self, *args: Any) -> Any:
         from search.compute import use_precision
         from search.export import build_model
