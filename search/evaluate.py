@@ -54,7 +54,7 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
                 outcome = run_search(inner_spec, on_progress, prepared=(space, inner, splits))
                 fold = score_held_out(outcome.run_dir, table, held_out)
                 fold.update(outer_fold=k, rows=held_out.tolist(), seconds=time.time() - fold_started,
-                            inner_cv_mean=outcome.final["cv_mean"], inner_cv_std=outcome.final["cv_std"])
+                            inner_cv_mean=outcome.final.cv_mean, inner_cv_std=outcome.final.cv_std)
                 folds.append(fold)
                 if on_fold:
                     on_fold(k, fold)

@@ -35,7 +35,7 @@ class RunOutcome:
     trials: pd.DataFrame
     best: dict[str, Any]
     searched: tuple[str, ...]
-    final: dict[str, Any]
+    final: export.RunSummary
     devices: dict[str, Any]
 
 
@@ -214,7 +214,7 @@ def record_search(partial: Path, spec: RunSpec, plan: RunPlan, table: Table, met
 
 
 def _publish(spec: RunSpec, plan: RunPlan, trials: pd.DataFrame, partial: Path, final: Path, clock: RunClock,
-             finished: dict[str, Any], devices: dict[str, Any], *, resumed: bool) -> RunOutcome:
+             finished: export.RunSummary, devices: dict[str, Any], *, resumed: bool) -> RunOutcome:
     """After the CV, final fit and export (Ray may be stopping meanwhile): the report, then publish the folder."""
     import json
 
@@ -222,7 +222,7 @@ def _publish(spec: RunSpec, plan: RunPlan, trials: pd.DataFrame, partial: Path, 
 
     clock.start(Stage.REPORT)
     run_folder.write_json(partial / run_folder.TIMING, clock.timing(resumed=resumed))  # the report shows it
-    finished["against_boosting"] = render_report(partial).get("against_boosting", "")
+    finished = replace(finished, against_boosting=render_report(partial).get("against_boosting", ""))
     clock.start(Stage.DONE)
     run_folder.write_json(partial / run_folder.TIMING, clock.timing(resumed=resumed))
     best_config = json.loads((partial / run_folder.BEST_CONFIG).read_text())
@@ -274,7 +274,7 @@ def _keep_if_resumable(partial: Path, exc: BaseException, stage: Stage) -> None:
 
 def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | None = None,
                 repeats: int | None = None, threshold: float | None = None, threshold_rule: str | None = None,
-                ensemble: bool | None = None, ensemble_members: int | None = None) -> dict[str, Any]:
+                ensemble: bool | None = None, ensemble_members: int | None = None) -> export.RunSummary:
     """Redo the CV retrain and the export of a finished search, from its folder alone (and its data)."""
     from search.cluster import ray_session
     from search.report import render_report
@@ -288,13 +288,12 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
     with ray_session(spec):
         finished = retrain_and_export(folder, spec, plan, table, splits, trials, RunClock.after_search(plan.budget),
                                       None)
-    finished["against_boosting"] = render_report(folder).get("against_boosting", "")
-    return finished
+    return replace(finished, against_boosting=render_report(folder).get("against_boosting", ""))
 
 
 def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table, splits: Splits,
                        trials: pd.DataFrame, clock: RunClock, on_progress: Callable[[Any], None] | None,
-                       head: HeadStart | None = None) -> dict[str, Any]:
+                       head: HeadStart | None = None) -> export.RunSummary:
     """CV of the top-k configurations, the final fit, the test score and the export, each by its deadline.
 
     Writes ``cv.json``, ``oof.parquet``, ``test.json`` and ``test_predictions.parquet`` (when a test

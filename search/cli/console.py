@@ -11,13 +11,16 @@ import sys
 import threading
 import time
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
 from search.metrics import ranked_trials
+
+if TYPE_CHECKING:
+    from search.export import RunSummary
 
 # markup off: what is printed holds users' strings (paths, run names, columns, labels), and Rich would
 # read `sales[v2].csv` as a tag and print `sales.csv`; styles are given as `style=`, never in the text.
@@ -276,25 +279,25 @@ def print_summary(outcome, metric: str) -> None:  # noqa: ANN001
     print_final(outcome.final, outcome.run_dir)
 
 
-def print_final(final: dict, run_dir: object) -> None:
-    mean, std = final["cv_mean"], final["cv_std"]
+def print_final(final: RunSummary, run_dir: object) -> None:
+    mean, std = final.cv_mean, final.cv_std
     cv = ", ".join(f"{m} {mean[m]:.4f} ± {std[m]:.4f}" for m in ("roc_auc", "accuracy", "f1", "log_loss"))
-    out.print(f"cv (winner {final['winner']}): {cv}")
-    ensemble = final.get("ensemble") or {}
+    out.print(f"cv (winner {final.winner}): {cv}")
+    ensemble = final.ensemble
     if ensemble.get("chosen"):
         members = ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in ensemble["members"])
         out.print(f"model: ensemble of {len(ensemble['members'])} networks ({members}); {ensemble['reason']}",
                   markup=False)
     elif ensemble:
         out.print(f"model: the winner alone; {ensemble['reason']}", markup=False)
-    if final["test"]:
-        t = final["test"]
+    if final.test:
+        t = final.test
         out.print(
-            f"test ({t['rows']} rows, threshold {final['threshold']:.3f}): roc_auc {t['roc_auc']:.4f}, "
+            f"test ({t['rows']} rows, threshold {final.threshold:.3f}): roc_auc {t['roc_auc']:.4f}, "
             f"accuracy {t['accuracy']:.4f}, f1 {t['f1']:.4f}, log_loss {t['log_loss']:.4f}"
         )
-    if final.get("against_boosting"):
-        out.print(final["against_boosting"], markup=False)
+    if final.against_boosting:
+        out.print(final.against_boosting, markup=False)
     out.print(f"results: {run_dir}")
 
 

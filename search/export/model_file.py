@@ -112,6 +112,22 @@ class BuiltModel:
     cost: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run tells its caller (console, MLflow, nested CV): the CV winner and its mean and
+    spread, the threshold, the test scores (None without a test part), the CV rule, the ensemble as
+    ``metadata.json`` holds it, and the report's verdict against gradient boosting."""
+
+    winner: str
+    cv_mean: dict[str, float]
+    cv_std: dict[str, float]
+    threshold: float
+    test: dict[str, Any] | None
+    cv_rule: str
+    ensemble: dict[str, Any]
+    against_boosting: str = ""
+
+
 def build_model(preprocessings: tuple[PreprocessStats, ...], schema: tuple[Feature, ...],
                 networks: list[tuple[dict[str, Any], list[np.ndarray], float, int]], check: dict[str, np.ndarray],
                 test: dict[str, np.ndarray] | None = None) -> BuiltModel:
@@ -304,7 +320,7 @@ def check_inputs(table: Table) -> dict[str, np.ndarray]:
 
 
 def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: BuiltModel, final: Any,
-                 test: dict[str, Any] | None) -> dict[str, Any]:
+                 test: dict[str, Any] | None) -> RunSummary:
     """Save the model with its metadata; returns the run's summary."""
     from search.data import input_name
     from search.run_folder import library_versions
@@ -341,8 +357,7 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
         "versions": library_versions(),
     }
     write_model(run_dir, built, metadata, savedmodel=spec.export_savedmodel)
-    return {"winner": cv.winner.trial_id, "cv_mean": winner_cv["mean"], "cv_std": winner_cv["std"],
-            "threshold": cv.threshold, "test": test, "cv_rule": cv.rule, "ensemble": ensemble}
+    return RunSummary(cv.winner.trial_id, winner_cv["mean"], winner_cv["std"], cv.threshold, test, cv.rule, ensemble)
 
 
 def networks_by_member(networks: Any) -> dict[str, list[Any]]:

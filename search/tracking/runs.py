@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.errors import SpecError
+
+if TYPE_CHECKING:
+    from search.export import RunSummary
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "hpsearch"
@@ -93,7 +96,7 @@ def input_example(table: Any, rows: int = 5) -> Any:
     return example
 
 
-def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any], example: Any = None) -> None:
+def finish(tracking: Tracking, run_dir: Path, trials: Any, final: RunSummary, example: Any = None) -> None:
     """Tag the trials' statuses and log their best scores; log the winner, its scores, the report and
     the model (with its signature, ``example`` as its input example, pinned requirements and Keras
     backend) on the parent run."""
@@ -108,15 +111,15 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: dict[str, Any]
         if trial is not None:
             client.set_tag(child.info.run_id, "hpsearch.status", statuses[trial])
             _log_best(client, child.info.run_id, trials[trials["trial_id"].astype(str) == trial].iloc[0])
-    metrics = {f"cv_{k}": v for k, v in final["cv_mean"].items()}
-    metrics |= {f"cv_{k}_std": v for k, v in final["cv_std"].items()}
-    metrics |= {f"test_{k}": v for k, v in (final.get("test") or {}).items() if isinstance(v, (int, float))}
+    metrics = {f"cv_{k}": v for k, v in final.cv_mean.items()}
+    metrics |= {f"cv_{k}_std": v for k, v in final.cv_std.items()}
+    metrics |= {f"test_{k}": v for k, v in (final.test or {}).items() if isinstance(v, (int, float))}
     mlflow.set_tracking_uri(tracking.uri)
     with mlflow.start_run(run_id=tracking.run_id):
         mlflow.log_metrics(metrics)
-        mlflow.log_param("threshold", final["threshold"])
-        mlflow.set_tag("hpsearch.winner", final["winner"])
-        ensemble = final.get("ensemble") or {}
+        mlflow.log_param("threshold", final.threshold)
+        mlflow.set_tag("hpsearch.winner", final.winner)
+        ensemble = final.ensemble
         members = ensemble.get("members", []) if ensemble.get("chosen") else []
         mlflow.set_tag("hpsearch.model", " + ".join(f"{m['weight']:.2f} x {m['trial_id']}" for m in members)
                        or "the winner alone")
