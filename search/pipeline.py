@@ -320,7 +320,8 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
         run_folder.write_parquet(run_dir / run_folder.OOF, cv.oof)
 
         clock.start(Stage.FINAL_FIT)
-        final = fit_final_model(cv, table, rest, spec, clock.deadline(Stage.FINAL_FIT), head.workers)
+        final = fit_final_model(cv, table, rest, spec.seed, Compute.of(spec), clock.deadline(Stage.FINAL_FIT),
+                                head.workers)
         clock.start(Stage.EXPORT)
         test_inputs = raw_inputs(table.features.iloc[splits.test], table.schema) if len(splits.test) else None
         built = build_export(final, table.schema, export.check_inputs(table), test_inputs,

@@ -19,7 +19,6 @@ import numpy as np
 
 from search.compute import Compute, raise_if_stopped
 from search.data import Feature, PreprocessStats, Table
-from search.spec import RunSpec
 
 Fold = tuple[np.ndarray, np.ndarray, np.ndarray]  # a fold's (x, y, x_eval)
 Trained = tuple[list[np.ndarray], int]  # a network's weights and the epochs it trained
@@ -54,7 +53,7 @@ class FinalModel:
         return self.networks[0].epochs
 
 
-def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
+def fit_final_model(cv: Any, table: Table, rows: np.ndarray, seed: int, compute: Compute,
                     deadline: float, workers: Any = None) -> FinalModel:
     """The exported networks' preprocessing and their weights: with the holdout rule each one's CV fit
     at its best epoch; an ensemble's members bagged (:func:`_bagged`); else the winner fitted on all
@@ -70,12 +69,11 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
                                                m.epochs) for m, share in zip(members, shares, strict=True)),
                           "the training part (its holdout fit, best epoch kept)")
     if cv.ensemble.chosen:
-        return _bagged(cv, table, spec, deadline, workers)
+        return _bagged(cv, table, seed, compute, deadline, workers)
     stats, (x,) = fit_and_encode(table.features.iloc[rows], table.schema)
     y = table.y[rows].astype(np.float32)
     # the winner keeps the run's seed (the single network's fit is today's); other members get their own
-    trained = fit_final([(m.hyperparameters, m.epochs) for m in members], x, y, spec.seed, Compute.of(spec),
-                        deadline, workers)
+    trained = fit_final([(m.hyperparameters, m.epochs) for m in members], x, y, seed, compute, deadline, workers)
     networks = tuple(TrainedNetwork(m.trial_id, m.hyperparameters, share, weights, epochs)
                      for m, share, (weights, epochs) in zip(members, shares, trained, strict=True))
     short = [f"{n.trial_id} at epoch {n.epochs} of {m.epochs}" for n, m in zip(networks, members, strict=True)
@@ -84,7 +82,7 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, spec: RunSpec,
     return FinalModel((stats,), networks, note)
 
 
-def _bagged(cv: Any, table: Table, spec: RunSpec, deadline: float, workers: Any) -> FinalModel:
+def _bagged(cv: Any, table: Table, seed: int, compute: Compute, deadline: float, workers: Any) -> FinalModel:
     """The ensemble's members as fold models: each member trained on each fold of the CV's first repeat
     (every non-test row held out once), as the CV trained it; a member's share split evenly over its folds."""
     from search.data import fit_and_encode
@@ -98,8 +96,7 @@ def _bagged(cv: Any, table: Table, spec: RunSpec, deadline: float, workers: Any)
         folds.append((x, table.y[train_rows].astype(np.float32), x_eval))
     members = cv.member_candidates()
     shares = [m.weight for m in cv.ensemble.members]
-    trained = fit_bagged([(m.hyperparameters, m.epochs) for m in members], folds, spec.seed, Compute.of(spec),
-                         deadline, workers)
+    trained = fit_bagged([(m.hyperparameters, m.epochs) for m in members], folds, seed, compute, deadline, workers)
     networks = tuple(TrainedNetwork(m.trial_id, m.hyperparameters, share / len(plan), weights, epochs, f)
                      for m, share, fits in zip(members, shares, trained, strict=True)
                      for f, (weights, epochs) in enumerate(fits))
