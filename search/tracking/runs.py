@@ -140,8 +140,8 @@ def finish(tracking: Tracking, run_dir: Path, trials: Any, final: RunSummary, ex
             artifacts={"model": str(run_dir / "model" / "model.keras"),
                        "metadata": str(run_dir / "model" / "metadata.json")},
             signature=signature, input_example=example, pip_requirements=pinned_requirements(),
-            metadata={"keras_backend": "tensorflow", "hpsearch_model": "ensemble" if (
-                final.get("ensemble") or {}).get("chosen") else "network"})
+            metadata={"keras_backend": "tensorflow",
+                      "hpsearch_model": "ensemble" if final.ensemble.get("chosen") else "network"})
 
 
 def pinned_requirements() -> list[str]:
