@@ -85,8 +85,8 @@ for ref in json.loads(sys.argv[1]):
         continue
     config = dict(space.fixed)
     seen = []
-    fit_network(config, x[:72], y[:72], epochs=3, seed=0, x_eval=x[72:],
-                on_epoch=lambda epoch, p, weights: seen.append(p.tolist()) or True)
+    fit_network(config, x[:72], y[:72], steps=3, seed=0, x_eval=x[72:],
+                on_epoch=lambda end: seen.append(end.probability.tolist()) or True)
     result = {"params": sorted(space.params), "epochs_scored": len(seen), "probability": seen[-1]}
     if keras.backend.backend() == "jax" and not uses_own_fit(config):
         folds = [(x[:48], y[:48], x[48:72]), (x[24:72], y[24:72], x[:24])]

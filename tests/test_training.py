@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from search.network.training import class_weights, fit_network, whole_batches
 
@@ -316,7 +317,7 @@ import numpy as np
 x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
 curve = []
 fit_network({"depth": 1, "width": 8, "batch_size": 16, "learning_rate": 0.01}, x, (x[:, 0] > 0).astype("float32"),
-            2, seed=0, x_eval=x, on_epoch=lambda epoch, p, weights: curve.append(p) is None)
+            2, seed=0, x_eval=x, on_epoch=lambda end: curve.append(end.probability) is None)
 import pandas, sklearn.metrics
 print(json.dumps({"loaded": loaded, "epochs": len(curve), "later": bool(pandas.DataFrame and sklearn.metrics.roc_auc_score)}))
 """
@@ -358,7 +359,7 @@ apart = []
 for (x, y, x_eval), seed in zip(folds, seeds):
     x, y = whole_batches(x, y, 16, seed, rows=80)  # the shape the folds share
     curve = []
-    fit_network(config, x, y, 4, seed, x_eval=x_eval, on_epoch=lambda e, p, w: curve.append(p.tolist()) or True)
+    fit_network(config, x, y, 4, seed, x_eval=x_eval, on_epoch=lambda end: curve.append(end.probability.tolist()) or True)
     apart.append(curve)
 print(json.dumps({"together": together, "apart": apart}))
 """
@@ -381,6 +382,63 @@ def test_folds_trained_together_match_their_separate_fits():
     together, apart = np.array(out["together"], dtype=object), out["apart"]
     assert len(together) == 3 and all(len(curve) == 4 for curve in together)
     for fold in range(3):
-        np.testing.assert_allclose(np.array(out["together"][fold]), np.array(apart[fold]), atol=2e-4)
+        # float32 sums in another order (a vmapped program): 4e-4 apart on an AMD EPYC, under 2e-4 on Intel
+        np.testing.assert_allclose(np.array(out["together"][fold]), np.array(apart[fold]), atol=1e-3)
     # the folds are different networks on different rows
     assert np.abs(np.array(out["together"][0][-1][:20]) - np.array(out["together"][1][-1][:20])).max() > 1e-3
+
+
+RESUME_SCRIPT = r"""
+import json, sys
+import numpy as np
+from search.network.training import fit_network
+x = np.random.default_rng(4).normal(size=(64, 5)).astype("float32")
+y = (x[:, 0] - x[:, 2] > 0).astype("float32")
+config = {"depth": 2, "width": 8, "batch_size": 16, "learning_rate": 0.01}
+saved, straight, resumed = {}, [], []
+
+def keep(end, into):
+    into.append([end.step, end.first_step, end.probability.tolist()])
+    if end.step == 4 and not saved:
+        model = end.synced()
+        saved.update(weights=[np.array(w) for w in model.get_weights()],
+                     optimizer=[np.array(v) for v in model.optimizer.variables])
+    return True
+
+def restore(model):
+    model.set_weights(saved["weights"])
+    model.optimizer.build(model.trainable_variables)
+    for variable, value in zip(model.optimizer.variables, saved["optimizer"]):
+        variable.assign(value)
+    return 4
+
+fit_network(config, x, y, 8, 0, x_eval=x, chunks=2, on_epoch=lambda end: keep(end, straight))
+fit_network(config, x, y, 8, 0, x_eval=x, chunks=2, on_epoch=lambda end: keep(end, resumed), restore=restore)
+print(json.dumps({"straight": straight, "resumed": resumed}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_fit_restored_mid_way_ends_where_a_straight_fit_ends(backend):
+    """The one training loop, as a retried trial uses it: a fit of 8 steps (half an epoch each on JAX)
+    restored from its state after step 4 reports steps 5-8 and ends with the straight fit's predictions."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", RESUME_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    straight, resumed = out["straight"], out["resumed"]
+    assert [s[:2] for s in straight] == [[step, 0] for step in range(1, 9)]
+    assert [s[:2] for s in resumed] == [[step, 4] for step in range(5, 9)]
+    final, at_five = np.array(straight[-1][2]), np.array(straight[4][2])
+    if backend == "jax":  # each epoch's order of rows comes from the seed and the epoch's number
+        np.testing.assert_allclose(np.array(resumed[-1][2]), final, atol=1e-5)
+    else:  # TensorFlow draws its orders from one generator: the same weights go on, in other orders
+        assert np.abs(np.array(resumed[0][2]) - at_five).max() < np.abs(np.array(straight[0][2]) - at_five).max()
+    assert np.abs(np.array(straight[-1][2]) - np.array(straight[3][2])).max() > 1e-4  # steps 5-8 trained

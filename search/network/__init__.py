@@ -9,8 +9,8 @@ _FACE = {
     "EpochRunner": "epoch_scan", "TRIAL_EPOCHS_EXPECTED": "epoch_scan", "absolute": "hypermodel",
     "discover_space": "hypermodel", "parse_ref": "hypermodel", "uses_own_fit": "hypermodel", "DEFAULTS": "mlp",
     "STEPS_PER_EXECUTION": "mlp", "build_network": "mlp", "make_optimizer": "mlp", "network_with": "mlp",
-    "resolve_config": "mlp", "class_weights": "training", "fit_folds": "training", "fit_network": "training",
-    "keras_fit": "training", "seed_rngs": "training", "whole_batches": "training",
+    "resolve_config": "mlp", "EpochEnd": "training", "fit_folds": "training", "fit_network": "training",
+    "whole_batches": "training",
 }
 __all__ = sorted(_FACE)
 __getattr__ = _lazy_face(__name__, _FACE)

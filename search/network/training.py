@@ -1,26 +1,54 @@
-"""Training one network on encoded arrays with Keras, without Ray: the recipe that trials, CV fits
-and the final fit share (a trial adds reporting and checkpoints: search/tuning/trainable.py)."""
+"""Training one network on encoded arrays with Keras, without Ray: the one loop that trials, CV fits
+and the final fit share. Each caller adds its own hook (a trial reports and checkpoints,
+search/tuning/trainable.py; a CV fit scores and stops early, search/selection/fold_fits.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from search.compute import use_precision
 
-EpochHook = Callable[[int, "np.ndarray | None", Callable[[], list[np.ndarray]]], bool]
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What a fit's hook sees after each step: an epoch, or a part of one where the fit has ``chunks``."""
+
+    step: int  # steps done, counted from the fit's first (a restored fit counts on from its checkpoint)
+    first_step: int  # the step this fit began at: 0, or the restored checkpoint's
+    loss: float  # the step's mean training loss; -1 where a user's own training loop logs none
+    probability: np.ndarray | None  # P(class 1) on ``x_eval`` after the step (None without it)
+    seconds: float  # the step's own time, compile and evaluation included
+    model: Any  # the network; on JAX its variables lag the compiled state until :meth:`synced`
+    sync: Callable[[], Any]
+
+    def synced(self) -> Any:
+        """The network with its variables brought up to date (for a checkpoint or its weights)."""
+        return self.sync()
+
+    def weights(self) -> list[np.ndarray]:
+        return [np.asarray(w) for w in self.sync().get_weights()]
 
 
-def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-                x_eval: np.ndarray | None = None, mixed_precision: bool = False,
-                on_epoch: EpochHook | None = None) -> Any:
-    """Train a fresh network for up to ``epochs`` (the CV and final fits); returns the model.
+EpochHook = Callable[[EpochEnd], bool]
 
-    After every epoch, ``on_epoch(epoch, p, weights)`` gets P(class 1) on ``x_eval`` (None without
-    it) and a function that returns the network's weights now; it returns whether to go on (the CV
-    stage's patience and deadlines).
+
+def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, steps: int, seed: int, *,
+                x_eval: np.ndarray | None = None, mixed_precision: bool = False, on_epoch: EpochHook | None = None,
+                chunks: int = 1, restore: Callable[[Any], int] | None = None, expected_epochs: float | None = None,
+                validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """Train a fresh network for up to ``steps`` steps of an epoch each (of 1/``chunks`` of one, on JAX);
+    returns the model, its variables up to date.
+
+    After every step ``on_epoch(EpochEnd)`` returns whether to go on (a trial's divergence, the CV's
+    patience and deadlines). ``restore(model)`` loads a checkpoint into the new network and returns the
+    step to go on from. On JAX our MLP trains in compiled epoch programs (search/network/epoch_scan.py,
+    ``expected_epochs`` sizes their compile); on TensorFlow, or with a hypermodel's own ``fit``, in Keras'
+    loop. ``validation_data`` is what a hypermodel's fit that names it gets (the training rows without it).
     """
     import keras
 
@@ -31,44 +59,57 @@ def fit_network(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: in
     seed_rngs(seed)
     use_precision(mixed_precision)
     model = build_network(resolved, x.shape[1], seed=seed)
+    start = restore(model) if restore is not None else 0
     batch_size = int(resolved["batch_size"])
-    x, y = whole_batches(x, y, batch_size, seed)
+    compiled = keras.backend.backend() == "jax" and not uses_own_fit(resolved)
+    chunks = chunks if compiled else 1
+    x, y = whole_batches(x, y, batch_size * chunks, seed)
     weights = class_weights(resolved, y)
-    if keras.backend.backend() == "jax" and not uses_own_fit(resolved):
-        from search.network.epoch_scan import EpochRunner
+    hook = on_epoch or (lambda end: True)
+    if not compiled:
+        return _keras_fit(resolved, model, x, y, steps, start, weights, x_eval, hook, validation_data or (x, y))
+    from search.network.epoch_scan import EpochRunner
 
-        runner = EpochRunner(model, x, y, batch_size, seed, weights, epochs_expected=epochs, x_eval=x_eval)
-        for epoch in range(epochs):
-            runner.train_epoch(epoch)
-            if on_epoch is not None and not on_epoch(epoch, runner.evaluated,
-                                                     lambda: [np.asarray(w) for w in runner.to_model().get_weights()]):
-                break
-        return runner.to_model()
-
-    def after_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
-        probability = None if x_eval is None else np.asarray(model(x_eval, training=False)).ravel()
-        weights = lambda: [np.asarray(w) for w in model.get_weights()]  # noqa: E731
-        if on_epoch is not None and not on_epoch(epoch, probability, weights):
-            model.stop_training = True
-
-    keras_fit(resolved, model, x, y, epochs=epochs, class_weight=weights,
-              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=after_epoch)])
-    return model
+    runner = EpochRunner(model, x, y, batch_size, seed, weights, x_eval=x_eval, chunks=chunks,
+                         epochs_expected=expected_epochs if expected_epochs is not None else steps / chunks)
+    for step in range(start, steps):
+        began = time.perf_counter()
+        loss = runner.train_chunk(step // chunks, step % chunks)
+        if not hook(EpochEnd(step + 1, start, loss, runner.evaluated, time.perf_counter() - began, model,
+                             runner.to_model)):
+            break
+    return runner.to_model()
 
 
-def keras_fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, *, epochs: int,
-              callbacks: list[Any], class_weight: dict[int, float] | None = None, initial_epoch: int = 0,
-              validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+def _keras_fit(config: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray, steps: int, start: int,
+               weights: dict[int, float] | None, x_eval: np.ndarray | None, hook: EpochHook,
+               validation_data: tuple[np.ndarray, np.ndarray]) -> Any:
     """Keras' own loop: ``model.fit`` at the config's batch size, or the hypermodel's ``fit(hp, model, ...)``,
-    which may choose its own (KerasTuner's convention). ``validation_data`` is what a hypermodel's fit
-    that names it gets (the training rows where none is given: the CV and final fits)."""
+    which may choose its own (KerasTuner's convention); the hook runs from a Keras callback."""
+    import keras
+
     from search.network import hypermodel
 
+    class EpochHookCallback(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            seconds = time.perf_counter() - self.began
+            # the fit's own model: a hypermodel's own training loop may not set the callbacks' model
+            probability = None if x_eval is None else np.asarray(model(x_eval, training=False)).ravel()
+            loss = float((logs or {}).get("loss", -1.0))
+            if not hook(EpochEnd(epoch + 1, start, loss, probability, seconds, model, lambda: model)):
+                model.stop_training = True
+
+    callbacks = [EpochHookCallback()]
     if hypermodel.uses_own_fit(config):
-        return hypermodel.fit(config, model, x, y, epochs=epochs, callbacks=callbacks, initial_epoch=initial_epoch,
-                              class_weight=class_weight, validation_data=validation_data or (x, y))
-    return model.fit(x, y, batch_size=int(config["batch_size"]), epochs=epochs, callbacks=callbacks,
-                     class_weight=class_weight, initial_epoch=initial_epoch, shuffle=True, verbose=0)
+        hypermodel.fit(config, model, x, y, epochs=steps, callbacks=callbacks, initial_epoch=start,
+                       class_weight=weights, validation_data=validation_data)
+    else:
+        model.fit(x, y, batch_size=int(config["batch_size"]), epochs=steps, callbacks=callbacks,
+                  class_weight=weights, initial_epoch=start, shuffle=True, verbose=0)
+    return model
 
 
 FoldsHook = Callable[[int, list[np.ndarray]], list[bool]]
@@ -78,7 +119,7 @@ def fit_folds(config: dict[str, Any], folds: list[tuple[np.ndarray, np.ndarray, 
               seeds: list[int], mixed_precision: bool = False,
               on_epoch: FoldsHook | None = None) -> list[list[np.ndarray]]:
     """Train one network per fold, ``(x, y, x_eval)`` each, for up to ``epochs``, together in one compiled
-    program (``epochs.FoldsRunner``, JAX only); fold ``f`` starts as :func:`fit_network` with ``seeds[f]``
+    program (``epoch_scan.FoldsRunner``, JAX only); fold ``f`` starts as :func:`fit_network` with ``seeds[f]``
     would. After every epoch, ``on_epoch(epoch, probabilities)`` gets each fold's P(class 1) on its
     ``x_eval`` and returns which folds still need training; training ends when none does. Returns each
     fold's weights at the end (a bagged ensemble member keeps them).

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from search.compute import Compute, raise_if_stopped
 from search.data import Feature, PreprocessStats, Table
+
+if TYPE_CHECKING:
+    from search.network import EpochEnd
 
 Fold = tuple[np.ndarray, np.ndarray, np.ndarray]  # a fold's (x, y, x_eval)
 Trained = tuple[list[np.ndarray], int]  # a network's weights and the epochs it trained
@@ -189,10 +192,10 @@ def train_weights(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: 
     use_backend(compute)
     trained, last = [0], [time.time()]
 
-    def on_epoch(epoch: int, _: Any, __: Any) -> bool:
+    def on_epoch(end: EpochEnd) -> bool:
         now = time.time()
         took, last[0] = now - last[0], now
-        trained[0] = epoch + 1
+        trained[0] = end.step
         return now + took <= deadline
 
     model = fit_network(config, x, y, epochs, seed, mixed_precision=compute.mixed_precision, on_epoch=on_epoch)

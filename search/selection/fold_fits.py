@@ -311,14 +311,14 @@ def fit_and_predict(config: dict[str, Any], x_train: np.ndarray, y_train: np.nda
     device = use_backend(compute)
     scores = FoldScores(y_eval, metric, patience, deadline, keep_weights)
     fit_network(config, x_train, y_train, max_epochs, seed, x_eval=x_eval, mixed_precision=compute.mixed_precision,
-                on_epoch=scores.update)
+                on_epoch=lambda end: scores.update(end.step - 1, end.probability, end.weights))
     return scores.output(node, device, started)
 
 
 def fit_folds_and_predict(config: dict[str, Any], folds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                           max_epochs: int, seeds: list[int], compute: Compute, metric: str, deadline: float,
                           skippable: bool = False) -> list[dict[str, Any]]:
-    """Train one network per fold ``(x_train, y_train, x_eval, y_eval)`` together (a Ray task, ``fit.fit_folds``),
+    """Train one network per fold ``(x_train, y_train, x_eval, y_eval)`` together (a Ray task, ``network.fit_folds``),
     each scored as :func:`fit_and_predict` scores its one; their outputs, in order."""
     from search.compute import use_backend
     from search.network import fit_folds

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.compute import Compute, use_backend, use_precision
+from search.compute import Compute, use_backend
 from search.errors import first_line
 from search.metrics import WORST, score_all
-from search.network import class_weights, keras_fit, seed_rngs, whole_batches
+
+if TYPE_CHECKING:
+    from search.network import EpochEnd
 
 
 @dataclass(frozen=True)
@@ -56,28 +56,18 @@ MAX_TRACEBACK_CHARS = 20_000  # a failed trial's traceback, as trials.csv and tr
 
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
-    """Ray Tune function trainable: one ``ray.tune.report`` per epoch, one ``training_iteration`` each."""
+    """Ray Tune function trainable: one ``ray.tune.report`` per epoch (or part of one), one
+    ``training_iteration`` each, from the one training loop (``network.fit_network``)."""
     device = use_backend(data.compute)
 
-    from search.network import build_network, resolve_config, uses_own_fit
+    from search.network import TRIAL_EPOCHS_EXPECTED, fit_network
 
     try:
-        resolved = resolve_config({**data.fixed, **config})
-        seed_rngs(data.seed)
-        use_precision(data.compute.mixed_precision)
-        model = build_network(resolved, data.x_train.shape[1], seed=data.seed)
-        start = _restore_state(model)
-        batch_size = int(resolved["batch_size"])
-        epoch_programs = data.compute.backend == "jax" and not uses_own_fit(resolved)
-        chunks = data.reports_per_epoch if epoch_programs else 1
-        x_train, y_train = whole_batches(data.x_train, data.y_train, batch_size * chunks, data.seed)
-        weights = class_weights(resolved, y_train)
-        if epoch_programs:
-            _train_jax_trial(model, x_train, y_train, batch_size, weights, start, data, device)
-            return
-        keras_fit(resolved, model, x_train, y_train, initial_epoch=start, epochs=data.max_reports,
-                  class_weight=weights, callbacks=[_EpochReporter(data, start, device, model)],
-                  validation_data=(data.x_val, data.y_val))
+        fit_network({**data.fixed, **config}, data.x_train, data.y_train, data.max_reports, data.seed,
+                    x_eval=data.x_val, mixed_precision=data.compute.mixed_precision,
+                    on_epoch=lambda end: _score_and_report(data, end, device), chunks=data.reports_per_epoch,
+                    restore=_restore_state, expected_epochs=min(TRIAL_EPOCHS_EXPECTED, data.max_epochs),
+                    validation_data=(data.x_val, data.y_val))
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise  # Ray's own signals (a stop, a lost session) are Ray's to handle
@@ -85,35 +75,16 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
                  "traceback": traceback.format_exc()[-MAX_TRACEBACK_CHARS:], "node_id": _node_id(), "device": device})
 
 
-def _train_jax_trial(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int, weights: dict[int, float] | None,
-                     start: int, data: TrialData, device: str) -> None:
-    """The trial's epochs on JAX, each one compiled call per report (search/network/epoch_scan.py), scored
-    and reported."""
-    from search.network import TRIAL_EPOCHS_EXPECTED, EpochRunner
-
-    per_epoch = data.reports_per_epoch
-    runner = EpochRunner(model, x, y, batch_size, data.seed, weights, x_eval=data.x_val, chunks=per_epoch,
-                         epochs_expected=min(TRIAL_EPOCHS_EXPECTED, data.max_epochs))
-    for report in range(start, data.max_reports):
-        began = time.perf_counter()
-        loss = runner.train_chunk(report // per_epoch, report % per_epoch)
-        train_seconds = time.perf_counter() - began  # compile and validation included
-        if not _score_and_report(data, loss, runner.evaluated, report + 1, start, device, train_seconds,
-                                 model, save=runner.to_model):
-            return
-
-
-def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, done: int, start: int, device: str,
-                      train_seconds: float, model: Any, save: Callable[[], Any] = lambda: None) -> bool:
-    """Score the validation rows after report ``done`` and report it, with the epochs trained so far
-    (ASHA's time unit), and a checkpoint every ``checkpoint_every`` epochs (``save`` first brings the
-    model's variables up to date).
+def _score_and_report(data: TrialData, end: EpochEnd, device: str) -> bool:
+    """Score the validation rows after step ``end.step`` and report it, with the epochs trained so far
+    (ASHA's time unit), and a checkpoint every ``checkpoint_every`` epochs.
     Returns whether training goes on: not after a NaN or infinite loss or prediction."""
     import keras
 
+    loss, probability, done = end.loss, end.probability, end.step
     keep_going = True
     checkpoint = False
-    if not np.isfinite(loss) or not np.all(np.isfinite(probability)):
+    if not np.isfinite(loss) or probability is None or not np.all(np.isfinite(probability)):
         scores = dict(WORST)
         scores.update(loss=loss if np.isfinite(loss) else -1.0, diverged=1)
         keep_going = False
@@ -122,12 +93,10 @@ def _score_and_report(data: TrialData, loss: float, probability: np.ndarray, don
         scores.update(loss=loss, diverged=0)
         every = data.checkpoint_every * data.reports_per_epoch
         checkpoint = bool(every) and done % every == 0 and done < data.max_reports
-    scores.update(epoch=done / data.reports_per_epoch, restored_from=start, errored=0, node_id=_node_id(),
-                  train_seconds=train_seconds, device=device,
-                  compute_dtype=_compute_dtype(model), backend=keras.backend.backend())
-    if checkpoint:
-        save()
-    _report(scores, state_of=model if checkpoint else None, epoch=done)
+    scores.update(epoch=done / data.reports_per_epoch, restored_from=end.first_step, errored=0, node_id=_node_id(),
+                  train_seconds=end.seconds, device=device,
+                  compute_dtype=_compute_dtype(end.model), backend=keras.backend.backend())
+    _report(scores, state_of=end.synced() if checkpoint else None, epoch=done)
     return keep_going
 
 
@@ -216,27 +185,6 @@ def _newest_checkpoint_beside(missing: Any) -> Any:
 
 
 train_trial.__mixins__ = (NewestCheckpointFallback,)  # read by Ray's wrap_function
-
-
-class _EpochReporter:
-    """A Keras callback (duck-typed, built lazily) that scores and reports each epoch of a TensorFlow fit."""
-
-    def __new__(cls, data: TrialData, start: int, device: str, model: Any) -> Any:
-        import keras
-
-        class EpochReporter(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                self.began = time.perf_counter()
-
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                train_seconds = time.perf_counter() - self.began  # the fit's own time, compile included
-                loss = float((logs or {}).get("loss", -1.0))  # -1: a training loop of the user's that logs none
-                # the trial's own model: a hypermodel's own training loop may not set the callbacks' model
-                probability = np.asarray(model(data.x_val, training=False)).ravel()
-                if not _score_and_report(data, loss, probability, epoch + 1, start, device, train_seconds, model):
-                    model.stop_training = True
-
-        return EpochReporter()
 
 
 def _node_id() -> str:
