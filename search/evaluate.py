@@ -45,7 +45,7 @@ def evaluate(spec: RunSpec, outer_folds: int, on_fold: Callable[[int, dict[str, 
     started = time.time()
     folds: list[dict[str, Any]] = []
     try:
-        with ray_session(spec):
+        with ray_session(spec.session_options()):
             for k, (outer_train, held_out) in enumerate(plan, start=1):
                 inner = only_rows(table, outer_train)
                 inner_spec = spec.model_copy(update={"name": f"outer-{k}", "results": str(partial), "test_size": 0.0})

@@ -16,7 +16,7 @@ import pandas as pd
 
 from search import export, run_folder, tracking
 from search.budget import RunClock, RunPlan, plan_run
-from search.compute import Compute, cluster_devices
+from search.compute import cluster_devices
 from search.data import Splits, Table, load_table, split_rows
 from search.errors import DataError, HpsearchError, Interrupted, SearchError, first_line
 from search.metrics import METRICS, ranked_trials
@@ -45,9 +45,7 @@ def prepare(spec: RunSpec) -> tuple[Space, Table, Splits]:
         run_folder.check_free(spec.results_root(), spec.name)
     if spec.mlflow:
         tracking.check_available(spec.mlflow_uri)
-    table = load_table(
-        spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive
-    )
+    table = load_table(spec.data, spec.target, header=spec.header, drop=spec.drop, positive=spec.positive)
     splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
     space = hypermodel_space(spec, table, splits) if spec.hypermodel else load_space(spec.space)
     if "class_weight" not in space.params and "class_weight" not in space.fixed:
@@ -111,7 +109,8 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
         raise
 
     try:
-        with ray_session(spec, while_starting=lambda: encode_and_import_tune(spec, plan, table, splits)) as data:
+        encode = lambda: encode_and_import_tune(spec, plan, table, splits)  # noqa: E731
+        with ray_session(spec.session_options(), while_starting=encode) as data:
             # the budget counts from here: Ray's start-up is not in it
             clock = RunClock(plan.budget, Stage.SEARCH, on_stage=on_progress)
             import_keras_meanwhile(spec, table)
@@ -120,8 +119,8 @@ def run_search(spec: RunSpec, on_progress: Callable[[Any], None] | None = None,
                 run_folder.keep_table(partial, spec.data)
             run_folder.write_json(partial / run_folder.SPEC, described)
             # begins in the search's tail; closed here too if the search fails or is stopped after it began
-            with HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds) as head:
-                trials = run_trials(spec, plan.space, data, partial, head.watching(on_progress),
+            with HeadStart(table, splits, plan.cv_rule, plan.cv_folds, spec.cv_options()) as head:
+                trials = run_trials(spec.tuning_options(), plan.space, data, partial, head.watching(on_progress),
                                     grace_period=plan.fidelity.grace_period, deadline=clock.deadline(Stage.SEARCH),
                                     callbacks=(tracking.trial_logger(run_tracking),) if run_tracking else ())
                 record_search(partial, spec, plan, table, data.metric, trials)
@@ -162,12 +161,12 @@ def resume_run(run: str | Path, on_progress: Callable[[Any], None] | None = None
     run_folder.check_free(partial.parent, final.name)
     clock = RunClock(plan.budget, Stage.CV if searched else Stage.SEARCH, on_stage=on_progress)
     try:
-        with ray_session(spec):
+        with ray_session(spec.session_options()):
             if searched:
                 trials = run_folder.read_search_trials(partial)
             else:  # Tune keeps the search's own time budget
                 data = encode_for_trials(spec, plan, table, splits)
-                trials = resume_trials(spec, plan.space, data, partial, on_progress)
+                trials = resume_trials(spec.tuning_options(), plan.space, data, partial, on_progress)
                 record_search(partial, spec, plan, table, data.metric, trials)
                 clock.start(Stage.CV)
             searched_s = clock.seconds
@@ -242,7 +241,7 @@ def import_keras_meanwhile(spec: RunSpec, table: Table) -> None:
     from search.compute import in_background_silenced
     from search.selection import FitWorkers
 
-    compute = Compute.of(spec)
+    compute = spec.compute()
     built_by_a_worker = FitWorkers.possible(compute) and FitWorkers.can_build(compute, table.schema)
     if "keras" in sys.modules or (built_by_a_worker and not spec.export_savedmodel):
         return
@@ -285,7 +284,7 @@ def retrain_run(run_dir: str | Path, *, top_k: int | None = None, folds: int | N
     spec, plan, described = run_folder.read_run_spec(folder, overrides)
     trials = run_folder.read_search_trials(folder)
     table, splits = run_folder.reload_data(spec, described)
-    with ray_session(spec):
+    with ray_session(spec.session_options()):
         finished = retrain_and_export(folder, spec, plan, table, splits, trials, RunClock.after_search(plan.budget),
                                       None)
     return replace(finished, against_boosting=render_report(folder).get("against_boosting", ""))
@@ -303,24 +302,25 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     from search.data import raw_inputs
     from search.selection import TUNED_BOOSTING, build_export, cross_validate, fit_final_model, pick_candidates
 
-    candidates = pick_candidates(trials, spec.metric, spec.cv_candidates(), plan.space, keep=spec.top_k or 3)
+    options = spec.cv_options()
+    candidates = pick_candidates(trials, options.metric, options.candidates, plan.space, keep=options.keep)
     max_epochs = int(math.ceil(plan.fidelity.max_epochs))
-    head = head or HeadStart(spec, table, splits, plan.cv_rule, plan.cv_folds)
+    head = head or HeadStart(table, splits, plan.cv_rule, plan.cv_folds, options)
     rest = head.rest
     try:
         head.begin()  # the baselines (scikit-learn, in this process) run on the CV's folds while Ray's workers fit
-        cv = cross_validate(table, splits, candidates, metric=spec.metric, rule=plan.cv_rule, folds=plan.cv_folds,
-                            repeats=head.repeats, seed=spec.seed, compute=Compute.of(spec), threshold=spec.threshold,
-                            max_epochs=max_epochs, deadline=clock.deadline(Stage.CV),
-                            threshold_rule=spec.threshold_rule, on_progress=on_progress, workers=head.workers,
-                            ensemble_members=spec.ensemble_members if spec.ensemble else 1)
+        cv = cross_validate(table, splits, candidates, metric=options.metric, rule=plan.cv_rule, folds=plan.cv_folds,
+                            repeats=head.repeats, seed=options.seed, compute=options.compute,
+                            threshold=options.threshold, max_epochs=max_epochs, deadline=clock.deadline(Stage.CV),
+                            threshold_rule=options.threshold_rule, on_progress=on_progress, workers=head.workers,
+                            ensemble_members=options.ensemble_members)
         clock.start(Stage.BASELINES)  # what is left of them
         baselines, tuned = head.baselines()
         run_folder.write_json(run_dir / run_folder.CV, {**cv.to_json(), "baselines": baselines})
         run_folder.write_parquet(run_dir / run_folder.OOF, cv.oof)
 
         clock.start(Stage.FINAL_FIT)
-        final = fit_final_model(cv, table, rest, spec.seed, Compute.of(spec), clock.deadline(Stage.FINAL_FIT),
+        final = fit_final_model(cv, table, rest, options.seed, options.compute, clock.deadline(Stage.FINAL_FIT),
                                 head.workers)
         clock.start(Stage.EXPORT)
         test_inputs = raw_inputs(table.features.iloc[splits.test], table.schema) if len(splits.test) else None
@@ -339,7 +339,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
                                                     "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})
         run_folder.write_parquet(run_dir / run_folder.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
-    return export.export_model(run_dir, spec, table, cv, built, final, test)
+    return export.export_model(run_dir, spec.export_options(), table, cv, built, final, test)
 
 
 def encode_and_import_tune(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits) -> Any:
@@ -375,7 +375,7 @@ def encode_for_trials(spec: RunSpec, plan: RunPlan, table: Table, splits: Splits
         seed=spec.seed,
         fixed=plan.space.config_of({}),
         checkpoint_every=spec.checkpoint_every,
-        compute=Compute.of(spec),
+        compute=spec.compute(),
         reports_per_epoch=plan.fidelity.reports_per_epoch,
     )
 

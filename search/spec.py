@@ -7,12 +7,14 @@ frozen and passed inward unchanged, and written to ``spec.json`` as the record o
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search.compute import Compute
 from search.data import BUILTIN_PREFIX, DEFAULT_DATA
 from search.errors import SpecError
 from search.metrics import DEFAULT_METRIC, METRICS
@@ -23,6 +25,61 @@ TINY_TABLE_ROWS = 300
 TINY_TABLE_REPEATS = 3
 SKEWED_SHARE = 0.3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What the Ray session needs: the cluster to join (None: a private local Ray), a local Ray's CPUs,
+    and what one trial reserves (refused at the start where no node can give it)."""
+
+    address: str | None = None
+    cpus: int | None = None
+    compute: Compute = Compute()
+
+
+@dataclass(frozen=True)
+class TuningOptions:
+    """What the search needs beyond its space and data: how many trials, how they are drawn and
+    stopped, what one reserves, and how many keep their checkpoint for the CV."""
+
+    samples: int = 40
+    searcher: str = "random"
+    seed: int = 0
+    reduction_factor: float = 3.0
+    max_failures: int = 2
+    logs_to_mlflow: bool = False
+    keep_checkpoints: int = DEFAULT_TOP_K
+    compute: Compute = Compute()
+
+
+@dataclass(frozen=True)
+class CvOptions:
+    """What the CV, the threshold and the final fit need: which candidates, how often, how the
+    threshold is chosen and how many networks the ensemble may take (1: no ensemble)."""
+
+    metric: str = DEFAULT_METRIC
+    seed: int = 0
+    candidates: int = DEFAULT_TOP_K
+    keep: int = DEFAULT_TOP_K
+    repeats: int | None = None
+    threshold: float | None = None
+    threshold_rule: str = "auto"
+    ensemble_members: int = 1
+    compute: Compute = Compute()
+
+    def repeats_for(self, rows: int) -> int:
+        """``repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""
+        return self.repeats or (TINY_TABLE_REPEATS if rows < TINY_TABLE_ROWS else 1)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the exported model's metadata records of the request, and whether a SavedModel goes beside it."""
+
+    header: bool = True
+    metric: str = DEFAULT_METRIC
+    seed: int = 0
+    savedmodel: bool = False
 
 
 class RunSpec(BaseModel):
@@ -123,9 +180,23 @@ class RunSpec(BaseModel):
         members may be (the best 3, then the best of other network shapes: search/selection/cv.py)."""
         return self.top_k or (self.ensemble_members if self.ensemble else DEFAULT_TOP_K)
 
-    def cv_repeats(self, rows: int) -> int:
-        """``--repeats``, else 3 below ``TINY_TABLE_ROWS`` rows (fold scores of tiny tables are noisy), else 1."""
-        return self.repeats or (TINY_TABLE_REPEATS if rows < TINY_TABLE_ROWS else 1)
+    def compute(self) -> Compute:
+        return Compute(self.backend, self.cpus_per_trial, self.gpus_per_trial, self.mixed_precision)
+
+    def session_options(self) -> SessionOptions:
+        return SessionOptions(self.address, self.cpus, self.compute())
+
+    def tuning_options(self) -> TuningOptions:
+        return TuningOptions(self.samples, self.searcher, self.seed, self.reduction_factor, self.max_failures,
+                             self.mlflow, self.cv_candidates(), self.compute())
+
+    def cv_options(self) -> CvOptions:
+        return CvOptions(self.metric, self.seed, self.cv_candidates(), self.top_k or DEFAULT_TOP_K, self.repeats,
+                         self.threshold, self.threshold_rule, self.ensemble_members if self.ensemble else 1,
+                         self.compute())
+
+    def export_options(self) -> ExportOptions:
+        return ExportOptions(self.header, self.metric, self.seed, self.export_savedmodel)
 
     def class_weights(self, y: Any) -> str:
         """``--class-weight``; ``auto`` is ``balanced`` when the rarer class is under ``SKEWED_SHARE`` of the rows."""

@@ -156,3 +156,15 @@ def test_the_file_a_model_folder_ships_stands_alone():
     """``data/model_inputs.py`` is copied beside model.keras as inputs.py: no hpsearch, only NumPy and pandas."""
     own, _, other = _imports("data.model_inputs")
     assert not own and other - {"__future__"} <= {"json", "re", "warnings", "pathlib", "typing", "numpy", "pandas"}
+
+
+# Where the whole run request may be named: where it is made (spec, cli, api), conducted (pipeline,
+# evaluate, the top package's face), planned (budget), recorded and read back (run_folder.reading) or
+# shipped whole to a cluster (cluster.jobs). A stage gets the options it uses (spec.CvOptions, ...).
+NAMES_RUNSPEC = {"spec", "budget", "pipeline", "evaluate", "api", "__init__", "cli.app", "run_folder.reading",
+                 "cluster.jobs"}
+
+
+def test_the_whole_run_request_stays_with_those_that_make_conduct_or_record_it():
+    naming = {m for m, path in MODULES.items() if re.search(r"\bRunSpec\b", path.read_text())}
+    assert naming <= NAMES_RUNSPEC, sorted(naming - NAMES_RUNSPEC)

@@ -214,11 +214,11 @@ table = load_table(spec.data, spec.target)
 splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
 candidates = [Candidate(name, {"depth": 1, "width": width, "batch_size": 16}, 2) for name, width in
               (("a", 8), ("b", 16), ("c", 4))]
-with ray_session(spec):
+with ray_session(spec.session_options()):
     cv = cross_validate(table, splits, candidates, metric="roc_auc", rule="kfold", folds=3, repeats=1, seed=0,
-                        compute=Compute.of(spec), threshold=None, max_epochs=2, deadline=0.0, ensemble_members=5)
+                        compute=spec.compute(), threshold=None, max_epochs=2, deadline=0.0, ensemble_members=5)
 print(json.dumps({"chosen": cv.ensemble.chosen, "reason": cv.ensemble.reason, "threshold": cv.threshold,
-                  "folds": [len(c["fold_scores"]) for c in cv.candidates], "winner": cv.winner.trial_id}))
+                  "folds": [len(c.fold_scores) for c in cv.candidates], "winner": cv.winner.trial_id}))
 """
 
 

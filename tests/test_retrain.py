@@ -8,7 +8,7 @@ import pytest
 
 from search.errors import SearchError
 from search.pipeline import best_trial
-from search.selection.cv import _winner, pick_candidates
+from search.selection.cv import CandidateScore, _winner, pick_candidates
 from search.space import IntParam, Space
 
 
@@ -49,9 +49,9 @@ def test_no_usable_trial_names_the_commonest_error():
         best_trial(failed, "roc_auc")
 
 
-def _summary(mean: float, depth: int, width: int, diverged: int = 0) -> dict:
-    return {"mean": {"roc_auc": mean}, "hyperparameters": {"depth": depth, "width": width},
-            "diverged_folds": diverged, "fold_scores": [{"roc_auc": mean}]}
+def _summary(mean: float, depth: int, width: int, diverged: int = 0) -> CandidateScore:
+    return CandidateScore(f"{depth}x{width}", {"depth": depth, "width": width}, 3, 3, diverged, 0, {"roc_auc": mean},
+                          {"roc_auc": 0.0}, [{"roc_auc": mean}], [mean])
 
 
 def test_the_winner_is_the_best_mean_and_the_smaller_network_on_a_tie():
@@ -85,7 +85,7 @@ def test_folds_of_different_widths_train_in_their_own_programs(tmp_path):
 
 
 HEAD_START_CHECK = """
-import json, sys
+import json, sys, time
 import numpy as np
 import ray
 from search.data.table import load_table, split_rows
@@ -102,11 +102,11 @@ splits = split_rows(table.y, spec.test_size, spec.val_size, spec.seed)
 candidates = [Candidate("a", {"depth": 1, "width": 8, "batch_size": 16, "learning_rate": 0.01}, 3),
               Candidate("b", {"depth": 2, "width": 16, "batch_size": 32, "dropout": 0.2, "numeric_embedding": "periodic",
                               "numeric_columns": 2}, 3)]
-args = dict(metric="roc_auc", rule="cv", folds=3, repeats=1, seed=0, compute=Compute.of(spec), threshold=None,
+args = dict(metric="roc_auc", rule="cv", folds=3, repeats=1, seed=0, compute=spec.compute(), threshold=None,
             max_epochs=3, deadline=1e12)
 out = {}
-with ray_session(spec):
-    head = HeadStart(spec, table, splits, "cv", 3)
+with ray_session(spec.session_options()):
+    head = HeadStart(table, splits, "cv", 3, spec.cv_options())
     watch = head.watching(None)
     watch(Progress(total=4, metric="roc_auc", running=2, finished=1))  # a trial is yet to start: no head start
     out["early"] = len(head.workers.actors)
@@ -118,14 +118,17 @@ with ray_session(spec):
     out["baselines"], out["tuned"] = sorted(baselines), sorted(tuned["test"])
     first = head.workers.first()
     head.close()
-    try:
-        ray.get(first.__ray_ready__.remote(), timeout=30)
-        out["closed"] = False
-    except ray.exceptions.RayActorError:
-        out["closed"] = True
+    out["closed"] = False
+    for _ in range(60):  # ray.kill is asynchronous: a call made at once may still be served
+        try:
+            ray.get(first.__ray_ready__.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            out["closed"] = True
+            break
+        time.sleep(0.5)
     as_tasks = cross_validate(table, splits, candidates, **args)
-out["scores"] = [[[f["roc_auc"], f["log_loss"]] for f in c["fold_scores"]] for c in on_actors.candidates]
-out["task_scores"] = [[[f["roc_auc"], f["log_loss"]] for f in c["fold_scores"]] for c in as_tasks.candidates]
+out["scores"] = [[[f["roc_auc"], f["log_loss"]] for f in c.fold_scores] for c in on_actors.candidates]
+out["task_scores"] = [[[f["roc_auc"], f["log_loss"]] for f in c.fold_scores] for c in as_tasks.candidates]
 print(json.dumps(out))
 """
 

@@ -279,7 +279,7 @@ from search.spec import RunSpec
 from search.cluster.session import ray_session
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
-with ray_session(RunSpec(cpus=2, backend="jax")):
+with ray_session(RunSpec(cpus=2, backend="jax").session_options()):
     @ray.remote(num_cpus=1)
     def seen():
         return os.environ.get("KERAS_BACKEND"), os.environ.get("TF_CPP_MIN_LOG_LEVEL"), os.getpid()

@@ -22,7 +22,7 @@ from search.compute import QUIET_TENSORFLOW, keep_driver_off_gpus, largest_node,
 from search.errors import ClusterError, message_line
 
 if TYPE_CHECKING:
-    from search.spec import RunSpec
+    from search.spec import SessionOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def use_cluster_token() -> None:
 
 
 @contextmanager
-def ray_session(spec: RunSpec, while_starting: Callable[[], Any] | None = None) -> Iterator[Any]:
+def ray_session(options: SessionOptions, while_starting: Callable[[], Any] | None = None) -> Iterator[Any]:
     """A Ray session for the search and the retrain; yields what ``while_starting`` returned.
 
     ``while_starting`` (the data's encoding) runs in another thread while Ray starts: Ray's start is
@@ -61,11 +61,11 @@ def ray_session(spec: RunSpec, while_starting: Callable[[], Any] | None = None) 
     from search.compute import sigterm_as_ctrl_c
 
     _wait_for_stop()
-    started_here, work = _start(spec, while_starting)
+    started_here, work = _start(options, while_starting)
     sigterm_as_ctrl_c()  # again: ray.init put Ray's own SIGTERM handler in place
     devices_before = keep_driver_off_gpus()
     try:
-        _check_trials_fit(spec)
+        _check_trials_fit(options)
         yield work
     finally:
         if started_here:
@@ -89,15 +89,15 @@ def _wait_for_stop() -> None:
         _stopping.pop().join()
 
 
-def _start(spec: RunSpec, while_starting: Callable[[], Any] | None) -> tuple[bool, Any]:
+def _start(options: SessionOptions, while_starting: Callable[[], Any] | None) -> tuple[bool, Any]:
     """Start Ray (:func:`_start_ray`) while ``while_starting`` runs in another thread. Ray starts in this
     one: its processes die with the thread that started them (Linux's parent-death signal is per thread)."""
     if while_starting is None:
-        return _start_ray(spec), None
+        return _start_ray(options), None
     with ThreadPoolExecutor(1, thread_name_prefix="hpsearch-while-ray-starts") as pool:
         work = pool.submit(while_starting)
         try:
-            started = _start_ray(spec)
+            started = _start_ray(options)
         except BaseException:
             work.cancel()
             raise
@@ -111,39 +111,39 @@ def _start(spec: RunSpec, while_starting: Callable[[], Any] | None) -> tuple[boo
             raise
 
 
-def _check_trials_fit(spec: RunSpec) -> None:
+def _check_trials_fit(options: SessionOptions) -> None:
     """Refuse a CPU or GPU reservation no node can meet: Ray would queue the trial forever. On a
     cluster (``--address``) such a node may yet come from its autoscaler: say so, and what it waits for."""
     cpus = largest_node("CPU")
-    most = largest_node("GPU") if spec.gpus_per_trial > 0 else 0.0
-    if spec.address:
+    most = largest_node("GPU") if options.compute.gpus > 0 else 0.0
+    if options.address:
         short = [f"{asked:g} {kind}s (the largest node has {has:g})"
-                 for kind, asked, has in (("CPU", spec.cpus_per_trial, cpus), ("GPU", spec.gpus_per_trial, most))
+                 for kind, asked, has in (("CPU", options.compute.cpus, cpus), ("GPU", options.compute.gpus, most))
                  if asked > has]
         if short:
             log.warning(f"waiting for the autoscaler: no node of the cluster has {' and '.join(short)} for one "
                         f"trial; the search starts when such a node joins (Ctrl-C stops it).")
         return
-    if spec.cpus_per_trial > cpus:
+    if options.compute.cpus > cpus:
         raise ClusterError(
-            f"--cpus-per-trial {spec.cpus_per_trial:g}: this machine's Ray has {cpus:g} CPUs, and a trial runs on one "
+            f"--cpus-per-trial {options.compute.cpus:g}: this machine's Ray has {cpus:g} CPUs, and a trial runs on one "
             f"node. Ask for at most {cpus:g}, or run on a cluster with --address."
         )
-    if spec.gpus_per_trial <= 0:
+    if options.compute.gpus <= 0:
         return
     if most == 0:
         raise ClusterError(
-            f"--gpus-per-trial {spec.gpus_per_trial:g}: Ray found no GPU on this machine. Leave the option out "
+            f"--gpus-per-trial {options.compute.gpus:g}: Ray found no GPU on this machine. Leave the option out "
             f"to train on CPUs, or run on a machine with an NVIDIA GPU and the GPU extra (pip install -e '.[gpu]')."
         )
-    if most and spec.gpus_per_trial > most:
+    if most and options.compute.gpus > most:
         raise ClusterError(
-            f"--gpus-per-trial {spec.gpus_per_trial:g}: no node has more than {most:g} GPUs, and a trial runs on "
+            f"--gpus-per-trial {options.compute.gpus:g}: no node has more than {most:g} GPUs, and a trial runs on "
             f"one node. Ask for at most {most:g} (fractions such as 0.25 put several trials on one GPU)."
         )
 
 
-def _start_ray(spec: RunSpec) -> bool:
+def _start_ray(options: SessionOptions) -> bool:
     """Start a private local Ray (no dashboard, token authentication on), unless one is connected.
 
     Ray 2.60 resolves a loopback node address to the machine's routable one and its gRPC
@@ -154,7 +154,7 @@ def _start_ray(spec: RunSpec) -> bool:
 
     if ray.is_initialized():
         return False
-    if spec.address:
+    if options.address:
         # An existing cluster: its nodes need hpsearch installed (cluster.yaml does it) or, under
         # `hpsearch submit`, get it from the job's working_dir.
         use_cluster_token()
@@ -162,27 +162,27 @@ def _start_ray(spec: RunSpec) -> bool:
         # variables, and Ray refuses to merge a second one into it.
         in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
         try:
-            ray.init(address=spec.address, log_to_driver=log.isEnabledFor(logging.DEBUG),
+            ray.init(address=options.address, log_to_driver=log.isEnabledFor(logging.DEBUG),
                      logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR,
-                     runtime_env=None if in_job else {"env_vars": worker_env(spec.backend)})
+                     runtime_env=None if in_job else {"env_vars": worker_env(options.compute.backend)})
         except (ConnectionError, ValueError, RuntimeError) as exc:
             first = message_line(exc)
             raise ClusterError(
-                f"--address {spec.address}: cannot connect to a Ray cluster ({first[:200]}). "
+                f"--address {options.address}: cannot connect to a Ray cluster ({first[:200]}). "
                 f"Check the address and that the cluster is up (`ray status`)."
             ) from None
         return True
     # The workers' variables go in through the environment the raylet inherits, not a runtime env:
     # Ray starts workers for a job with a runtime env anew, while these use the ones Ray prestarted
     # (the first trials start 1.0-1.5 s sooner). Put back at once: the driver is not a worker.
-    variables = worker_env(spec.backend)
+    variables = worker_env(options.compute.backend)
     before = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     executable, sys.executable = sys.executable, python_without_spaces()
     try:
         ray.init(
             address="local",
-            num_cpus=spec.cpus or os.cpu_count() or 1,
+            num_cpus=options.cpus or os.cpu_count() or 1,
             include_dashboard=False,
             log_to_driver=log.isEnabledFor(logging.DEBUG),
             # Ray's token authentication stays on (its default); its notice about it is not shown.

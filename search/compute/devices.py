@@ -84,10 +84,6 @@ class Compute:
     gpus: float = 0.0
     mixed_precision: bool = False
 
-    @classmethod
-    def of(cls, spec: Any) -> Compute:
-        return cls(spec.backend, spec.cpus_per_trial, spec.gpus_per_trial, spec.mixed_precision)
-
 
 def usable_fraction(gpus: float) -> float:
     """The share of one card's memory a worker reserving ``gpus`` GPUs may allocate."""

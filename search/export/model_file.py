@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import keras
 
     from search.data import Feature, PreprocessStats, Table
-    from search.spec import RunSpec
+    from search.spec import ExportOptions
 
 MODEL_DIR = "model"
 MODEL_FILE = "model.keras"
@@ -319,25 +319,24 @@ def check_inputs(table: Table) -> dict[str, np.ndarray]:
     return raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
 
 
-def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: BuiltModel, final: Any,
+def export_model(run_dir: Path, options: ExportOptions, table: Table, cv: Any, built: BuiltModel, final: Any,
                  test: dict[str, Any] | None) -> RunSummary:
     """Save the model with its metadata; returns the run's summary."""
     from search.data import input_name
     from search.run_folder import library_versions
 
-    winner_cv = next(c for c in cv.candidates if c["trial_id"] == cv.winner.trial_id)
-    by_id = {c["trial_id"]: c for c in cv.candidates}
+    winner_cv = cv.score_of(cv.winner.trial_id)
     ensemble = {**cv.ensemble.to_json(), "cost": built.cost, "networks": [
         {"trial_id": tid, "weight": sum(n.share for n in nets), "hyperparameters": nets[0].config,
          "epochs": max(n.epochs for n in nets), "fold_models": len(nets) if len(final.preprocessings) > 1 else 0,
-         "cv_mean": by_id[tid]["mean"]} for tid, nets in networks_by_member(final.networks).items()]}
+         "cv_mean": cv.score_of(tid).mean} for tid, nets in networks_by_member(final.networks).items()]}
     metadata = {
         "input_form": INPUT_FORM,
         "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
         "dates": table.dates or {},  # raw date column -> the parts (features) derived from it
         "target": table.target,
         "labels": {"0": table.labels[0], "1": table.labels[1]},
-        "header": spec.header,
+        "header": options.header,
         "threshold": cv.threshold,
         "threshold_rule": cv.threshold_rule,
         "model": (f"the weighted mean of {len(final.networks)} networks (ensemble)" if cv.ensemble.chosen
@@ -347,17 +346,17 @@ def export_model(run_dir: Path, spec: RunSpec, table: Table, cv: Any, built: Bui
         "trained_on": final.trained_on,
         "trial_id": cv.winner.trial_id,
         "ensemble": ensemble,
-        "metric": spec.metric,
-        "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv["mean"],
-               "std": winner_cv["std"]},
+        "metric": options.metric,
+        "cv": {"rule": cv.rule, "folds": cv.folds, "repeats": cv.repeats, "mean": winner_cv.mean,
+               "std": winner_cv.std},
         "test": test,
-        "seed": spec.seed,
+        "seed": options.seed,
         "data": table.source,
         "data_sha256": table.sha256,
         "versions": library_versions(),
     }
-    write_model(run_dir, built, metadata, savedmodel=spec.export_savedmodel)
-    return RunSummary(cv.winner.trial_id, winner_cv["mean"], winner_cv["std"], cv.threshold, test, cv.rule, ensemble)
+    write_model(run_dir, built, metadata, savedmodel=options.savedmodel)
+    return RunSummary(cv.winner.trial_id, winner_cv.mean, winner_cv.std, cv.threshold, test, cv.rule, ensemble)
 
 
 def networks_by_member(networks: Any) -> dict[str, list[Any]]:

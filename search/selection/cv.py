@@ -50,11 +50,40 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class CandidateScore:
+    """One candidate's CV result: the epochs CV chose, its fold scores at those epochs, their mean and
+    spread per metric, and the mean held-out score per epoch (whose peak chose ``epochs``; the report
+    draws it). ``skipped_folds`` were not started before the stage's deadline."""
+
+    trial_id: str
+    hyperparameters: dict[str, Any]
+    epochs: int
+    search_best_epoch: int
+    diverged_folds: int
+    skipped_folds: int
+    mean: dict[str, float]
+    std: dict[str, float]
+    fold_scores: list[dict[str, Any]]
+    cv_curve: list[float]
+
+    @property
+    def sound(self) -> bool:
+        """Whether it can win: scored folds, none diverged."""
+        return not self.diverged_folds and bool(self.fold_scores)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "hyperparameters": self.hyperparameters, "epochs": self.epochs,
+                "search_best_epoch": self.search_best_epoch, "diverged_folds": self.diverged_folds,
+                "skipped_folds": self.skipped_folds, "mean": self.mean, "std": self.std,
+                "fold_scores": self.fold_scores, "cv_curve": self.cv_curve}
+
+
+@dataclass(frozen=True)
 class CvSummary:
     """Every fold's scores for every candidate, the winner, the ensemble chosen over them, and the
     threshold of what is exported (the ensemble where it was chosen, else the winner)."""
 
-    candidates: list[dict[str, Any]]
+    candidates: list[CandidateScore]
     winner: Candidate
     threshold: float
     threshold_rule: str
@@ -70,9 +99,11 @@ class CvSummary:
 
     def member_candidates(self) -> list[Candidate]:
         """The exported networks' candidates (the ensemble's members, heaviest first), with their CV epochs."""
-        by_id = {c["trial_id"]: c for c in self.candidates}
-        return [Candidate(m.trial_id, by_id[m.trial_id]["hyperparameters"], by_id[m.trial_id]["epochs"])
+        return [Candidate(m.trial_id, self.score_of(m.trial_id).hyperparameters, self.score_of(m.trial_id).epochs)
                 for m in self.ensemble.members]
+
+    def score_of(self, trial_id: str) -> CandidateScore:
+        return next(c for c in self.candidates if c.trial_id == trial_id)
 
     def to_json(self) -> dict[str, Any]:
         method = ("the search's validation part (holdout), spread over 5 disjoint parts of it"
@@ -88,7 +119,7 @@ class CvSummary:
             "winner": self.winner.trial_id,
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
-            "candidates": self.candidates,
+            "candidates": [c.to_json() for c in self.candidates],
             "ensemble": self.ensemble.to_json(),
         }
 
@@ -176,7 +207,7 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
                                                 metric if threshold_rule == "auto" else threshold_rule)
     else:
         rule_text = "fixed by --threshold"
-    winner = Candidate(candidates[best].trial_id, candidates[best].hyperparameters, summaries[best]["epochs"])
+    winner = Candidate(candidates[best].trial_id, candidates[best].hyperparameters, summaries[best].epochs)
     weights = ({cand.trial_id: outputs[(c, 0)]["weights"] for c, cand in enumerate(candidates)}
                if rule == "holdout" else None)
     return CvSummary(summaries, winner, float(threshold), rule_text, len(plan) // repeats if rule == "kfold" else 1,
@@ -184,7 +215,7 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
                      preprocessors.get(0) if rule == "holdout" else None)
 
 
-def _ensemble(oof: pd.DataFrame, summaries: list[dict[str, Any]], winner: str, metric: str,
+def _ensemble(oof: pd.DataFrame, summaries: list[CandidateScore], winner: str, metric: str,
               max_members: int) -> tuple[EnsembleChoice, pd.DataFrame]:
     """The ensemble over the candidates that predicted every fold's rows without a diverged fold, scored
     fold by fold; and the exported model's out-of-fold prediction per row (the mean over the CV's
@@ -193,9 +224,9 @@ def _ensemble(oof: pd.DataFrame, summaries: list[dict[str, Any]], winner: str, m
                for tid, frame in oof.groupby("candidate", sort=False)}
     ours = by_fold[winner]
     keys = ours[["fold", "row"]].to_numpy()
-    complete = {s["trial_id"]: by_fold[s["trial_id"]]["probability"].to_numpy(dtype=np.float64) for s in summaries
-                if s["trial_id"] in by_fold and not s["diverged_folds"] and not s["skipped_folds"]
-                and np.array_equal(by_fold[s["trial_id"]][["fold", "row"]].to_numpy(), keys)}
+    complete = {s.trial_id: by_fold[s.trial_id]["probability"].to_numpy(dtype=np.float64) for s in summaries
+                if s.trial_id in by_fold and not s.diverged_folds and not s.skipped_folds
+                and np.array_equal(by_fold[s.trial_id][["fold", "row"]].to_numpy(), keys)}
     # (a candidate without folds adds an empty frame, which leaves the columns of the whole as objects)
     y, folds = ours["y"].to_numpy().astype(np.int64), ours["fold"].to_numpy().astype(np.int64)
     if winner not in complete:  # its own rows only (a skipped fold): no ensemble over other rows
@@ -210,13 +241,12 @@ def _ensemble(oof: pd.DataFrame, summaries: list[dict[str, Any]], winner: str, m
 
 
 def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],
-               y_all: np.ndarray, metric: str, rule: str, folds: int) -> tuple[dict[str, Any], pd.DataFrame]:
+               y_all: np.ndarray, metric: str, rule: str, folds: int) -> tuple[CandidateScore, pd.DataFrame]:
     """One candidate's CV result: its epochs, fold scores at those epochs, mean and spread."""
     usable = [(f, out) for f, out in enumerate(outs) if not out["diverged"] and not out["skipped"]]
     if not usable and any(out["skipped"] for out in outs):  # the budget left it no fit: it cannot win
-        return ({"trial_id": cand.trial_id, "hyperparameters": cand.hyperparameters, "epochs": 1,
-                 "search_best_epoch": cand.epochs, "diverged_folds": 0, "skipped_folds": len(outs),
-                 **mean_and_std([]), "fold_scores": []},
+        return (CandidateScore(cand.trial_id, cand.hyperparameters, 1, cand.epochs, 0, len(outs),
+                               **mean_and_std([]), fold_scores=[], cv_curve=[]),
                 pd.DataFrame(columns=["fold", "row", "y", "probability"]))
     diverged = sum(out["diverged"] for out in outs)
     skipped = sum(out["skipped"] for out in outs)
@@ -234,18 +264,9 @@ def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.
                             for part, idx in enumerate(holdout_parts(y))]
         else:
             fold_scores.append({"fold": f % folds, "repeat": f // folds, **score_all(y, probability), **info})
-    summary = {
-        "trial_id": cand.trial_id,
-        "hyperparameters": cand.hyperparameters,
-        "epochs": epochs,
-        "search_best_epoch": cand.epochs,
-        "diverged_folds": diverged,
-        "skipped_folds": skipped,  # not started before the stage's deadline: the budget cut the CV short
-        **mean_and_std(fold_scores),
-        "fold_scores": fold_scores,
-        # the mean held-out score per epoch, whose peak chose ``epochs`` (the report draws it)
-        "cv_curve": [round(float(v), 6) for v in _mean_curve([out["scores"] for _, out in usable])] if usable else [],
-    }
+    curve = [round(float(v), 6) for v in _mean_curve([out["scores"] for _, out in usable])] if usable else []
+    summary = CandidateScore(cand.trial_id, cand.hyperparameters, epochs, cand.epochs, diverged, skipped,
+                             **mean_and_std(fold_scores), fold_scores=fold_scores, cv_curve=curve)
     oof = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fold", "row", "y", "probability"])
     return summary, oof
 
@@ -314,18 +335,18 @@ def best_cutoff(y: np.ndarray, probability: np.ndarray, rule: str) -> tuple[floa
     return float(candidates[best]), float(scores[best])
 
 
-def _winner(summaries: list[dict[str, Any]], metric: str) -> int:
+def _winner(summaries: list[CandidateScore], metric: str) -> int:
     """The best mean CV metric among candidates without a diverged fold; the smaller network on a tie."""
     from search.errors import SearchError
 
     sign = 1 if METRICS[metric] == "max" else -1
-    sound = [i for i, s in enumerate(summaries) if not s["diverged_folds"] and s["fold_scores"]]
+    sound = [i for i, s in enumerate(summaries) if s.sound]
     if not sound:
         raise SearchError(f"every CV candidate diverged on at least one fold ({len(summaries)} candidates). "
                           f"Lower the space's learning_rate bounds, or check the data for extreme values.")
 
     def key(i: int) -> tuple[float, int]:
-        h = summaries[i]["hyperparameters"]
-        return (-sign * round(summaries[i]["mean"][metric], 4), int(h.get("depth", 1)) * int(h.get("width", 1)))
+        h = summaries[i].hyperparameters
+        return (-sign * round(summaries[i].mean[metric], 4), int(h.get("depth", 1)) * int(h.get("width", 1)))
 
     return min(sound, key=key)

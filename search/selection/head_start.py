@@ -14,31 +14,31 @@ from typing import Any
 
 import numpy as np
 
-from search.compute import Compute, alive_nodes, cpu_slots
+from search.compute import alive_nodes, cpu_slots
 from search.data import Splits, Table
 from search.progress import Progress
 from search.selection.fold_fits import FitWorkers
-from search.spec import RunSpec
+from search.spec import CvOptions
 
 
 class HeadStart:
     """The CV stage's fold plan, its workers and its baselines, started by :meth:`begin` (at most once)."""
 
-    def __init__(self, spec: RunSpec, table: Table, splits: Splits, rule: str, folds: int) -> None:
+    def __init__(self, table: Table, splits: Splits, rule: str, folds: int, options: CvOptions) -> None:
         from search.selection.cv import fold_plan
 
-        self.spec, self.table, self.splits, self.rule = spec, table, splits, rule
-        self.repeats = spec.cv_repeats(len(splits.train) + len(splits.val))
-        self.folds = fold_plan(table, splits, rule, folds, self.repeats, spec.seed)
+        self.options, self.table, self.splits, self.rule = options, table, splits, rule
+        self.repeats = options.repeats_for(len(splits.train) + len(splits.val))
+        self.folds = fold_plan(table, splits, rule, folds, self.repeats, options.seed)
         self.rest = np.sort(np.concatenate([splits.train, splits.val]))  # the rows that are not the test part
-        self.workers = FitWorkers(Compute.of(spec))
+        self.workers = FitWorkers(options.compute)
         self._pool: ThreadPoolExecutor | None = None
         self._scoring: Future | None = None
         self._tuning: Future | None = None
 
     def watching(self, on_progress: Callable[[Any], None] | None) -> Callable[[Any], None]:
         """``on_progress`` for the search, which also begins the head start once a core is free for good."""
-        slots = cpu_slots(self.spec.cpus_per_trial)
+        slots = cpu_slots(self.options.compute.cpus)
 
         def watch(state: Any) -> None:
             if isinstance(state, Progress) and state.finished + state.running >= state.total and state.running < slots:
@@ -60,7 +60,7 @@ class HeadStart:
                                           self.splits.test, holdout=self.rule == "holdout")
         if len(self.splits.test):
             self._tuning = self._pool.submit(with_threads, threads, tuned_boosting, self.table, self.rest,
-                                             self.splits.test, self.spec.seed)
+                                             self.splits.test, self.options.seed)
 
     def baseline_threads(self) -> int | None:
         """Threads for the baselines' boosting (OpenMP): this machine's cores less the CV's fits that run
@@ -70,7 +70,7 @@ class HeadStart:
 
         if alive_nodes() != 1:
             return None
-        fits_at_once = min(cpu_slots(self.spec.cpus_per_trial), len(self.folds) * self.spec.cv_candidates())
+        fits_at_once = min(cpu_slots(self.options.compute.cpus), len(self.folds) * self.options.candidates)
         return max(1, (os.cpu_count() or 1) - fits_at_once)
 
     def baselines(self) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -30,7 +30,7 @@ from search.tuning.trainable import TrialData, train_trial
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
 
-    from search.spec import RunSpec
+    from search.spec import TuningOptions
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def to_ray_space(space: Space) -> dict[str, Any]:
 
 
 def run_trials(
-    spec: RunSpec,
+    options: TuningOptions,
     space: Space,
     data: TrialData,
     run_dir: Path,
@@ -83,20 +83,20 @@ def run_trials(
         time_attr="epoch",
         max_t=data.max_epochs,
         grace_period=min(grace_period, data.max_epochs),
-        reduction_factor=spec.reduction_factor,
+        reduction_factor=options.reduction_factor,
     )
     # Tune stops its trials at its budget, then tears down (stops actors, saves the experiment): leave time for it
     budget = max(1.0, (deadline - time.time()) * 0.95 - TUNE_TEARDOWN_S)
-    conditional = spec.searcher == "optuna" and bool(space.conditions)
+    conditional = options.searcher == "optuna" and bool(space.conditions)
     tuner = tune.Tuner(
-        _trainable(spec, data),
+        _trainable(options, data),
         param_space={} if conditional else to_ray_space(space),  # else the searcher's define-by-run space
         tune_config=tune.TuneConfig(
             metric=data.metric,
             mode=METRICS[data.metric],
             scheduler=scheduler,
-            search_alg=_searcher(spec, space, data.metric),
-            num_samples=spec.samples,
+            search_alg=_searcher(options, space, data.metric),
+            num_samples=options.samples,
             reuse_actors=True,
             time_budget_s=budget if math.isfinite(budget) else None,
         ),
@@ -104,19 +104,19 @@ def run_trials(
             name=EXPERIMENT_DIR,
             storage_path=str(run_dir),
             verbose=0,
-            callbacks=[ProgressCallback(spec.samples, data.metric, data.max_epochs), FaultLog(), *_loggers(),
+            callbacks=[ProgressCallback(options.samples, data.metric, data.max_epochs), FaultLog(), *_loggers(),
                        *callbacks],
             # Trials catch their own errors (see trainable.py): what Ray retries is a lost worker.
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=StopOnSignal(),
         ),
     )
-    return _fit(tuner, spec, space, data, run_dir, on_progress, budget)
+    return _fit(tuner, options, space, data, run_dir, on_progress, budget)
 
 
 def resume_trials(
-    spec: RunSpec,
+    options: TuningOptions,
     space: Space,
     data: TrialData,
     run_dir: Path,
@@ -128,11 +128,11 @@ def resume_trials(
 
     tuner = tune.Tuner.restore(
         str(run_dir / EXPERIMENT_DIR),
-        trainable=_trainable(spec, data),
+        trainable=_trainable(options, data),
         resume_unfinished=True,
         resume_errored=True,  # trials Ray gave up on (lost nodes) continue from their checkpoints
     )
-    return _fit(tuner, spec, space, data, run_dir, on_progress, None)
+    return _fit(tuner, options, space, data, run_dir, on_progress, None)
 
 
 def _loggers() -> list[Any]:
@@ -151,16 +151,16 @@ def can_resume(run_dir: Path) -> bool:
     return tune.Tuner.can_restore(str(run_dir / EXPERIMENT_DIR))
 
 
-def _trainable(spec: RunSpec, data: TrialData) -> Any:
+def _trainable(options: TuningOptions, data: TrialData) -> Any:
     from ray import tune
 
     return tune.with_resources(
         tune.with_parameters(train_trial, data=data),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+        {"cpu": options.compute.cpus, "gpu": options.compute.gpus},
     )
 
 
-def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path,
+def _fit(tuner: Any, options: TuningOptions, space: Space, data: TrialData, run_dir: Path,
          on_progress: Callable[[Progress], None] | None, budget: float | None) -> pd.DataFrame:
     from search.compute import sigint_handler_kept
     from search.tuning import callbacks
@@ -169,15 +169,15 @@ def _fit(tuner: Any, spec: RunSpec, space: Space, data: TrialData, run_dir: Path
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # see _loggers; read when fit starts Tune's loop
     started = time.time()
     try:
-        with sigint_handler_kept(), _without_unused_mlflow(logs_to_mlflow=spec.mlflow):
+        with sigint_handler_kept(), _without_unused_mlflow(logs_to_mlflow=options.logs_to_mlflow):
             grid = tuner.fit()  # Tune leaves its own SIGINT handler in place, and a Ctrl-C after the search did nothing
     finally:
         callbacks.attach(run_dir, None)
-    finished = _interrupted_at(run_dir, spec, time.time() - started, budget)
+    finished = _interrupted_at(run_dir, options, time.time() - started, budget)
     if finished is not None:
-        raise Interrupted(f"the search was stopped with {finished} of {spec.samples} trials finished.", run_dir)
+        raise Interrupted(f"the search was stopped with {finished} of {options.samples} trials finished.", run_dir)
     table = trial_table(grid, data, space, read_faults(run_dir))
-    _prune_checkpoints(grid, table, data.metric, spec.cv_candidates())
+    _prune_checkpoints(grid, table, data.metric, options.keep_checkpoints)
     return table
 
 
@@ -210,7 +210,7 @@ def _without_unused_mlflow(logs_to_mlflow: bool) -> Iterator[None]:
         sys.modules.pop("ray.air.integrations.mlflow", None)
 
 
-def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float, budget: float | None) -> int | None:
+def _interrupted_at(run_dir: Path, options: TuningOptions, elapsed: float, budget: float | None) -> int | None:
     """The number of trials finished, if the search was stopped early; None when it ran to its end
     or to its time budget (``budget``; None for a resumed search, whose budget Tune kept).
 
@@ -225,7 +225,7 @@ def _interrupted_at(run_dir: Path, spec: RunSpec, elapsed: float, budget: float 
         return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     unfinished = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
     out_of_time = budget is None or elapsed >= budget * 0.95
-    if unfinished or (len(trials) < spec.samples and not out_of_time):
+    if unfinished or (len(trials) < options.samples and not out_of_time):
         return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     return None
 
@@ -297,19 +297,19 @@ def trial_table(grid: ResultGrid, data: TrialData, space: Space,
     return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
 
 
-def _searcher(spec: RunSpec, space: Space, metric: str) -> Any:
+def _searcher(options: TuningOptions, space: Space, metric: str) -> Any:
     """Random search or Optuna's TPE, starting from the space's first trials (known-good configs)."""
     first = [complete_point(point, space) for point in space.first_trials] or None
-    if spec.searcher == "optuna":
+    if options.searcher == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
         if space.conditions:  # define-by-run: a conditional param is asked for only where it is used
-            return OptunaSearch(space=DefineByRun(space), metric=metric, mode=METRICS[metric], seed=spec.seed,
+            return OptunaSearch(space=DefineByRun(space), metric=metric, mode=METRICS[metric], seed=options.seed,
                                 points_to_evaluate=first)
-        return OptunaSearch(seed=spec.seed, points_to_evaluate=first)
+        return OptunaSearch(seed=options.seed, points_to_evaluate=first)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=spec.seed, points_to_evaluate=first)
+    return BasicVariantGenerator(random_state=options.seed, points_to_evaluate=first)
 
 
 def complete_point(point: dict[str, Any], space: Space) -> dict[str, Any]:
