@@ -26,7 +26,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     from search import selection
     from search.cluster import ray_session
-    from search.compute import Compute
     from search.run_folder import read_run_spec, reload_data
     from search.selection import Candidate, fold_plan, patience_for
 
@@ -40,12 +39,12 @@ def main() -> None:
     max_epochs = int(np.ceil(plan.fidelity.max_epochs))
     patience = patience_for(max_epochs, len(splits.train))
     found = []
-    with ray_session(spec):
+    with ray_session(spec.session_options()):
         for r in range(rounds):
             row: dict = {"round": r + 1}
             for way, keep in (("one task per fold", True), ("folds together", False)):
                 began = time.time()
-                out, _ = selection.run_fits(table, folds, candidates, spec.metric, spec.seed, Compute.of(spec),
+                out, _ = selection.run_fits(table, folds, candidates, spec.metric, spec.seed, spec.compute(),
                                           max_epochs, patience, time.time() + 1e6, keep_weights=keep, on_progress=None)
                 row[way] = round(time.time() - began, 2)
                 row[f"{way}: mean last-epoch {spec.metric}"] = [

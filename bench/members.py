@@ -36,12 +36,12 @@ TABLES = "pima,spam7,framingham"
 
 def refitted(run: Path) -> dict[str, Any]:
     """The run's ensemble with each member refitted on all non-test rows: test ROC AUC and seconds."""
-    from search.compute import Compute, use_backend
+    from search.compute import use_backend
     from search.metrics import score_all
     from search.run_folder import read_run_spec, reload_data
 
     spec, _, described = read_run_spec(run)
-    use_backend(Compute.of(spec))
+    use_backend(spec.compute())
     from search.data import fit_and_encode
     from search.network import fit_network
 

@@ -222,7 +222,6 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
                   started: float) -> dict:
     """hpsearch's search step (``tuning.run_trials``) on the same arrays: Ray start-up included."""
     from search.cluster import ray_session
-    from search.compute import Compute
     from search.run_folder import epoch_history
     from search.space import load_space
     from search.spec import RunSpec
@@ -235,11 +234,12 @@ def _run_hpsearch(method: str, arrays: dict[str, np.ndarray], budget: dict[str, 
     data = TrialData(x_train=arrays["x_train"], y_train=arrays["y_train"], x_val=arrays["x_val"],
                      y_val=arrays["y_val"], metric="roc_auc", max_epochs=budget["max_epochs"], seed=budget["seed"],
                      fixed={}, checkpoint_every=spec.checkpoint_every,
-                     compute=Compute.of(spec))
+                     compute=spec.compute())
     run_dir = workdir / method
     run_dir.mkdir()
-    with ray_session(spec):
-        trials = run_trials(spec, space, data, run_dir, grace_period=4, deadline=float("inf"))  # ASHA's default rungs
+    with ray_session(spec.session_options()):
+        # ASHA's default rungs
+        trials = run_trials(spec.tuning_options(), space, data, run_dir, grace_period=4, deadline=float("inf"))
     wall = time.perf_counter() - started
     history = epoch_history(run_dir, "roc_auc")
     for row in history.itertuples():

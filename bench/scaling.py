@@ -61,7 +61,6 @@ def generated_arrays(rows: int, features: int, seed: int) -> dict[str, np.ndarra
 def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
     """One setting: ``slots`` concurrent trials (each a CPU, or a 1/slots share of one GPU)."""
     from search.cluster import ray_session
-    from search.compute import Compute
     from search.run_folder import epoch_history
     from search.spec import RunSpec
     from search.tuning import TrialData, run_trials
@@ -74,13 +73,14 @@ def measure(slots: int, on_gpu: bool, arrays: dict[str, np.ndarray], args: argpa
     data = TrialData(x_train=arrays["x_train"], y_train=arrays["y_train"], x_val=arrays["x_val"],
                      y_val=arrays["y_val"], metric="roc_auc", max_epochs=args.epochs, seed=args.seed,
                      fixed=dict(space.fixed), checkpoint_every=0,
-                     compute=Compute.of(spec))
+                     compute=spec.compute())
     with tempfile.TemporaryDirectory(prefix="hpsearch-scaling-") as folder:
         run_dir = Path(folder)
         watcher = GpuWatcher() if on_gpu else None
-        with ray_session(spec):
+        with ray_session(spec.session_options()):
             started = time.perf_counter()  # Ray's own start-up is not the trials' concurrency
-            trials = run_trials(spec, space, data, run_dir, grace_period=args.epochs, deadline=float("inf"))
+            trials = run_trials(spec.tuning_options(), space, data, run_dir, grace_period=args.epochs,
+                                deadline=float("inf"))
             wall = time.perf_counter() - started
         if watcher:
             watcher.stop()
