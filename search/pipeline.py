@@ -308,7 +308,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
     head = head or HeadStart(table, splits, plan.cv_rule, plan.cv_folds, options)
     rest = head.rest
     try:
-        head.begin()  # the baselines (scikit-learn, in this process) run on the CV's folds while Ray's workers fit
+        head.begin(ends_by=clock.deadline(Stage.CV))  # the baselines (in this process) run beside the CV
         cv = cross_validate(table, splits, candidates, metric=options.metric, rule=plan.cv_rule, folds=plan.cv_folds,
                             repeats=head.repeats, seed=options.seed, compute=options.compute,
                             threshold=options.threshold, max_epochs=max_epochs, deadline=clock.deadline(Stage.CV),
@@ -336,7 +336,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
                                  export.member_probabilities(final.networks, each))
         on_test = {**{n: b["test"] for n, b in baselines.items()}, TUNED_BOOSTING: tuned["test"]}
         run_folder.write_json(run_dir / run_folder.TEST, {**test, "trained_on": final.trained_on, "baselines": on_test,
-                                                    "tuned_boosting": {k: tuned[k] for k in ("params", "seconds")}})
+                                                    "tuned_boosting": {k: v for k, v in tuned.items() if k != "test"}})
         run_folder.write_parquet(run_dir / run_folder.TEST_PREDICTIONS,
                               pd.DataFrame({"row": splits.test, "y": table.y[splits.test], "probability": probability}))
     return export.export_model(run_dir, spec.export_options(), table, cv, built, final, test)

@@ -151,3 +151,22 @@ def test_the_cvs_workers_start_in_the_searchs_tail_and_fit_as_tasks_do(tmp_path)
     assert "logistic regression" in " ".join(out["baselines"]) and "roc_auc" in out["tuned"]
     assert len(out["scores"]) == 2 and all(len(c) == 3 for c in out["scores"])
     np.testing.assert_allclose(np.array(out["scores"]), np.array(out["task_scores"]), atol=1e-5)
+
+
+def test_tuned_boosting_keeps_to_the_cv_stages_end(tmp_path):
+    """Tuned boosting runs beside the CV and must not hold the run past the CV stage: with its end in the
+    past it tries one configuration and stops; without an end it tries all of them."""
+    import time
+
+    from search.data import load_table, split_rows
+    from search.selection.baselines import TUNED_CANDIDATES, tuned_boosting
+    from tests.conftest import make_mixed_table
+
+    make_mixed_table(n=200).to_csv(tmp_path / "mixed.csv", index=False)
+    table = load_table(str(tmp_path / "mixed.csv"), "label")
+    splits = split_rows(table.y, 0.2, 0.2, 0)
+    rest = np.sort(np.concatenate([splits.train, splits.val]))
+    late = tuned_boosting(table, rest, splits.test, 0, deadline=lambda: time.time() - 1)
+    free = tuned_boosting(table, rest, splits.test, 0)
+    assert late["candidates"] == 1 and free["candidates"] == TUNED_CANDIDATES
+    assert 0 <= late["test"]["roc_auc"] <= 1 and late["params"] != {}

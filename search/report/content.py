@@ -200,7 +200,8 @@ def against_boosting(report: dict[str, Any], metric: str) -> str:
     tuned = (test.get("baselines") or {}).get(TUNED_BOOSTING)
     tuned_gap = sign * (tuned[metric] - test[metric]) if tuned and metric in test else -math.inf
     if tuned_gap > -math.inf:
-        on_test += f", and {tuned[metric]:.4f} for boosting tuned by a random search of {TUNED_CANDIDATES}"
+        tried = (test.get("tuned_boosting") or {}).get("candidates", TUNED_CANDIDATES)
+        on_test += f", and {tuned[metric]:.4f} for boosting tuned by a random search of {tried}"
     figures = (f"CV {metric} {win['mean'][metric]:.4f} against {boost['mean'][metric]:.4f} for "
                f"gradient boosting (scikit-learn's HistGradientBoostingClassifier, defaults, "
                f"{boost.get('seconds', 0):.1f} s){on_test}")

@@ -10,6 +10,8 @@ would cost more than the network's CV.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -116,11 +118,15 @@ def boosting_space() -> dict[str, Any]:
             "max_features": uniform(0.5, 0.5), "max_iter": [100, 300, 1000]}
 
 
-def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int = 0) -> dict[str, Any]:
+def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int = 0,
+                   deadline: Callable[[], float] = lambda: math.inf) -> dict[str, Any]:
     """Boosting tuned by a small random search, scored on the test part: each of ``TUNED_CANDIDATES``
     configurations (learning rate, leaves, leaf size, L2, feature share, iterations with early stopping) is
     fitted on 80% of the non-test rows ``rest`` and scored (ROC AUC) on the other 20%; the best is refitted
-    on them all. What a user who tunes boosting briefly gets; its wall time and choice are recorded."""
+    on them all. What a user who tunes boosting briefly gets; its wall time, choice and the configurations
+    tried are recorded. It runs beside the CV and ends with it: no further configuration is tried once the
+    next one and the refit would end past ``deadline()`` (the CV stage's end, which may be set after this
+    starts); the first always is."""
     import time
 
     from sklearn.metrics import roc_auc_score
@@ -130,13 +136,19 @@ def tuned_boosting(table: Table, rest: np.ndarray, test: np.ndarray, seed: int =
     fit_rows, pick_rows = train_test_split(rest, test_size=TUNED_PICK_SHARE, stratify=table.y[rest],
                                            random_state=seed)
     fit_x, pick_x = baseline_inputs(table, fit_rows, BOOSTING), baseline_inputs(table, pick_rows, BOOSTING)
-    scored = []
+    scored: list[tuple[float, dict[str, Any]]] = []
+    longest = 0.0
     for params in ParameterSampler(boosting_space(), TUNED_CANDIDATES, random_state=seed):
+        if scored and time.time() + 2 * longest > deadline():  # the next one and the refit (on 1.25x the rows)
+            break
+        took = time.perf_counter()
         params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
         model = baseline_model(BOOSTING, table).set_params(early_stopping=True, **params).fit(fit_x, table.y[fit_rows])
         scored.append((roc_auc_score(table.y[pick_rows], model.predict_proba(pick_x)[:, 1]), params))
+        longest = max(longest, time.perf_counter() - took)
     best = max(scored, key=lambda pair: pair[0])[1]
     model = baseline_model(BOOSTING, table).set_params(early_stopping=True, **best)
     model.fit(baseline_inputs(table, rest, BOOSTING), table.y[rest])
     probability = model.predict_proba(baseline_inputs(table, test, BOOSTING))[:, 1]
-    return {"test": score_all(table.y[test], probability), "params": best, "seconds": time.perf_counter() - began}
+    return {"test": score_all(table.y[test], probability), "params": best, "seconds": time.perf_counter() - began,
+            "candidates": len(scored)}

@@ -8,6 +8,7 @@ What the CV stage needs and the search's result does not decide starts there: th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -35,6 +36,7 @@ class HeadStart:
         self._pool: ThreadPoolExecutor | None = None
         self._scoring: Future | None = None
         self._tuning: Future | None = None
+        self._ends_at = math.inf
 
     def watching(self, on_progress: Callable[[Any], None] | None) -> Callable[[Any], None]:
         """``on_progress`` for the search, which also begins the head start once a core is free for good."""
@@ -48,9 +50,13 @@ class HeadStart:
 
         return watch
 
-    def begin(self) -> None:
+    def begin(self, ends_by: float | None = None) -> None:
+        """Start the workers and the baselines (once); ``ends_by``: the CV stage's end (a ``time.time()``),
+        which the tuned boosting keeps to, known once the search ended."""
         from search.selection.baselines import score_baselines, tuned_boosting
 
+        if ends_by is not None:
+            self._ends_at = ends_by
         if self._pool is not None:
             return
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="hpsearch-baselines")
@@ -60,7 +66,7 @@ class HeadStart:
                                           self.splits.test, holdout=self.rule == "holdout")
         if len(self.splits.test):
             self._tuning = self._pool.submit(with_threads, threads, tuned_boosting, self.table, self.rest,
-                                             self.splits.test, self.options.seed)
+                                             self.splits.test, self.options.seed, lambda: self._ends_at)
 
     def baseline_threads(self) -> int | None:
         """Threads for the baselines' boosting (OpenMP): this machine's cores less the CV's fits that run
