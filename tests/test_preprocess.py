@@ -77,3 +77,35 @@ def test_the_driver_encoding_is_what_the_exported_preprocessor_computes():
     for frame in (df.iloc[90:], unseen):
         np.testing.assert_allclose(encode(stats, frame, schema), np.asarray(model(raw_inputs(frame, schema))),
                                    rtol=1e-6, atol=1e-6)
+
+
+def test_a_column_of_few_whole_numbers_is_also_one_hot_over_its_levels(tmp_path):
+    """A month or a day of the month also becomes one switch per training value, in the driver's NumPy
+    encoding and in the exported preprocessor alike (after a safe-mode reload); a value between levels
+    falls to the nearer one, a gap to the mean's, and a column of too few rows a level stays a number."""
+    import keras
+
+    from search.data.encoding import build_preprocessor, encode, fit_stats, raw_inputs
+
+    rng = np.random.default_rng(0)
+    rows = 400
+    df = pd.DataFrame({"month": rng.integers(1, 7, rows).astype(float), "amount": rng.normal(size=rows),
+                       "grade": rng.integers(0, 20, rows)})  # 20 levels need 1,000 rows: stays a number
+    df.loc[:9, "month"] = np.nan
+    schema = (Feature("month", "numeric"), Feature("amount", "numeric"), Feature("grade", "numeric"))
+    stats = fit_stats(df, schema)
+    assert stats.numeric["month"].levels == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+    assert stats.numeric["amount"].levels == () and stats.numeric["grade"].levels == ()
+    unseen = pd.DataFrame({"month": [3.0, 3.4, 5.6, 40.0, np.nan], "amount": [0.0] * 5, "grade": [1] * 5})
+    x = encode(stats, unseen, schema)
+    # three numbers, month's missing indicator, then month's six levels
+    assert x.shape == (5, 3 + 1 + 6)
+    month = x[:, 4:]
+    mean_level = int(np.argmin(np.abs(np.array(stats.numeric["month"].levels) - stats.numeric["month"].mean)))
+    assert month.argmax(axis=1).tolist() == [2, 2, 5, 5, mean_level] and np.all(month.sum(axis=1) == 1)
+    model = build_preprocessor(stats, schema)
+    model.save(tmp_path / "pre.keras")
+    reloaded = keras.saving.load_model(tmp_path / "pre.keras", safe_mode=True)
+    for frame in (df, unseen):
+        np.testing.assert_allclose(encode(stats, frame, schema), np.asarray(reloaded(raw_inputs(frame, schema))),
+                                   rtol=1e-6, atol=1e-6)

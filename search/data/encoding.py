@@ -8,9 +8,13 @@ Raw input form (one Keras input per column, shape ``(1,)``): numeric columns as 
 NaN for a missing value; categorical columns as strings with ``""`` for a missing value.
 Numeric columns are standardised together, as one block, with the training part's means and
 variances; missing values become the mean (0 after standardising), and each column with missing
-values in training also gets a 0/1 missing indicator, after the block. Categorical columns are
-one-hot encoded over the training part's vocabulary, with one extra slot for values not seen in
-training.
+values in training also gets a 0/1 missing indicator, after the block. A numeric column of whole
+numbers with a few distinct values (a month, a day of the month, an hour, a grade: 3 to 32 of them,
+each with 50 training rows on average) is also one-hot encoded over its training values, after the
+indicators: a network then reads "the 8th of March" as two switches rather than a narrow bump of two
+lines (on nycflights13 this lifted test ROC AUC from 0.785 to 0.801, bench/README.md). A value
+between two levels falls to the nearer one, and a gap to the mean's. Categorical columns are one-hot
+encoded over the training part's vocabulary, with one extra slot for values not seen in training.
 """
 
 from __future__ import annotations
@@ -28,11 +32,34 @@ if TYPE_CHECKING:
     import keras
 
 
+LEVELS_MOST = 32  # a day of the month is the largest calendar part that is a set of levels
+ROWS_PER_LEVEL = 50  # fewer training rows a level, and the one-hot fits noise (pima's pregnancies: 17 levels, 614 rows)
+
+
 @dataclass(frozen=True)
 class NumericStats:
     mean: float
     variance: float
     has_missing: bool
+    levels: tuple[float, ...] = ()  # a whole-number column's training values, also one-hot encoded
+
+
+def whole_number_levels(finite: np.ndarray, rows: int) -> tuple[float, ...]:
+    """The distinct values of a column that holds 3 to ``LEVELS_MOST`` whole numbers, enough rows each;
+    else ``()`` (a 0/1 column is already its own one-hot)."""
+    if finite.size == 0 or not np.all(finite == np.round(finite)):
+        return ()
+    distinct = np.unique(finite)
+    if not 3 <= distinct.size <= LEVELS_MOST or rows < ROWS_PER_LEVEL * distinct.size:
+        return ()
+    return tuple(float(v) for v in distinct)
+
+
+def level_bounds(stats: NumericStats) -> np.ndarray:
+    """The midpoints between a column's levels, standardised as the column is: bin i of these is level i."""
+    levels = np.asarray(stats.levels, dtype=np.float64)
+    scale = max(np.sqrt(stats.variance), 1e-7)
+    return (((levels[:-1] + levels[1:]) / 2 - stats.mean) / scale).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -59,7 +86,8 @@ def fit_stats(train_features: pd.DataFrame, schema: tuple[Feature, ...]) -> Prep
             finite = values[np.isfinite(values)]
             mean = float(finite.mean()) if finite.size else 0.0
             var = float(finite.var()) if finite.size > 1 else 1.0
-            numeric[feature.name] = NumericStats(mean, var, bool(finite.size < values.size))
+            numeric[feature.name] = NumericStats(mean, var, bool(finite.size < values.size),
+                                                 whole_number_levels(finite, values.size))
         else:
             # Most frequent first, so that the one-hot layout does not depend on row order.
             counts = pd.Series(values).value_counts(sort=False)
@@ -85,10 +113,16 @@ def build_preprocessor(stats: PreprocessStats, schema: tuple[Feature, ...]) -> k
         z = keras.layers.Normalization(mean=[stats.numeric[f.name].mean for f in numeric],
                                        variance=[stats.numeric[f.name].variance for f in numeric],
                                        name="numeric_norm")(block)
-        parts.append(ops.where(ops.isnan(z), ops.zeros_like(z), z))
+        z = ops.where(ops.isnan(z), ops.zeros_like(z), z)
+        parts.append(z)
         gaps = [i for i, f in enumerate(numeric) if stats.numeric[f.name].has_missing]
         if gaps:
             parts.append(ops.cast(ops.isnan(ops.take(block, gaps, axis=1)), "float32"))
+        for i, f in enumerate(numeric):
+            if stats.numeric[f.name].levels:
+                levels = keras.layers.Discretization(bin_boundaries=level_bounds(stats.numeric[f.name]).tolist(),
+                                                     output_mode="one_hot", name=f"{input_name(f.name)}_levels")
+                parts.append(ops.cast(levels(ops.take(z, [i], axis=1)), "float32"))
     for feature in schema:
         if feature.kind != "numeric":
             name = input_name(feature.name)
@@ -125,10 +159,17 @@ def encode(stats: PreprocessStats, features: pd.DataFrame, schema: tuple[Feature
         scale = np.maximum(np.sqrt(np.array([stats.numeric[f.name].variance for f in numeric], dtype=np.float32)),
                            np.float32(1e-7))  # Keras' Normalization divides by max(sqrt(variance), epsilon)
         z = (block - mean) / scale
-        parts.append(np.where(np.isnan(z), np.float32(0), z))
+        z = np.where(np.isnan(z), np.float32(0), z)
+        parts.append(z)
         gaps = [i for i, f in enumerate(numeric) if stats.numeric[f.name].has_missing]
         if gaps:
             parts.append(np.isnan(block[:, gaps]).astype(np.float32))
+        for i, f in enumerate(numeric):
+            if stats.numeric[f.name].levels:
+                codes = np.digitize(z[:, i], level_bounds(stats.numeric[f.name]))  # as Keras' Discretization
+                one_hot = np.zeros((len(codes), len(stats.numeric[f.name].levels)), dtype=np.float32)
+                one_hot[np.arange(len(codes)), codes] = 1.0
+                parts.append(one_hot)
     for feature in schema:
         if feature.kind != "numeric":
             vocabulary = stats.vocabularies[feature.name]
