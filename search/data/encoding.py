@@ -87,7 +87,7 @@ def fit_stats(train_features: pd.DataFrame, schema: tuple[Feature, ...]) -> Prep
             mean = float(finite.mean()) if finite.size else 0.0
             var = float(finite.var()) if finite.size > 1 else 1.0
             numeric[feature.name] = NumericStats(mean, var, bool(finite.size < values.size),
-                                                 whole_number_levels(finite, values.size))
+                                                 whole_number_levels(finite, finite.size))
         else:
             # Most frequent first, so that the one-hot layout does not depend on row order.
             counts = pd.Series(values).value_counts(sort=False)
