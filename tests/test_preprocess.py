@@ -82,25 +82,29 @@ def test_the_driver_encoding_is_what_the_exported_preprocessor_computes():
 def test_a_column_of_few_whole_numbers_is_also_one_hot_over_its_levels(tmp_path):
     """A month or a day of the month also becomes one switch per training value, in the driver's NumPy
     encoding and in the exported preprocessor alike (after a safe-mode reload); a value between levels
-    falls to the nearer one, a gap to the mean's, and a column of too few rows a level stays a number."""
+    falls to the nearer one, a gap to the mean's, and a column with a level of too few rows (a count's
+    long tail) stays a number."""
     import keras
 
     from search.data.encoding import build_preprocessor, encode, fit_stats, raw_inputs
 
     rng = np.random.default_rng(0)
-    rows = 400
+    rows = 600
     df = pd.DataFrame({"month": rng.integers(1, 7, rows).astype(float), "amount": rng.normal(size=rows),
-                       "grade": rng.integers(0, 20, rows)})  # 20 levels need 1,000 rows: stays a number
+                       "grade": rng.integers(0, 20, rows),  # 20 levels of about 30 rows: stays a number
+                       "visits": rng.poisson(1.0, rows)})  # about 86 rows a value, but 4 visits are rare
+    assert len(df) / df["visits"].nunique() > 50 and df["visits"].value_counts().min() < 50
     df.loc[:9, "month"] = np.nan
-    schema = (Feature("month", "numeric"), Feature("amount", "numeric"), Feature("grade", "numeric"))
+    schema = tuple(Feature(name, "numeric") for name in ("month", "amount", "grade", "visits"))
     stats = fit_stats(df, schema)
     assert stats.numeric["month"].levels == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
-    assert stats.numeric["amount"].levels == () and stats.numeric["grade"].levels == ()
-    unseen = pd.DataFrame({"month": [3.0, 3.4, 5.6, 40.0, np.nan], "amount": [0.0] * 5, "grade": [1] * 5})
+    assert stats.numeric["amount"].levels == stats.numeric["grade"].levels == stats.numeric["visits"].levels == ()
+    unseen = pd.DataFrame({"month": [3.0, 3.4, 5.6, 40.0, np.nan], "amount": [0.0] * 5, "grade": [1] * 5,
+                           "visits": [0] * 5})
     x = encode(stats, unseen, schema)
-    # three numbers, month's missing indicator, then month's six levels
-    assert x.shape == (5, 3 + 1 + 6)
-    month = x[:, 4:]
+    # four numbers, month's missing indicator, then month's six levels
+    assert x.shape == (5, 4 + 1 + 6)
+    month = x[:, 5:]
     mean_level = int(np.argmin(np.abs(np.array(stats.numeric["month"].levels) - stats.numeric["month"].mean)))
     assert month.argmax(axis=1).tolist() == [2, 2, 5, 5, mean_level] and np.all(month.sum(axis=1) == 1)
     model = build_preprocessor(stats, schema)

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 
 LEVELS_MOST = 32  # a day of the month is the largest calendar part that is a set of levels
-ROWS_PER_LEVEL = 50  # fewer training rows a level, and the one-hot fits noise (pima's pregnancies: 17 levels, 614 rows)
+# every level needs this many training rows, else its switch fits noise: pima's 17 pregnancy counts and
+# the long tail of a count (delinquencies: 0, 1, 2, ... 13) stay numbers, and so do caravan's skewed codes
+ROWS_PER_LEVEL = 50
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,13 @@ class NumericStats:
     levels: tuple[float, ...] = ()  # a whole-number column's training values, also one-hot encoded
 
 
-def whole_number_levels(finite: np.ndarray, rows: int) -> tuple[float, ...]:
-    """The distinct values of a column that holds 3 to ``LEVELS_MOST`` whole numbers, enough rows each;
-    else ``()`` (a 0/1 column is already its own one-hot)."""
+def whole_number_levels(finite: np.ndarray) -> tuple[float, ...]:
+    """The distinct values of a column that holds 3 to ``LEVELS_MOST`` whole numbers, each in at least
+    ``ROWS_PER_LEVEL`` of its training rows; else ``()`` (a 0/1 column is already its own one-hot)."""
     if finite.size == 0 or not np.all(finite == np.round(finite)):
         return ()
-    distinct = np.unique(finite)
-    if not 3 <= distinct.size <= LEVELS_MOST or rows < ROWS_PER_LEVEL * distinct.size:
+    distinct, counts = np.unique(finite, return_counts=True)
+    if not 3 <= distinct.size <= LEVELS_MOST or counts.min() < ROWS_PER_LEVEL:
         return ()
     return tuple(float(v) for v in distinct)
 
@@ -87,7 +89,7 @@ def fit_stats(train_features: pd.DataFrame, schema: tuple[Feature, ...]) -> Prep
             mean = float(finite.mean()) if finite.size else 0.0
             var = float(finite.var()) if finite.size > 1 else 1.0
             numeric[feature.name] = NumericStats(mean, var, bool(finite.size < values.size),
-                                                 whole_number_levels(finite, finite.size))
+                                                 whole_number_levels(finite))
         else:
             # Most frequent first, so that the one-hot layout does not depend on row order.
             counts = pd.Series(values).value_counts(sort=False)
