@@ -92,21 +92,24 @@ def test_a_column_of_few_whole_numbers_is_also_one_hot_over_its_levels(tmp_path)
     rows = 600
     df = pd.DataFrame({"month": rng.integers(1, 7, rows).astype(float), "amount": rng.normal(size=rows),
                        "grade": rng.integers(0, 20, rows),  # 20 levels of about 30 rows: stays a number
-                       "visits": rng.poisson(1.0, rows)})  # about 86 rows a value, but 4 visits are rare
+                       "visits": rng.poisson(1.0, rows),  # about 86 rows a value, but 4 visits are rare
+                       "shift": rng.integers(0, 3, rows)})  # levels of another width
     assert len(df) / df["visits"].nunique() > 50 and df["visits"].value_counts().min() < 50
     df.loc[:9, "month"] = np.nan
-    schema = tuple(Feature(name, "numeric") for name in ("month", "amount", "grade", "visits"))
+    schema = tuple(Feature(name, "numeric") for name in ("month", "amount", "grade", "visits", "shift"))
     stats = fit_stats(df, schema)
     assert stats.numeric["month"].levels == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
     assert stats.numeric["amount"].levels == stats.numeric["grade"].levels == stats.numeric["visits"].levels == ()
-    unseen = pd.DataFrame({"month": [3.0, 3.4, 5.6, 40.0, np.nan], "amount": [0.0] * 5, "grade": [1] * 5,
-                           "visits": [0] * 5})
+    assert stats.numeric["shift"].levels == (0.0, 1.0, 2.0)
+    unseen = pd.DataFrame({"month": [3.0, 3.4, 5.6, 40.0, np.nan, np.inf], "amount": [0.0] * 6,
+                           "grade": [1] * 6, "visits": [0] * 6, "shift": [0, 1, 2, -5, 1, 1]})
     x = encode(stats, unseen, schema)
-    # four numbers, month's missing indicator, then month's six levels
-    assert x.shape == (5, 4 + 1 + 6)
-    month = x[:, 5:]
+    # five numbers, month's missing indicator, then month's six levels and shift's three
+    assert x.shape == (6, 5 + 1 + 6 + 3)
+    month, shift = x[:, 6:12], x[:, 12:]
     mean_level = int(np.argmin(np.abs(np.array(stats.numeric["month"].levels) - stats.numeric["month"].mean)))
-    assert month.argmax(axis=1).tolist() == [2, 2, 5, 5, mean_level] and np.all(month.sum(axis=1) == 1)
+    assert month.argmax(axis=1).tolist() == [2, 2, 5, 5, mean_level, 5] and np.all(month.sum(axis=1) == 1)
+    assert shift.argmax(axis=1).tolist() == [0, 1, 2, 0, 1, 1] and np.all(shift.sum(axis=1) == 1)
     model = build_preprocessor(stats, schema)
     model.save(tmp_path / "pre.keras")
     reloaded = keras.saving.load_model(tmp_path / "pre.keras", safe_mode=True)

@@ -72,6 +72,31 @@ class PreprocessStats:
     vocabularies: dict[str, tuple[str, ...]]
 
 
+@dataclass(frozen=True)
+class LevelLayout:
+    """The numeric block's columns with levels as one padded matrix, so that a wide table of codes is a
+    few ops in the exported model, not one layer a column."""
+
+    columns: list[int]  # their positions in the numeric block
+    bounds: np.ndarray  # (columns, widest), padded with float32's largest value
+    last: list[int]  # each one's last level
+    kept: list[int]  # where their levels lie in the flattened one-hot of (columns, widest + 1)
+
+
+def level_layout(stats: PreprocessStats, numeric: list[Feature]) -> LevelLayout | None:
+    """The layout of ``numeric``'s level one-hots; ``None`` where no column has levels."""
+    columns = [i for i, f in enumerate(numeric) if stats.numeric[f.name].levels]
+    if not columns:
+        return None
+    bounds = [level_bounds(stats.numeric[numeric[i].name]) for i in columns]
+    widest = max(b.size for b in bounds)
+    padded = np.full((len(columns), widest), np.finfo(np.float32).max, dtype=np.float32)
+    for row, b in enumerate(bounds):
+        padded[row, :b.size] = b
+    kept = [row * (widest + 1) + level for row, b in enumerate(bounds) for level in range(b.size + 1)]
+    return LevelLayout(columns, padded, [b.size for b in bounds], kept)
+
+
 def raw_inputs(features: pd.DataFrame, schema: tuple[Feature, ...]) -> dict[str, np.ndarray]:
     """The columns in the model's raw input form (see the module docstring)."""
     return column_inputs(features, [(f.name, f.kind) for f in schema])
@@ -120,11 +145,14 @@ def build_preprocessor(stats: PreprocessStats, schema: tuple[Feature, ...]) -> k
         gaps = [i for i, f in enumerate(numeric) if stats.numeric[f.name].has_missing]
         if gaps:
             parts.append(ops.cast(ops.isnan(ops.take(block, gaps, axis=1)), "float32"))
-        for i, f in enumerate(numeric):
-            if stats.numeric[f.name].levels:
-                levels = keras.layers.Discretization(bin_boundaries=level_bounds(stats.numeric[f.name]).tolist(),
-                                                     output_mode="one_hot", name=f"{input_name(f.name)}_levels")
-                parts.append(ops.cast(levels(ops.take(z, [i], axis=1)), "float32"))
+        layout = level_layout(stats, numeric)
+        if layout is not None:  # a level is the count of bounds passed, as np.digitize counts in encode()
+            width = layout.bounds.shape[1] + 1
+            passed = ops.greater_equal(ops.expand_dims(ops.take(z, layout.columns, axis=1), -1), layout.bounds)
+            # +inf passes the padding too: it is the last level, as in np.digitize
+            codes = ops.minimum(ops.sum(ops.cast(passed, "int32"), axis=-1), np.array(layout.last, "int32"))
+            one_hot = ops.cast(ops.equal(ops.expand_dims(codes, -1), np.arange(width, dtype="int32")), "float32")
+            parts.append(ops.take(ops.reshape(one_hot, (-1, len(layout.columns) * width)), layout.kept, axis=1))
     for feature in schema:
         if feature.kind != "numeric":
             name = input_name(feature.name)
