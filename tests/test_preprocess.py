@@ -116,3 +116,35 @@ def test_a_column_of_few_whole_numbers_is_also_one_hot_over_its_levels(tmp_path)
     for frame in (df, unseen):
         np.testing.assert_allclose(encode(stats, frame, schema), np.asarray(reloaded(raw_inputs(frame, schema))),
                                    rtol=1e-6, atol=1e-6)
+
+
+def test_a_run_names_the_columns_it_read_as_levels_and_its_model_scores_them(tmp_path):
+    """End to end: a shift of 0, 1 or 2 whose middle value is the risky one (no single cut of the number
+    finds it) is read as levels too; the model's metadata lists its values, the report names it, and
+    the exported model, reloaded in safe mode, ranks the middle shift above the others."""
+    import json
+
+    import keras
+
+    from tests.conftest import run_cli
+
+    rng = np.random.default_rng(5)
+    rows = 480
+    shift = rng.integers(0, 3, rows)
+    amount = rng.normal(size=rows).round(3)
+    risky = rng.random(rows) < np.where(shift == 1, 0.8, 0.2)
+    pd.DataFrame({"shift": shift, "amount": amount, "late": np.where(risky, "yes", "no")}).to_csv(
+        tmp_path / "shifts.csv", index=False)
+    proc = run_cli(["run", "shifts.csv", "--target", "late", "--samples", "2", "--max-epochs", "10",
+                    "--grace-period", "10", "--top-k", "1", "--folds", "2", "--repeats", "1", "--cpus", "2",
+                    "--results", "out", "--name", "shifts"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "out" / "shifts"
+    meta = json.loads((folder / "model" / "metadata.json").read_text())
+    assert {f["name"]: f.get("levels") for f in meta["features"]} == {"shift": [0.0, 1.0, 2.0], "amount": None}
+    assert "| also as levels | shift (3): " in (folder / "report.md").read_text()
+    model = keras.saving.load_model(folder / "model" / "model.keras", safe_mode=True)
+    probe = {f["input"]: np.array([[0.0], [1.0], [2.0]], dtype=np.float32) if f["name"] == "shift"
+             else np.zeros((3, 1), dtype=np.float32) for f in meta["features"]}
+    low, middle, high = np.asarray(model(probe)).ravel()
+    assert middle > max(low, high)

@@ -326,13 +326,17 @@ def export_model(run_dir: Path, options: ExportOptions, table: Table, cv: Any, b
     from search.run_folder import library_versions
 
     winner_cv = cv.score_of(cv.winner.trial_id)
+    # the whole-number values a column is also one-hot over (the first of a bagged model's folds that has any)
+    levels = {name: stats.levels for prep in reversed(final.preprocessings) for name, stats in prep.numeric.items()
+              if stats.levels}
     ensemble = {**cv.ensemble.to_json(), "cost": built.cost, "networks": [
         {"trial_id": tid, "weight": sum(n.share for n in nets), "hyperparameters": nets[0].config,
          "epochs": max(n.epochs for n in nets), "fold_models": len(nets) if len(final.preprocessings) > 1 else 0,
          "cv_mean": cv.score_of(tid).mean} for tid, nets in networks_by_member(final.networks).items()]}
     metadata = {
         "input_form": INPUT_FORM,
-        "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind} for f in table.schema],
+        "features": [{"name": f.name, "input": input_name(f.name), "kind": f.kind,
+                      **({"levels": list(levels[f.name])} if f.name in levels else {})} for f in table.schema],
         "dates": table.dates or {},  # raw date column -> the parts (features) derived from it
         "target": table.target,
         "labels": {"0": table.labels[0], "1": table.labels[1]},

@@ -179,7 +179,8 @@ def _model(folder: Path) -> dict[str, Any] | None:
         return None
     return {"dates": metadata.get("dates") or {},
             "categorical": any(f["kind"] == "categorical" for f in metadata["features"]),
-            "ensemble": metadata.get("ensemble")}
+            "ensemble": metadata.get("ensemble"),
+            "levels": {f["name"]: f["levels"] for f in metadata["features"] if f.get("levels")}}
 
 
 def against_boosting(report: dict[str, Any], metric: str) -> str:

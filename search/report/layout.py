@@ -65,12 +65,22 @@ def status_line(report: dict[str, Any]) -> str:
     return "Complete run."
 
 
+def _level_row(report: dict[str, Any]) -> list[list[str]]:
+    """The numeric columns of a few whole numbers that the model also reads as levels, if any."""
+    levels = (report.get("model") or {}).get("levels") or {}
+    if not levels:
+        return []
+    named = ", ".join(f"{name} ({len(values)})" for name, values in levels.items())
+    return [["also as levels", f"{named}: few whole numbers, each also one-hot over its training values"]]
+
+
 def _run_summary(report: dict[str, Any]) -> Section:
     s = report["summary"]
     timing = s["timing"] or {}
     rows = [["item", "value"],
             ["data", f"{s['data']} ({s['rows']} rows, SHA-256 {s['sha256'][:12]}…)"],
             ["features", ", ".join(f"{v} {k}" for k, v in s["features"].items())],
+            *_level_row(report),
             ["target", f"{s['target']} (positive: {s['positive']}); classes " +
              ", ".join(f"{k}: {v}" for k, v in s["class_counts"].items())],
             ["splits", ", ".join(f"{k} {v}" for k, v in s["splits"].items())],
