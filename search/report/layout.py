@@ -70,7 +70,8 @@ def _level_row(report: dict[str, Any]) -> list[list[str]]:
     levels = (report.get("model") or {}).get("levels") or {}
     if not levels:
         return []
-    named = ", ".join(f"{name} ({len(values)})" for name, values in levels.items())
+    named = ", ".join(f"{name} ({len(values)})" for name, values in list(levels.items())[:10])
+    named += f" and {len(levels) - 10} more" if len(levels) > 10 else ""
     return [["also as levels", f"{named}: few whole numbers, each also one-hot over its training values"]]
 
 
