@@ -49,14 +49,20 @@ def test_no_usable_trial_names_the_commonest_error():
         best_trial(failed, "roc_auc")
 
 
-def _summary(mean: float, depth: int, width: int, diverged: int = 0) -> CandidateScore:
-    return CandidateScore(f"{depth}x{width}", {"depth": depth, "width": width}, 3, 3, diverged, 0, {"roc_auc": mean},
+def _summary(mean: float, depth: int, width: int, diverged: int = 0, skipped: int = 0) -> CandidateScore:
+    return CandidateScore(f"{depth}x{width}", {"depth": depth, "width": width}, 3, 3, diverged, skipped, {"roc_auc": mean},
                           {"roc_auc": 0.0}, [{"roc_auc": mean}], [mean])
 
 
 def test_the_winner_is_the_best_mean_and_the_smaller_network_on_a_tie():
     assert _winner([_summary(0.91, 2, 64), _summary(0.93, 3, 256), _summary(0.92, 1, 8)], "roc_auc") == 1
     assert _winner([_summary(0.93001, 3, 256), _summary(0.93004, 2, 64)], "roc_auc") == 1  # equal to 4 decimals
+
+
+def test_a_candidate_the_deadline_cut_short_wins_only_where_none_is_fully_scored():
+    cut = _summary(0.95, 1, 8, skipped=3)
+    assert _winner([cut, _summary(0.90, 2, 64), _summary(0.91, 3, 256)], "roc_auc") == 2
+    assert _winner([_summary(0.90, 2, 64, skipped=1), cut], "roc_auc") == 1  # all cut short: the best mean
 
 
 def test_a_candidate_with_a_diverged_fold_cannot_win():
