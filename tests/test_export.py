@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
-from search.export.model_file import join_model, load_model, save_model, score_test
+from search.export.model_file import join_model, load_model, save_model
+from search.export.test_part import score_test
 from tests.conftest import make_mixed_table
 
 

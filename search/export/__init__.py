@@ -8,8 +8,8 @@ from search import _lazy_face
 _FACE = {
     "METADATA_FILE": "model_file", "MODEL_DIR": "model_file", "MODEL_FILE": "model_file", "build_model": "model_file",
     "check_inputs": "model_file", "export_model": "model_file", "load_model": "model_file",
-    "member_probabilities": "model_file", "probabilities": "model_file", "RunSummary": "model_file",
-    "score_test": "model_file", "predict_file": "predict", "predict_frame": "predict",
+    "member_probabilities": "test_part", "probabilities": "model_file", "RunSummary": "model_file",
+    "score_test": "test_part", "predict_file": "predict", "predict_frame": "predict",
 }
 __all__ = sorted(_FACE)
 __getattr__ = _lazy_face(__name__, _FACE)
