@@ -41,6 +41,30 @@ def test_the_selection_mixes_networks_that_know_different_rows():
     assert choice.score == pytest.approx(score_all(y, mixed)["roc_auc"])
     assert choice.single_score == pytest.approx(score_all(y, oof["a"])["roc_auc"])
     assert choice.score > choice.single_score + 0.05
+    # cross-validated too: chosen on four fifths of the rows, the mean still wins on the fifth left out
+    assert choice.held_out[0] > choice.held_out[1] + 0.05
+
+
+def test_a_mean_that_wins_only_on_the_rows_that_chose_its_weights_is_not_kept():
+    """One informative network and four of pure noise: on the rows that choose the weights, some noise
+    always helps a little by chance; cross-validated, it does not."""
+    from search.selection.ensemble import _greedy, _scorer
+
+    kept = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        y, folds = rng.integers(0, 2, 300), np.arange(300) % 5
+        oof = {"a": 0.5 + 0.1 * (2 * y - 1) + rng.normal(0, 0.25, 300)}
+        oof |= {f"noise{k}": rng.uniform(0, 1, 300) for k in range(4)}
+        members, in_sample = _greedy(oof, _scorer(y, "roc_auc", folds), "roc_auc", 5)
+        choice = select_ensemble(y, oof, "roc_auc", "a", max_members=5, folds=folds)
+        assert len(members) > 1 and round(in_sample, 4) > round(choice.single_score, 4)  # the old rule kept it
+        mixed, alone = choice.held_out
+        assert choice.chosen == (round(mixed, 4) > round(alone, 4))
+        if not choice.chosen:
+            assert [m.trial_id for m in choice.members] == ["a"] and "cross-validated" in choice.reason
+        kept.append(choice.chosen)
+    assert sum(kept) <= 3, kept
 
 
 def test_one_network_is_kept_when_no_mean_beats_it():
@@ -121,6 +145,8 @@ def test_a_run_exports_an_ensemble_that_every_way_of_predicting_reads_alike(tmp_
     per_fold = [score_all(labels.loc[f].to_numpy(), fold_mixed.loc[f].to_numpy())["roc_auc"]
                 for f in fold_mixed.index.get_level_values(0).unique()]
     assert ensemble["oof_score"] == pytest.approx(np.mean(per_fold))
+    # ... and it was kept because it also wins cross-validated, weights chosen on the other folds
+    assert ensemble["held_out_score"] > ensemble["held_out_single_score"]
 
     # one Keras model, loaded in safe mode with plain Keras: its mean is the members' weighted mean
     frame = pd.read_csv(data).drop(columns=["label"])
@@ -184,6 +210,7 @@ print(json.dumps({{"p": np.asarray(model(inputs)).ravel().tolist(), "members": n
     report = (run_dir / "report.md").read_text()
     section = report.split("## Ensemble", 1)[1].split("\n## ", 1)[0]
     assert all(n["trial_id"] in section for n in networks) and "kB" in section and "ms" in section
+    assert "cross-validated (weights chosen on all parts of the rows but one" in section
 
     # --no-ensemble: the winner alone, re-scored among --top-k candidates, and its own threshold
     again = run_cli(["retrain", str(run_dir), "--no-ensemble"], cwd=tmp_path)

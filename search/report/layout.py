@@ -170,6 +170,9 @@ def _ensemble(report: dict[str, Any]) -> Section | None:
     text = [f"The exported model is the weighted mean of {len(e['networks'])} networks{kept} ({e['rule']}): "
             f"out of fold, "
             f"{metric} {e['oof_score']:.4f} against {e['single_oof_score']:.4f} for the CV winner alone"
+            + (f"; cross-validated (weights chosen on all parts of the rows but one, scored on the one left out) "
+               f"{e['held_out_score']:.4f} against {e['held_out_single_score']:.4f} for the best single network "
+               f"chosen the same way" if "held_out_score" in e else "")
             + (f"; on the test part {test[metric]:.4f} against {winner[metric]:.4f}" if winner and metric in test
                else "") + "."]
     cost = e.get("cost")

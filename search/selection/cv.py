@@ -234,8 +234,9 @@ def _ensemble(oof: pd.DataFrame, summaries: list[CandidateScore], winner: str, m
         choice = single(winner, float(np.mean([score_all(y[folds == f], ours["probability"].to_numpy()[folds == f])
                                                [metric] for f in np.unique(folds)])), 1,
                         "the CV winner lacks an out-of-fold prediction for some rows")
-    else:
-        choice = select_ensemble(y, complete, metric, winner, max_members, folds)
+    else:  # the cross-validated check holds out each row's first-repeat fold, in every repeat at once
+        parts = ours.groupby("row")["fold"].transform("min").to_numpy().astype(np.int64)
+        choice = select_ensemble(y, complete, metric, winner, max_members, folds, parts)
     probability = choice.probability(complete) if choice.chosen else ours["probability"].to_numpy(dtype=np.float64)
     per_row = pd.DataFrame({"row": ours["row"].to_numpy(), "y": y, "probability": probability})
     return choice, per_row.groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
