@@ -261,3 +261,44 @@ def test_a_cv_cut_short_by_its_deadline_exports_the_winner_alone(tmp_path, mixed
     assert 1 <= got["folds"][0] < 3 and got["folds"][1:] == [0, 0] and got["winner"] == "a"
     assert not got["chosen"] and "lacks an out-of-fold prediction" in got["reason"]
     assert 0.0 <= got["threshold"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_winner_kept_alone_is_exported_as_its_fold_models(tmp_path):
+    """With the ensemble on but one candidate (``--top-k 1``), the winner alone is bagged as an
+    ensemble's members are: one network per CV fold, each the very fit the CV scored, weights equal."""
+    data = tmp_path / "alone [v1].csv"
+    _table().to_csv(data, index=False)
+    proc = run_cli(["run", str(data), "--target", "label", "--samples", "3", "--max-epochs", "4", "--grace-period", "4",
+                    "--repeats", "1", "--top-k", "1", "--cpus", "2", "--name", "alone", "--results", "out"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "out" / "alone"
+    metadata = json.loads((run_dir / "model" / "metadata.json").read_text())
+    cv = json.loads((run_dir / "cv.json").read_text())
+    ensemble = metadata["ensemble"]
+    assert not ensemble["chosen"] and "only one candidate" in ensemble["reason"]
+    assert [n["trial_id"] for n in ensemble["networks"]] == [cv["winner"]]
+    assert ensemble["networks"][0]["fold_models"] == cv["folds"] > 1
+    assert metadata["trained_on"].startswith("bagged: the winner's") and "fold models" in metadata["model"]
+    script = f"""
+import sys, json, keras, numpy as np, pandas as pd
+sys.path.insert(0, {str(run_dir / 'model')!r})
+from inputs import to_inputs
+model = keras.saving.load_model({str(run_dir / 'model' / 'model.keras')!r}, safe_mode=True)
+inputs = to_inputs(pd.read_csv({str(data)!r}), {str(run_dir / 'model' / 'metadata.json')!r})
+members = keras.Model(model.input, model.get_layer("member_probabilities").output)(inputs)
+print(json.dumps({{"members": np.asarray(members).tolist(),
+                  "weights": model.get_layer("ensemble_weights").get_weights()[0].ravel().tolist()}}))
+"""
+    plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                           env={**__import__("os").environ, "KERAS_BACKEND": "tensorflow"})
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    got = json.loads(plain.stdout.strip().splitlines()[-1])
+    assert got["weights"] == pytest.approx([1 / cv["folds"]] * cv["folds"], abs=1e-7)
+    oof = pd.read_parquet(run_dir / "oof.parquet").query("candidate == @cv['winner']")
+    members = np.asarray(got["members"])
+    for fold in range(cv["folds"]):
+        held_out = oof.query("fold == @fold")
+        assert members[held_out["row"].to_numpy(), fold] == pytest.approx(held_out["probability"].to_numpy(), abs=1e-5)
+    assert cv["winner"] in json.loads((run_dir / "test.json").read_text())["networks"]
+    assert "It is bagged: the mean of its" in (run_dir / "report.md").read_text()

@@ -43,7 +43,8 @@ def test_nested_cv_scores_each_outer_fold_with_a_run_that_never_saw_it(tmp_path,
 
     for k, (fold, rows) in enumerate(zip(summary["folds"], held_out, strict=True), start=1):
         model = keras.saving.load_model(folder / f"outer-{k}" / "model" / "model.keras", safe_mode=True)
-        assert {layer.compute_dtype for layer in model.get_layer("network").layers} == {"float32"}
+        networks = _networks(model)  # one, or a bagged winner's fold models
+        assert networks and {layer.compute_dtype for n in networks for layer in n.layers} == {"float32"}
         meta = json.loads((folder / f"outer-{k}" / "model" / "metadata.json").read_text())
         part = table.iloc[rows]
         x = {f["input"]: (part[f["name"]].to_numpy("float32") if f["kind"] == "numeric"
@@ -80,3 +81,14 @@ def test_evaluate_refuses_folds_it_cannot_fill(tmp_path, mixed_csv, outer, messa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _networks(model):
+    """Every network inside an exported model, however deep (an ensemble wraps each in ``member_i``)."""
+    found = []
+    for layer in model.layers:
+        if layer.name == "network":
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found += _networks(layer)
+    return found

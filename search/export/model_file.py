@@ -318,9 +318,11 @@ def check_inputs(table: Table) -> dict[str, np.ndarray]:
     return raw_inputs(table.features.iloc[: min(256, table.n_rows)], table.schema)
 
 
-def export_model(run_dir: Path, options: ExportOptions, table: Table, cv: Any, built: BuiltModel, final: Any,
-                 test: dict[str, Any] | None) -> RunSummary:
-    """Save the model with its metadata; returns the run's summary."""
+def export_model(run_dir: Path, options: ExportOptions, table: Table, cv: Any, built: BuiltModel,
+                 final: Any, test: dict[str, Any] | None) -> RunSummary:
+    """Save the model with its metadata; returns the run's summary. (``cv`` is the selection's
+    ``CvSummary`` and ``final`` its ``FinalModel``: the export comes after the selection in the flow, so
+    it does not import them, not even for types.)"""
     from search.data import input_name
     from search.run_folder import library_versions
 
@@ -343,7 +345,8 @@ def export_model(run_dir: Path, options: ExportOptions, table: Table, cv: Any, b
         "threshold": cv.threshold,
         "threshold_rule": cv.threshold_rule,
         "model": (f"the weighted mean of {len(final.networks)} networks (ensemble)" if cv.ensemble.chosen
-                  else "one network, the CV's winner"),
+                  else f"one network, the CV's winner, as the mean of its {len(final.networks)} fold models"
+                  if len(final.networks) > 1 else "one network, the CV's winner"),
         "hyperparameters": cv.winner.hyperparameters,
         "epochs": next((n.epochs for n in final.networks if n.trial_id == cv.winner.trial_id), cv.winner.epochs),
         "trained_on": final.trained_on,

@@ -24,14 +24,14 @@ class EpochEnd:
     probability: np.ndarray | None  # P(class 1) on ``x_eval`` after the step (None without it)
     seconds: float  # the step's own time, compile and evaluation included
     model: Any  # the network; on JAX its variables lag the compiled state until :meth:`synced`
-    sync: Callable[[], Any]
+    _sync: Callable[[], Any]  # brings them up to date: a host copy, so only where a hook asks
 
     def synced(self) -> Any:
         """The network with its variables brought up to date (for a checkpoint or its weights)."""
-        return self.sync()
+        return self._sync()
 
     def weights(self) -> list[np.ndarray]:
-        return [np.asarray(w) for w in self.sync().get_weights()]
+        return [np.asarray(w) for w in self.synced().get_weights()]
 
 
 EpochHook = Callable[[EpochEnd], bool]

@@ -153,7 +153,10 @@ def _ensemble(report: dict[str, Any]) -> Section | None:
     if not e or "cv" not in report:
         return None
     if not e["chosen"]:
-        return Section("Ensemble", [f"One network is exported, not an ensemble: {e['reason']}. Selection: "
+        folds = sum(n.get("fold_models", 0) for n in e.get("networks", []))
+        bagged = (f" It is bagged: the mean of its {folds} fold models, each trained on one CV fold's training rows."
+                  if folds > 1 else "")
+        return Section("Ensemble", [f"One network is exported, not an ensemble: {e['reason']}.{bagged} Selection: "
                                     f"{e['rule']}."], None)
     tested = (report.get("test") or {}).get("networks", {})
     shown = ("depth", "width", "dropout", "learning_rate", "batch_size", "numeric_embedding")

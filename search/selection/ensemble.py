@@ -29,6 +29,7 @@ from search.metrics import METRICS, is_better, score_all
 
 STEPS = 25  # AutoGluon's default ensemble size: weights are multiples of 1/25
 DEFAULT_MEMBERS = 5
+NO_ENSEMBLE = "--no-ensemble"  # the reason of a run that asked for one network (refitted on all rows)
 RULE = (f"greedy forward selection with replacement (Caruana et al., 2004) over the CV's candidates, {STEPS} "
         "steps on their out-of-fold predictions; kept only where it beats the CV winner alone out of fold, and "
         "where, chosen on all folds but one, it beats the best single network chosen the same way on the fold "
@@ -82,7 +83,7 @@ def select_ensemble(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, winn
     score = _scorer(y, metric, folds)
     single_score = score(oof[winner])
     if max_members < 2 or len(oof) < 2:
-        why = "--no-ensemble" if max_members < 2 else "only one candidate has an out-of-fold prediction for every row"
+        why = NO_ENSEMBLE if max_members < 2 else "only one candidate has an out-of-fold prediction for every row"
         return single(winner, single_score, len(oof), why)
     members, best_score = _greedy(oof, score, metric, max_members)
     beats = len(members) > 1 and is_better(round(best_score, 4), round(single_score, 4), metric)
