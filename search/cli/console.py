@@ -289,7 +289,9 @@ def print_final(final: RunSummary, run_dir: object) -> None:
         out.print(f"model: ensemble of {len(ensemble['members'])} networks ({members}); {ensemble['reason']}",
                   markup=False)
     elif ensemble:
-        out.print(f"model: the winner alone; {ensemble['reason']}", markup=False)
+        folds = sum(n.get("fold_models", 0) for n in ensemble.get("networks", []))
+        alone = f"the winner alone, bagged as its {folds} fold models" if folds > 1 else "the winner alone"
+        out.print(f"model: {alone}; {ensemble['reason']}", markup=False)
     if final.test:
         t = final.test
         out.print(
