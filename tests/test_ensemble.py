@@ -75,6 +75,17 @@ def test_one_network_is_kept_when_no_mean_beats_it():
     assert choice.score == choice.single_score and "winner alone" in choice.reason
 
 
+def test_a_class_too_rare_to_split_leaves_the_out_of_fold_decision_standing():
+    """One positive row: no two parts can both hold it, so there is no cross-validated check, and an
+    ensemble that wins out of fold is kept on that alone (rather than failing the split)."""
+    y = np.zeros(40, dtype=int)
+    y[3] = 1
+    rng = np.random.default_rng(0)
+    choice = select_ensemble(y, {n: rng.uniform(size=40) for n in "abc"}, "roc_auc", "a", max_members=5)
+    assert choice.chosen and choice.held_out is None and choice.score > choice.single_score
+    assert "held_out_score" not in choice.to_json()
+
+
 def test_fold_by_fold_scores_do_not_reward_evening_out_the_folds():
     """Two folds, each ranked perfectly by both candidates, but ``a`` predicts one fold higher than the
     other: pooled, ``a`` scores 0.75 and the selection moves away from it; fold by fold it is perfect,

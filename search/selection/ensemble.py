@@ -92,7 +92,11 @@ def select_ensemble(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, winn
                if len(members) > 1 or members[0].trial_id == winner else
                f"the selection kept one network ({members[0].trial_id}), not a mean of several")
         return single(winner, single_score, len(oof), why + f" ({metric} {single_score:.4f})")
-    mixed, alone = held_out = held_out_check(y, oof, metric, max_members, folds, parts)
+    held_out = held_out_check(y, oof, metric, max_members, folds, parts)
+    if held_out is None:  # too few rows of a class to split them: the out-of-fold decision stands
+        return EnsembleChoice(members, True, float(best_score), single_score, len(oof),
+                              f"its out-of-fold {metric} {best_score:.4f} beats the winner's {single_score:.4f}")
+    mixed, alone = held_out
     if not is_better(round(mixed, 4), round(alone, 4), metric):
         return single(winner, single_score, len(oof),
                       f"its out-of-fold {metric} {best_score:.4f} beats the winner's {single_score:.4f} on the rows "
@@ -107,16 +111,16 @@ def select_ensemble(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, winn
 
 
 def held_out_check(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, max_members: int,
-                   folds: np.ndarray | None, parts: np.ndarray | None) -> tuple[float, float]:
+                   folds: np.ndarray | None, parts: np.ndarray | None) -> tuple[float, float] | None:
     """The ensemble and the best single candidate, each chosen on all parts but one and scored on that
-    one: their mean scores over the parts. Both are chosen, so both pay for the noise of choosing."""
+    one: their mean scores over the parts (None where a class has too few rows to split). Both are
+    chosen, so both pay for the noise of choosing."""
     if parts is None and folds is not None:
         parts = folds
     if parts is None or len(np.unique(parts)) < 2:  # one fold (the holdout rule's validation part)
         parts = _stratified_parts(y)
-    if len(np.unique(parts)) < 2:  # too few rows of a class to split: the out-of-fold scores stand
-        score = _scorer(y, metric, folds)
-        return _greedy(oof, score, metric, max_members)[1], score(oof[_best_single(oof, score, metric)])
+    if len(np.unique(parts)) < 2:
+        return None
     mixed_scores, single_scores = [], []
     for part in np.unique(parts):
         inner, outer = parts != part, parts == part

@@ -90,7 +90,7 @@ def fit_final_model(cv: Any, table: Table, rows: np.ndarray, seed: int, compute:
 def _bags_its_winner(cv: Any) -> bool:
     """Whether the winner alone is exported as its fold models, as an ensemble's members are: bagged,
     caravan seed 0's winner scored 0.7702 on the test part, refitted on all rows 0.7618 (bench/README.md,
-    "The winner alone, bagged"). Not with ``--no-ensemble`` (one small network) or where the deadline
+    "... and the winner alone bagged, 2026-12-07"). Not with ``--no-ensemble`` (one small network) or where the deadline
     left the winner without a fold."""
     scored = cv.score_of(cv.winner.trial_id)
     return cv.ensemble.reason != NO_ENSEMBLE and not scored.skipped_folds and not scored.diverged_folds
