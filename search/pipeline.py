@@ -313,7 +313,7 @@ def retrain_and_export(run_dir: Path, spec: RunSpec, plan: RunPlan, table: Table
                             repeats=head.repeats, seed=options.seed, compute=options.compute,
                             threshold=options.threshold, max_epochs=max_epochs, deadline=clock.deadline(Stage.CV),
                             threshold_rule=options.threshold_rule, on_progress=on_progress, workers=head.workers,
-                            ensemble_members=options.ensemble_members)
+                            ensemble_members=options.ensemble_members, ensemble_min_rows=options.ensemble_min_rows)
         clock.start(Stage.BASELINES)  # what is left of them
         baselines, tuned = head.baselines()
         run_folder.write_json(run_dir / run_folder.CV, {**cv.to_json(), "baselines": baselines})

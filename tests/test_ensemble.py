@@ -129,7 +129,7 @@ def test_a_run_exports_an_ensemble_that_every_way_of_predicting_reads_alike(tmp_
     data = tmp_path / "two views [v1].csv"
     _table().to_csv(data, index=False)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli(["run", str(data), "--target", "label", "--samples", "8", "--max-epochs", "12",
+    proc = run_cli(["run", str(data), "--target", "label", "--samples", "8", "--max-epochs", "12", "--ensemble",
                     "--grace-period", "12", "--repeats", "1", "--cpus", "2", "--name", "mixed", "--results", "out",
                     "--mlflow", "--mlflow-uri", store], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -276,18 +276,20 @@ def test_a_cv_cut_short_by_its_deadline_exports_the_winner_alone(tmp_path, mixed
 
 @pytest.mark.slow
 def test_a_winner_kept_alone_is_exported_as_its_fold_models(tmp_path):
-    """With the ensemble on but one candidate (``--top-k 1``), the winner alone is bagged as an
-    ensemble's members are: one network per CV fold, each the very fit the CV scored, weights equal."""
+    """On a table under 1,000 non-test rows no ensemble is selected unless asked for (``--ensemble``), and
+    the winner alone is bagged as an ensemble's members are: one network per CV fold, each the very fit
+    the CV scored, weights equal."""
     data = tmp_path / "alone [v1].csv"
     _table().to_csv(data, index=False)
     proc = run_cli(["run", str(data), "--target", "label", "--samples", "3", "--max-epochs", "4", "--grace-period", "4",
-                    "--repeats", "1", "--top-k", "1", "--cpus", "2", "--name", "alone", "--results", "out"], cwd=tmp_path)
+                    "--repeats", "1", "--cpus", "2", "--name", "alone", "--results", "out"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "out" / "alone"
     metadata = json.loads((run_dir / "model" / "metadata.json").read_text())
     cv = json.loads((run_dir / "cv.json").read_text())
     ensemble = metadata["ensemble"]
-    assert not ensemble["chosen"] and "only one candidate" in ensemble["reason"]
+    assert not ensemble["chosen"] and ensemble["reason"].startswith("the table has 288 non-test rows")
+    assert cv["ensemble"]["candidates"] >= 2  # candidates there were: the table's size decided
     assert [n["trial_id"] for n in ensemble["networks"]] == [cv["winner"]]
     assert ensemble["networks"][0]["fold_models"] == cv["folds"] > 1
     assert metadata["trained_on"].startswith("bagged: the winner's") and "fold models" in metadata["model"]

@@ -52,8 +52,9 @@ def run(
     top_k: int | None = typer.Option(None, help="Best configurations re-scored by stratified k-fold CV. Default: 3, "
                                      "or with the ensemble as many as --ensemble-members (the best 3, then the best "
                                      "of other network shapes)."),
-    ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Export the weighted mean of the CV's best "
-                                  "networks where it beats the winner alone out of fold."),
+    ensemble: bool | None = typer.Option(None, "--ensemble/--no-ensemble", help="Export the weighted mean of the CV's "
+                                         "best networks where it beats the winner alone, cross-validated. Default: on "
+                                         "tables of 1,000 non-test rows or more; --ensemble on any table."),
     ensemble_members: int = typer.Option(5, help="Most networks in the ensemble."),
     folds: int | None = typer.Option(None, help="CV folds. Default: 5, or the search's validation part when it "
                                      "holds over 20,000 rows."),

@@ -183,9 +183,11 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
                    folds: int, repeats: int, seed: int, compute: Compute, threshold: float | None,
                    max_epochs: int, deadline: float, threshold_rule: str = "auto",
                    on_progress: Callable[[FitProgress], None] | None = None,
-                   workers: FitWorkers | None = None, ensemble_members: int = 1) -> CvSummary:
+                   workers: FitWorkers | None = None, ensemble_members: int = 1,
+                   ensemble_min_rows: int = 0) -> CvSummary:
     """Score every candidate on the same folds, in parallel Ray tasks (or ``workers``' actors); pick the
-    winner, the ensemble of at most ``ensemble_members`` of them (1: none), and the threshold.
+    winner, the ensemble of at most ``ensemble_members`` of them (1: none; nor on fewer than
+    ``ensemble_min_rows`` rows), and the threshold.
 
     Raises KeyboardInterrupt (after cancelling the running fits) when stopped.
     """
@@ -202,7 +204,8 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
         oof_frames.append(oof.assign(candidate=cand.trial_id))
     best = _winner(summaries, metric)
     oof = pd.concat(oof_frames, ignore_index=True)
-    ensemble, per_row = _ensemble(oof, summaries, candidates[best].trial_id, metric, ensemble_members)
+    ensemble, per_row = _ensemble(oof, summaries, candidates[best].trial_id, metric, ensemble_members,
+                                  ensemble_min_rows)
     if threshold is None:
         threshold, rule_text = choose_threshold(per_row["y"].to_numpy(), per_row["probability"].to_numpy(),
                                                 metric if threshold_rule == "auto" else threshold_rule)
@@ -217,10 +220,10 @@ def cross_validate(table: Table, splits: Splits, candidates: list[Candidate], *,
 
 
 def _ensemble(oof: pd.DataFrame, summaries: list[CandidateScore], winner: str, metric: str,
-              max_members: int) -> tuple[EnsembleChoice, pd.DataFrame]:
+              max_members: int, min_rows: int = 0) -> tuple[EnsembleChoice, pd.DataFrame]:
     """The ensemble over the candidates that predicted every fold's rows without a diverged fold, scored
-    fold by fold; and the exported model's out-of-fold prediction per row (the mean over the CV's
-    repeats, as the final model predicts once), for its threshold."""
+    fold by fold (none on fewer than ``min_rows`` rows); and the exported model's out-of-fold prediction
+    per row (the mean over the CV's repeats, as the final model predicts once), for its threshold."""
     by_fold = {tid: frame.sort_values(["fold", "row"], kind="stable")
                for tid, frame in oof.groupby("candidate", sort=False)}
     ours = by_fold[winner]
@@ -230,16 +233,25 @@ def _ensemble(oof: pd.DataFrame, summaries: list[CandidateScore], winner: str, m
                 and np.array_equal(by_fold[s.trial_id][["fold", "row"]].to_numpy(), keys)}
     # (a candidate without folds adds an empty frame, which leaves the columns of the whole as objects)
     y, folds = ours["y"].to_numpy().astype(np.int64), ours["fold"].to_numpy().astype(np.int64)
+    rows = ours["row"].nunique()
     if winner not in complete:  # its own rows only (a skipped fold): no ensemble over other rows
-        choice = single(winner, float(np.mean([score_all(y[folds == f], ours["probability"].to_numpy()[folds == f])
-                                               [metric] for f in np.unique(folds)])), 1,
+        choice = single(winner, _fold_mean(y, ours["probability"].to_numpy(), folds, metric), 1,
                         "the CV winner lacks an out-of-fold prediction for some rows")
+    elif rows < min_rows and max_members > 1:
+        choice = single(winner, _fold_mean(y, complete[winner], folds, metric), len(complete),
+                        f"the table has {rows:,} non-test rows, and an ensemble is selected from {min_rows:,} (on "
+                        f"smaller tables its out-of-fold gain did not hold on held-out rows); --ensemble selects one "
+                        f"anyway")
     else:  # the cross-validated check holds out each row's first-repeat fold, in every repeat at once
         parts = ours.groupby("row")["fold"].transform("min").to_numpy().astype(np.int64)
         choice = select_ensemble(y, complete, metric, winner, max_members, folds, parts)
     probability = choice.probability(complete) if choice.chosen else ours["probability"].to_numpy(dtype=np.float64)
     per_row = pd.DataFrame({"row": ours["row"].to_numpy(), "y": y, "probability": probability})
     return choice, per_row.groupby("row", sort=True).agg(y=("y", "first"), probability=("probability", "mean"))
+
+
+def _fold_mean(y: np.ndarray, probability: np.ndarray, folds: np.ndarray, metric: str) -> float:
+    return float(np.mean([score_all(y[folds == f], probability[folds == f])[metric] for f in np.unique(folds)]))
 
 
 def _summarise(cand: Candidate, outs: list[dict[str, Any]], plan: list[tuple[np.ndarray, np.ndarray]],
