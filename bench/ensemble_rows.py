@@ -24,8 +24,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+def fold_mean(y: np.ndarray, probability: np.ndarray, folds: np.ndarray) -> float:
+    from search.metrics import score_all
+
+    return float(np.mean([score_all(y[folds == f], probability[folds == f])["roc_auc"] for f in np.unique(folds)]))
+
+
 def fold_gains(run: Path) -> dict[str, float] | None:
-    from search.selection import ensemble as selection
+    from search.selection.ensemble import held_out_scores
 
     cv, test = json.loads((run / "cv.json").read_text()), json.loads((run / "test.json").read_text())
     if not cv["ensemble"]["chosen"]:
@@ -38,18 +44,10 @@ def fold_gains(run: Path) -> dict[str, float] | None:
                 if np.array_equal(f[["fold", "row"]].to_numpy(), keys)}
     y, folds = ours["y"].to_numpy().astype(int), ours["fold"].to_numpy()
     parts = ours.groupby("row")["fold"].transform("min").to_numpy()
-    against_best, against_winner = [], []
-    for part in np.unique(parts):
-        inner, outer = parts != part, parts == part
-        inner_score = selection._scorer(y[inner], "roc_auc", folds[inner])
-        outer_score = selection._scorer(y[outer], "roc_auc", folds[outer])
-        chosen = {n: p[inner] for n, p in complete.items()}
-        members, _ = selection._greedy(chosen, inner_score, "roc_auc", 5)
-        best = selection._best_single(chosen, inner_score, "roc_auc")
-        mixed = outer_score(np.sum([m.weight * complete[m.trial_id][outer] for m in members], axis=0))
-        against_best.append(mixed - outer_score(complete[best][outer]))
-        against_winner.append(mixed - outer_score(complete[cv["winner"]][outer]))
-    best_gain, winner_gain = np.array(against_best), np.array(against_winner)
+    scores = held_out_scores(y, complete, "roc_auc", 5, folds, parts)
+    winner = [fold_mean(y[parts == p], complete[cv["winner"]][parts == p], folds[parts == p]) for p in np.unique(parts)]
+    best_gain = np.array([mixed - alone for mixed, alone in scores])
+    winner_gain = np.array([mixed - w for (mixed, _), w in zip(scores, winner, strict=True)])
     return {"rows": int(ours["row"].nunique()), "check": best_gain.mean(),
             "check_se": best_gain.std(ddof=1) / np.sqrt(len(best_gain)), "vs_winner": winner_gain.mean(),
             "test_gain": test["roc_auc"] - test["networks"][cv["winner"]]["roc_auc"]}

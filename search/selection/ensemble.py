@@ -115,13 +115,22 @@ def held_out_check(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, max_m
     """The ensemble and the best single candidate, each chosen on all parts but one and scored on that
     one: their mean scores over the parts (None where a class has too few rows to split). Both are
     chosen, so both pay for the noise of choosing."""
+    scores = held_out_scores(y, oof, metric, max_members, folds, parts)
+    if scores is None:
+        return None
+    return float(np.mean([mixed for mixed, _ in scores])), float(np.mean([alone for _, alone in scores]))
+
+
+def held_out_scores(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, max_members: int,
+                    folds: np.ndarray | None, parts: np.ndarray | None) -> list[tuple[float, float]] | None:
+    """:func:`held_out_check` part by part, in the order of the parts' numbers: (ensemble, best single)."""
     if parts is None and folds is not None:
         parts = folds
     if parts is None or len(np.unique(parts)) < 2:  # one fold (the holdout rule's validation part)
         parts = _stratified_parts(y)
     if len(np.unique(parts)) < 2:
         return None
-    mixed_scores, single_scores = [], []
+    scores = []
     for part in np.unique(parts):
         inner, outer = parts != part, parts == part
         inner_score = _scorer(y[inner], metric, None if folds is None else folds[inner])
@@ -129,9 +138,9 @@ def held_out_check(y: np.ndarray, oof: dict[str, np.ndarray], metric: str, max_m
         chosen = {n: p[inner] for n, p in oof.items()}
         members, _ = _greedy(chosen, inner_score, metric, max_members)
         best = _best_single(chosen, inner_score, metric)
-        mixed_scores.append(outer_score(np.sum([m.weight * oof[m.trial_id][outer] for m in members], axis=0)))
-        single_scores.append(outer_score(oof[best][outer]))
-    return float(np.mean(mixed_scores)), float(np.mean(single_scores))
+        scores.append((outer_score(np.sum([m.weight * oof[m.trial_id][outer] for m in members], axis=0)),
+                       outer_score(oof[best][outer])))
+    return scores
 
 
 def _greedy(oof: dict[str, np.ndarray], score: Callable[[np.ndarray], float], metric: str,
