@@ -27,20 +27,38 @@ def fold_mean(y: np.ndarray, probability: np.ndarray, folds: np.ndarray) -> floa
     return float(np.mean([score_all(y[folds == f], probability[folds == f])["roc_auc"] for f in np.unique(folds)]))
 
 
+def read_oof(run: Path) -> tuple[dict, pd.DataFrame, dict[str, np.ndarray]]:
+    """A run's ``cv.json``; its winner's out-of-fold rows (fold, row, y, probability) in the CV's order; and
+    each candidate's out-of-fold probabilities on the same rows, for those that predicted them all."""
+    cv = json.loads((run / "cv.json").read_text())
+    oof = pd.read_parquet(run / "oof.parquet")
+    by = {t: f.sort_values(["fold", "row"], kind="stable") for t, f in oof.groupby("candidate", sort=False)}
+    keys = by[cv["winner"]][["fold", "row"]].to_numpy()
+    complete = {t: f["probability"].to_numpy(float) for t, f in by.items()
+                if np.array_equal(f[["fold", "row"]].to_numpy(), keys)}
+    return cv, by[cv["winner"]], complete
+
+
+def write_result(out: Path, stem: str, title: str, runs: list[Path], lines: list[str]) -> Path:
+    """``bench/results/<stem>-<time>.md``: the title, the command that made it, and the table."""
+    path = out / f"{stem}-{time.strftime('%Y%m%dT%H%M%S')}.md"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {title}\n\n`python -m bench.{stem.replace('-', '_')} " + " ".join(r.name for r in runs)
+                    + "`\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"written: {path}")
+    return path
+
+
 def nested_choice(run: Path) -> list[str]:
     """One table row: the run, its candidates, its own choice, the cross-validated one, the test scores."""
     from search.metrics import score_all
     from search.selection.ensemble import select_ensemble
 
-    oof = pd.read_parquet(run / "oof.parquet")
-    cv = json.loads((run / "cv.json").read_text())
+    cv, ours, complete = read_oof(run)
     test = json.loads((run / "test.json").read_text())
     winner = cv["winner"]
-    by = {t: f.sort_values(["fold", "row"], kind="stable") for t, f in oof.groupby("candidate", sort=False)}
-    keys = by[winner][["fold", "row"]].to_numpy()
-    complete = {t: f["probability"].to_numpy(float) for t, f in by.items()
-                if np.array_equal(f[["fold", "row"]].to_numpy(), keys)}
-    y, folds = by[winner]["y"].to_numpy().astype(int), by[winner]["fold"].to_numpy()
+    y, folds = ours["y"].to_numpy().astype(int), ours["fold"].to_numpy()
     full = select_ensemble(y, complete, "roc_auc", winner, 5, folds)
     mixed_scores, single_scores = [], []
     for f in np.unique(folds):
@@ -69,12 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += [nested_choice(run) for run in args.runs]
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "|" + "---|" * len(rows[0]))
-    path = args.out / f"ensemble-choice-{time.strftime('%Y%m%dT%H%M%S')}.md"
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Ensemble chosen out of fold, and cross-validated\n\n`python -m bench.ensemble_choice "
-                    + " ".join(r.name for r in args.runs) + "`\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"written: {path}")
+    write_result(args.out, "ensemble-choice", "Ensemble chosen out of fold, and cross-validated", args.runs, lines)
 
 
 if __name__ == "__main__":

@@ -14,34 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-
-def fold_mean(y: np.ndarray, probability: np.ndarray, folds: np.ndarray) -> float:
-    from search.metrics import score_all
-
-    return float(np.mean([score_all(y[folds == f], probability[folds == f])["roc_auc"] for f in np.unique(folds)]))
+from bench.ensemble_choice import fold_mean, read_oof, write_result  # noqa: E402
 
 
 def fold_gains(run: Path) -> dict[str, float] | None:
     from search.selection.ensemble import held_out_scores
 
-    cv, test = json.loads((run / "cv.json").read_text()), json.loads((run / "test.json").read_text())
+    cv, ours, complete = read_oof(run)
     if not cv["ensemble"]["chosen"]:
         return None
-    oof = pd.read_parquet(run / "oof.parquet")
-    by = {t: f.sort_values(["fold", "row"], kind="stable") for t, f in oof.groupby("candidate", sort=False)}
-    ours = by[cv["winner"]]
-    keys = ours[["fold", "row"]].to_numpy()
-    complete = {t: f["probability"].to_numpy(float) for t, f in by.items()
-                if np.array_equal(f[["fold", "row"]].to_numpy(), keys)}
+    test = json.loads((run / "test.json").read_text())
     y, folds = ours["y"].to_numpy().astype(int), ours["fold"].to_numpy()
     parts = ours.groupby("row")["fold"].transform("min").to_numpy()
     scores = held_out_scores(y, complete, "roc_auc", 5, folds, parts)
@@ -76,13 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     for rule, keeps in RULES.items():
         kept = [g["test_gain"] for g in gains.values() if keeps(g)]
         lines.append(f"| {rule} | {len(kept)} of {len(gains)} | {sum(kept):+.4f} |")
-    path = args.out / f"ensemble-rows-{time.strftime('%Y%m%dT%H%M%S')}.md"
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text("# The kept ensembles' test gains by the table's size\n\n`python -m bench.ensemble_rows "
-                    + " ".join(r.name for r in args.runs) + "`\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"written: {path}")
-
+    write_result(args.out, "ensemble-rows", "The kept ensembles' test gains by the table's size", args.runs, lines)
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,7 @@ sys.path.append(str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.ensemble_choice import fold_mean, read_oof, write_result  # noqa: E402
 from bench.tables import write_table  # noqa: E402
 
 
@@ -56,13 +57,10 @@ def logistic_member(run: Path, table: Any, test: np.ndarray) -> dict[str, Any]:
     from search.selection.baselines import baseline_inputs, baseline_model
     from search.selection.ensemble import select_ensemble
 
-    cv = json.loads((run / "cv.json").read_text())
-    oof = pd.read_parquet(run / "oof.parquet")
-    by = {t: f.sort_values(["fold", "row"], kind="stable") for t, f in oof.groupby("candidate", sort=False)}
-    ours = by[cv["winner"]]
+    cv, ours, complete = read_oof(run)
     y, folds, rows = ours["y"].to_numpy().astype(int), ours["fold"].to_numpy(), ours["row"].to_numpy()
     members = cv["ensemble"]["members"] if cv["ensemble"]["chosen"] else [{"trial_id": cv["winner"], "weight": 1.0}]
-    exported_oof = np.sum([m["weight"] * by[m["trial_id"]]["probability"].to_numpy(float) for m in members], axis=0)
+    exported_oof = np.sum([m["weight"] * complete[m["trial_id"]] for m in members], axis=0)
     linear_oof, linear_test = np.zeros(len(y)), []
     for f in np.unique(folds):
         held = rows[folds == f]
@@ -77,11 +75,7 @@ def logistic_member(run: Path, table: Any, test: np.ndarray) -> dict[str, Any]:
     exported_test = pd.read_parquet(run / "test_predictions.parquet").set_index("row").loc[test, "probability"]
     mixed = weights.get("exported", 0.0) * exported_test.to_numpy() + weights.get("linear", 0.0) * np.mean(
         linear_test, axis=0)
-
-    def fold_mean(p: np.ndarray) -> float:
-        return float(np.mean([score_all(y[folds == f], p[folds == f])["roc_auc"] for f in np.unique(folds)]))
-
-    return {"oof_exported": fold_mean(exported_oof), "oof_linear": fold_mean(linear_oof),
+    return {"oof_exported": fold_mean(y, exported_oof, folds), "oof_linear": fold_mean(y, linear_oof, folds),
             "linear_weight": weights.get("linear", 0.0),
             "test_exported": score_all(table.y[test], exported_test.to_numpy())["roc_auc"],
             "test_linear": score_all(table.y[test], np.mean(linear_test, axis=0))["roc_auc"],
@@ -130,13 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             cells = [linear["oof_exported"], linear["oof_linear"], linear["linear_weight"], linear["test_exported"],
                      linear["test_linear"], linear["test_kept"], bags["bag_a"], bags["bag_b"], bags["bag_ab"]]
             rows.append(f"| {run.name} | " + " | ".join(f"{v:.4f}" for v in cells) + " |")
-            print(rows[-1], flush=True)
-    path = args.out / f"member-levers-{time.strftime('%Y%m%dT%H%M%S')}.md"
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text("# A logistic regression member, and a second fold split\n\n`python -m bench.member_levers "
-                    + " ".join(r.name for r in args.runs) + "`\n\n" + "\n".join(rows) + "\n")
-    print(f"written: {path}")
-
+    write_result(args.out, "member-levers", "A logistic regression member, and a second fold split", args.runs, rows)
 
 if __name__ == "__main__":
     main()
