@@ -15,7 +15,8 @@ were split) with the winner's configuration and CV epochs:
 For each: the out-of-fold ROC AUC (mean over folds) and the test ROC AUC of the 5 fold models' mean, at
 the winner's CV epochs, and the training seconds. A TabM also at its own epoch count: the best of its
 mean fold curve up to ``--own-epochs``, chosen as the CV chooses the winner's (so its out-of-fold score
-is as optimistic as the winner's own). Writes ``bench/results/tabm-members-<stamp>.md``. A run folder
+is as optimistic as the winner's own). ``--tabm-l2 X`` gives the TabMs another L2 than the winner's (0: none).
+Writes ``bench/results/tabm-members-<stamp>.md``. A run folder
 made by ``bench.ensemble`` whose table was in a temporary folder gets its table written again
 (``bench.member_levers.reloaded``).
 """
@@ -141,9 +142,11 @@ def fit_tabm(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, 
     return curves
 
 
-def compare(run: Path, spec: Any, table: Any, splits: Any, k: int, own_epochs: int) -> dict[str, dict[str, float]]:
+def compare(run: Path, spec: Any, table: Any, splits: Any, k: int, own_epochs: int,
+            tabm_l2: float | None = None) -> dict[str, dict[str, float]]:
     """Each kind's out-of-fold and test ROC AUC at the winner's CV epochs; a TabM's also at its own epoch
-    count, the best of its mean fold curve up to ``own_epochs`` (as the CV chooses the winner's)."""
+    count, the best of its mean fold curve up to ``own_epochs`` (as the CV chooses the winner's). A TabM
+    gets ``tabm_l2`` instead of the winner's L2 where given."""
     from search.compute import use_backend
     from search.data import fit_and_encode
     from search.metrics import score_all
@@ -170,7 +173,8 @@ def compare(run: Path, spec: Any, table: Any, splits: Any, k: int, own_epochs: i
                 parts = [np.asarray(model.predict(p, batch_size=8192, verbose=0)).ravel() for p in (x_held, x_test)]
                 curves[kind].append([parts] * epochs)
             else:
-                curves[kind].append(fit_tabm(config, x, y, max(epochs, own_epochs), k, kind == "TabM-mini",
+                own = config if tabm_l2 is None else {**config, "l2": tabm_l2}
+                curves[kind].append(fit_tabm(own, x, y, max(epochs, own_epochs), k, kind == "TabM-mini",
                                              spec.seed + f, (x_held, x_test)))
             seconds[kind] += time.time() - began
 
@@ -191,9 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--k", type=int, default=16, help="members of each TabM")
     parser.add_argument("--own-epochs", type=int, default=40, help="most epochs of a TabM's own curve")
+    parser.add_argument("--tabm-l2", type=float, default=None,
+                        help="the TabMs' L2 instead of the winner's (on their shared kernels only, as the plain one's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    rows = [f"k = {args.k}; a TabM's own epochs: the best of its mean fold curve up to {args.own_epochs}.", "",
+    l2 = "the winner's" if args.tabm_l2 is None else f"{args.tabm_l2:g}"
+    rows = [f"k = {args.k}; a TabM's own epochs: the best of its mean fold curve up to {args.own_epochs}; "
+            f"a TabM's L2: {l2}.", "",
             "| run | winner's CV epochs | run's winner oof / test | plain oof / test / s | TabM-mini oof / test / s "
             "| TabM oof / test / s | TabM-mini, own epochs: oof / test (epochs) | TabM, own epochs |",
             "|---|---|---|---|---|---|---|---|"]
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             spec, table, splits = reloaded(run, Path(scratch))
             cv, test = json.loads((run / "cv.json").read_text()), json.loads((run / "test.json").read_text())
             own = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
-            got = compare(run, spec, table, splits, args.k, args.own_epochs)
+            got = compare(run, spec, table, splits, args.k, args.own_epochs, args.tabm_l2)
             cells = [str(own["epochs"]),
                      f"{own['mean']['roc_auc']:.4f} / {test['networks'][cv['winner']]['roc_auc']:.4f}"]
             cells += [f"{g['oof']:.4f} / {g['test']:.4f} / {g['seconds']:.0f}" for g in list(got.values())[:3]]
