@@ -142,11 +142,11 @@ def fit_tabm(config: dict[str, Any], x: np.ndarray, y: np.ndarray, epochs: int, 
     return curves
 
 
-def compare(run: Path, spec: Any, table: Any, splits: Any, k: int, own_epochs: int,
+def compare(winner: dict[str, Any], folds: int, spec: Any, table: Any, splits: Any, k: int, own_epochs: int,
             tabm_l2: float | None = None) -> dict[str, dict[str, float]]:
-    """Each kind's out-of-fold and test ROC AUC at the winner's CV epochs; a TabM's also at its own epoch
-    count, the best of its mean fold curve up to ``own_epochs`` (as the CV chooses the winner's). A TabM
-    gets ``tabm_l2`` instead of the winner's L2 where given."""
+    """Each kind's out-of-fold and test ROC AUC at the ``winner`` candidate's CV epochs (from ``cv.json``);
+    a TabM's also at its own epoch count, the best of its mean fold curve up to ``own_epochs`` (as the CV
+    chooses the winner's). A TabM gets ``tabm_l2`` instead of the winner's L2 where given."""
     from search.compute import use_backend
     from search.data import fit_and_encode
     from search.metrics import score_all
@@ -154,11 +154,9 @@ def compare(run: Path, spec: Any, table: Any, splits: Any, k: int, own_epochs: i
     from search.selection.cv import fold_plan
 
     use_backend(spec.compute())
-    cv = json.loads((run / "cv.json").read_text())
-    winner = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
     config, epochs = winner["hyperparameters"], int(winner["epochs"])
     test, y_all = splits.test, table.y
-    plan = fold_plan(table, splits, "kfold", cv["folds"], 1, spec.seed)
+    plan = fold_plan(table, splits, "kfold", folds, 1, spec.seed)
     kinds = ("plain", "TabM-mini", "TabM")
     curves: dict[str, list[list[list[np.ndarray]]]] = {kind: [] for kind in kinds}  # kind, fold, epoch, part
     seconds = dict.fromkeys(kinds, 0.0)
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             spec, table, splits = reloaded(run, Path(scratch))
             cv, test = json.loads((run / "cv.json").read_text()), json.loads((run / "test.json").read_text())
             own = next(c for c in cv["candidates"] if c["trial_id"] == cv["winner"])
-            got = compare(run, spec, table, splits, args.k, args.own_epochs, args.tabm_l2)
+            got = compare(own, cv["folds"], spec, table, splits, args.k, args.own_epochs, args.tabm_l2)
             cells = [str(own["epochs"]),
                      f"{own['mean']['roc_auc']:.4f} / {test['networks'][cv['winner']]['roc_auc']:.4f}"]
             cells += [f"{g['oof']:.4f} / {g['test']:.4f} / {g['seconds']:.0f}" for g in list(got.values())[:3]]
